@@ -1,0 +1,23 @@
+// From the job spec's layer list (proto) to a Network of engine layers.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine/init.h"
+#include "engine/network.h"
+#include "prelude/v1/job.pb.h"
+
+namespace prelude {
+
+ActKind act_kind_from(const prelude::v1::ActivationSpec& spec);
+
+// Builds the layers (named conv1.., fc1.., pool1.., and "<weight layer>.act" for the
+// activation that follows a weight layer) for input {N, C, H, W}. The layer specs
+// must be complete (see expand_model). Shape problems are UserErrors naming the layer.
+std::unique_ptr<Network> build_network(const std::vector<prelude::v1::LayerSpec>& layers,
+                                       const dims_t& input_dims);
+
+InitOptions init_options_from(const prelude::v1::InitSpec& spec, uint64_t seed);
+
+}  // namespace prelude

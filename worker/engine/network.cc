@@ -1,0 +1,82 @@
+#include "engine/network.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "engine/errors.h"
+
+namespace prelude {
+
+Network::Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input_dims)
+    : layers_(std::move(layers)), input_dims_(input_dims) {
+  if (layers_.empty()) throw std::logic_error("Network needs at least one layer");
+  auto& eng = Context::get().engine;
+  const auto in_md = md_of(input_dims_, tag::nchw);
+  input_.data = dnnl::memory(in_md, eng);
+  input_.diff = dnnl::memory(in_md, eng);  // written only if the first layer is an activation
+
+  dnnl::memory::desc md = in_md;
+  for (auto& l : layers_) md = l->setup(md, params_);
+  const auto out = md.dims();
+  if (out.size() != 2)
+    throw UserError("model: the last layer must be fully connected (it gives the class scores)");
+  num_classes_ = out[1];
+  params_.finalize();
+
+  Blob* prev = &input_;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->bind(prev, /*need_input_grad=*/i > 0);
+    prev = &layers_[i]->output();
+  }
+  loss_.setup(md);
+  loss_.bind(prev);
+}
+
+void Network::forward() {
+  for (auto& l : layers_) l->forward();
+  Context::get().stream.wait();
+}
+
+LossResult Network::loss(const int32_t* labels, int count, bool write_grad, double grad_denominator) {
+  return loss_.compute(labels, count, write_grad, grad_denominator);
+}
+
+void Network::backward() {
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) (*it)->backward();
+  Context::get().stream.wait();
+}
+
+std::vector<ActivationLayer*> Network::activations() const {
+  std::vector<ActivationLayer*> out;
+  for (auto& l : layers_)
+    if (auto* a = dynamic_cast<ActivationLayer*>(l.get())) out.push_back(a);
+  return out;
+}
+
+std::vector<Layer*> Network::weight_layers() const {
+  std::vector<Layer*> out;
+  for (auto& l : layers_)
+    if (l->is_weight_layer()) out.push_back(l.get());
+  return out;
+}
+
+double stddev(const std::vector<float>& v) {
+  if (v.empty()) return 0;
+  double sum = 0, sq = 0;
+  for (float x : v) sum += x;
+  const double mean = sum / v.size();
+  for (float x : v) sq += (x - mean) * (x - mean);
+  return std::sqrt(sq / v.size());
+}
+
+LayerStats Network::weight_layer_stats() const {
+  LayerStats s;
+  for (auto* l : weight_layers()) {
+    s.layers.push_back(l->name());
+    s.activation_std.push_back(stddev(to_plain(l->output().data)));
+    s.gradient_std.push_back(stddev(to_plain(l->output().diff)));
+  }
+  return s;
+}
+
+}  // namespace prelude

@@ -1,0 +1,60 @@
+// A chain of layers over one batch shape, its parameter arena and its loss.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine/activation_layer.h"
+#include "engine/layer.h"
+#include "engine/params.h"
+#include "engine/softmax_xent.h"
+
+namespace prelude {
+
+// Standard deviation of values and gradients at each weight layer's output.
+struct LayerStats {
+  std::vector<std::string> layers;
+  std::vector<double> activation_std;  // std of y = W x + b over the batch
+  std::vector<double> gradient_std;    // std of dE/dy reaching the layer
+};
+
+class Network {
+ public:
+  // Builds every primitive for the input shape {N, C, H, W} (once), allocates the
+  // parameter arena and binds all blobs. The last layer must produce {N, K} logits.
+  Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input_dims);
+
+  int64_t batch() const { return input_dims_[0]; }
+  const dims_t& input_dims() const { return input_dims_; }
+  int64_t num_classes() const { return num_classes_; }
+  // The input batch, plain NCHW, batch() images.
+  float* input_data() { return static_cast<float*>(input_.data.get_data_handle()); }
+
+  void forward();
+  // Loss over the first `count` images of the batch; see SoftmaxCrossEntropy.
+  LossResult loss(const int32_t* labels, int count, bool write_grad, double grad_denominator);
+  void backward();
+
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  std::vector<ActivationLayer*> activations() const;
+  std::vector<Layer*> weight_layers() const;
+  Blob& logits() { return layers_.back()->output(); }
+
+  // After forward + loss + backward: per weight layer, std of its output and gradient.
+  LayerStats weight_layer_stats() const;
+
+ private:
+  std::vector<std::unique_ptr<Layer>> layers_;
+  dims_t input_dims_;
+  int64_t num_classes_ = 0;
+  Blob input_;
+  ParamStore params_;
+  SoftmaxCrossEntropy loss_;
+};
+
+// Sample standard deviation (population form) of a vector.
+double stddev(const std::vector<float>& v);
+
+}  // namespace prelude

@@ -1,0 +1,65 @@
+#include "engine/pool_layer.h"
+
+#include "engine/errors.h"
+
+namespace prelude {
+
+using namespace dnnl;
+
+const char* PoolLayer::type() const {
+  switch (kind_) {
+    case PoolKind::kMax: return "maxpool";
+    case PoolKind::kAvg: return "avgpool";
+    case PoolKind::kGlobalAvg: return "global_avgpool";
+  }
+  return "?";
+}
+
+memory::desc PoolLayer::setup(const memory::desc& src_md, ParamStore&) {
+  auto& eng = Context::get().engine;
+  const auto d = src_md.dims();
+  if (d.size() != 4) throw UserError(name_ + ": pooling needs a 4-D input (it follows a fully connected layer)");
+  const int64_t h = d[2], w = d[3];
+  dims_t kernel{k_, k_}, strides{stride_, stride_};
+  if (kind_ == PoolKind::kGlobalAvg) {
+    kernel = {h, w};
+    strides = {1, 1};
+  } else if (h < k_ || w < k_) {
+    throw UserError(name_ + ": input of " + std::to_string(h) + "x" + std::to_string(w) +
+                    " is too small for a " + std::to_string(k_) + "x" + std::to_string(k_) + " pooling");
+  }
+  const int64_t oh = (h - kernel[0]) / strides[0] + 1, ow = (w - kernel[1]) / strides[1] + 1;
+  const dims_t pad{0, 0};
+  const auto dst_any = md_of({d[0], d[1], oh, ow}, tag::any);
+  const auto algo = kind_ == PoolKind::kMax ? algorithm::pooling_max : algorithm::pooling_avg_exclude_padding;
+  pooling_forward::desc fd(prop_kind::forward_training, algo, src_md, dst_any, strides, kernel, pad, pad);
+  fwd_pd_ = pooling_forward::primitive_desc(fd, eng);
+  out_md_ = fwd_pd_.dst_desc();
+  pooling_backward::desc bd(algo, src_md, out_md_, strides, kernel, pad, pad);
+  pooling_backward::primitive_desc bpd(bd, eng, fwd_pd_);
+  warn_if_reference(fwd_pd_, name_ + " forward");
+  warn_if_reference(bpd, name_ + " backward");
+  fwd_ = pooling_forward(fwd_pd_);
+  bwd_ = pooling_backward(bpd);
+  return out_md_;
+}
+
+void PoolLayer::bind(Blob* input, bool need_input_grad) {
+  Layer::bind(input, need_input_grad);
+  if (kind_ == PoolKind::kMax) workspace_ = memory(fwd_pd_.workspace_desc(), Context::get().engine);
+}
+
+void PoolLayer::forward() {
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, in_->data}, {DNNL_ARG_DST, out_.data}};
+  if (workspace_) args.insert({DNNL_ARG_WORKSPACE, workspace_});
+  fwd_.execute(Context::get().stream, args);
+}
+
+void PoolLayer::backward() {
+  if (!need_input_grad_) return;
+  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, out_.diff}, {DNNL_ARG_DIFF_SRC, in_->diff}};
+  if (workspace_) args.insert({DNNL_ARG_WORKSPACE, workspace_});
+  bwd_.execute(Context::get().stream, args);
+}
+
+}  // namespace prelude
