@@ -1,0 +1,45 @@
+// Image classification data in memory: loading IDX pairs, resolving a DatasetSpec
+// against the data root, per-epoch shuffling and batch gathering.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "prelude/v1/job.pb.h"
+
+namespace prelude {
+
+struct Dataset {
+  int n = 0, channels = 1, height = 0, width = 0, num_classes = 10;
+  std::vector<float> images;    // n * channels * height * width, NCHW, (x/255 - mean) / std
+  std::vector<int32_t> labels;  // n, each in [0, num_classes)
+};
+
+// Loads an image IDX file (3-D) and a label IDX file (1-D). The counts must match,
+// every label must be below num_classes, std must be positive; limit > 0 keeps the
+// first `limit` items. Errors are UserErrors naming the file(s).
+Dataset load_idx_dataset(const std::string& images_path, const std::string& labels_path, double mean,
+                         double std, int64_t limit = 0, int num_classes = 10);
+
+struct DataFiles {
+  std::string train_images, train_labels, test_images, test_labels;  // empty: not used
+  double mean = 0, std = 1;
+};
+
+// Resolves a (defaulted) DatasetSpec against the data root: a named data set's
+// standard file names under <root>/<name>/ (the .gz name, or the same name without
+// .gz), each replaced by an explicit path when one is given. Paths must stay inside
+// the root after resolving links; files must exist (test files only when
+// `need_test`). Errors are UserErrors naming the field (dataset.trainImages, ...).
+DataFiles resolve_data_files(const prelude::v1::DatasetSpec& spec, const std::string& data_root,
+                             bool need_test = true);
+
+// A permutation of [0, n) that depends only on (seed, epoch): Fisher-Yates over our
+// own generator, so every machine, library and rank computes the same order.
+std::vector<int32_t> epoch_permutation(int64_t n, uint64_t seed, int epoch);
+
+// Copies the images and labels of indices[0, count) into batch buffers (NCHW).
+void gather_batch(const Dataset& d, const int32_t* indices, int count, float* images_out, int32_t* labels_out);
+
+}  // namespace prelude

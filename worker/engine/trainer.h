@@ -1,0 +1,43 @@
+// Trains one job: data, model, initialisation, the SGD loop, evaluation, and the
+// event stream (diagnostics, step, epoch, summary) that every front end consumes.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "prelude/v1/job.pb.h"
+
+namespace prelude {
+
+// Receives the events of a run. The command line prints them as JSON lines; the
+// coordinator's worker forwards them over gRPC.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void on_event(const prelude::v1::TrainingEvent& event) = 0;
+  // Human-readable progress (the command line writes it to stderr).
+  virtual void on_progress(const std::string& /*line*/) {}
+};
+
+struct RunOptions {
+  std::string data_root = "/usr/share/datasets";
+  // Polled between steps; returning true stops the run early (a cancelled job).
+  std::function<bool()> should_stop;
+};
+
+// Thrown when the loss becomes NaN or infinite: a result of the job, not a bug.
+class DivergedError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Runs a defaulted and validated spec (see job_spec.h) and returns the summary
+// event, which has also been sent to `sink`. Throws UserError for bad data files
+// or shapes, DivergedError when training diverges.
+prelude::v1::TrainingEvent run_training(const prelude::v1::JobSpec& spec, const RunOptions& options,
+                                        EventSink& sink);
+
+// One JSON line (proto field names) for an event.
+std::string event_to_json(const prelude::v1::TrainingEvent& event);
+
+}  // namespace prelude

@@ -1,0 +1,116 @@
+// prelude-worker: trains Prelude jobs.
+//
+//   prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]
+//
+// Prints one JSON object per line on stdout (events: diagnostics, step, epoch,
+// summary) and human-readable progress on stderr. Exit codes: 0 success, 1 the
+// training failed (diverged, internal error), 2 bad input (usage, job file, data).
+#include <omp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "engine/errors.h"
+#include "engine/job_spec.h"
+#include "engine/trainer.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]\n"
+    "\n"
+    "Trains the job described by JOB.json (the JSON form of prelude.v1.JobSpec).\n"
+    "  --data-root DIR  where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
+    "  --threads N      compute threads (default: OMP_NUM_THREADS or all cores)\n"
+    "  --quiet          no progress on stderr\n"
+    "stdout: one JSON event per line; exit 0 ok, 1 training failed, 2 bad input.\n";
+
+class CliSink : public prelude::EventSink {
+ public:
+  explicit CliSink(bool quiet) : quiet_(quiet) {}
+  void on_event(const prelude::v1::TrainingEvent& e) override {
+    std::fputs(prelude::event_to_json(e).c_str(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+  void on_progress(const std::string& line) override {
+    if (!quiet_) std::fprintf(stderr, "%s\n", line.c_str());
+  }
+
+ private:
+  bool quiet_;
+};
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "prelude-worker: %s\n%s", msg.c_str(), kUsage);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage_error("missing command");
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (cmd != "run") return usage_error("unknown command '" + cmd + "'");
+
+  prelude::RunOptions options;
+  if (const char* root = std::getenv("PRELUDE_DATA_ROOT")) options.data_root = root;
+  std::string job_path;
+  bool quiet = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* flag) -> std::string {
+      if (i + 1 >= argc) throw prelude::UserError(std::string(flag) + ": needs a value");
+      return argv[++i];
+    };
+    try {
+      if (a == "--data-root") {
+        options.data_root = value("--data-root");
+      } else if (a == "--threads") {
+        const std::string v = value("--threads");
+        char* end = nullptr;
+        const long n = std::strtol(v.c_str(), &end, 10);
+        if (v.empty() || *end || n < 1 || n > 1024)
+          throw prelude::UserError("--threads: must be a whole number from 1 to 1024, got '" + v + "'");
+        omp_set_num_threads(static_cast<int>(n));
+      } else if (a == "--quiet") {
+        quiet = true;
+      } else if (a == "--help" || a == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (!a.empty() && a[0] == '-') {
+        return usage_error("unknown option '" + a + "'");
+      } else if (job_path.empty()) {
+        job_path = a;
+      } else {
+        return usage_error("more than one job file given");
+      }
+    } catch (const prelude::UserError& e) {
+      return usage_error(e.what());
+    }
+  }
+  if (job_path.empty()) return usage_error("missing JOB.json");
+
+  CliSink sink(quiet);
+  try {
+    const auto spec = prelude::load_and_check_job(job_path);
+    prelude::run_training(spec, options, sink);
+  } catch (const prelude::UserError& e) {
+    std::fprintf(stderr, "prelude-worker: error: %s\n", e.what());
+    return 2;
+  } catch (const prelude::DivergedError& e) {
+    std::fprintf(stderr, "prelude-worker: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "prelude-worker: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
