@@ -1,0 +1,118 @@
+// prelude-bench: training throughput of cnn-small, Prelude against PyTorch.
+//
+//   prelude-bench [--steps N] [--batch B] [--threads T] [--torch PATH|none] [--data-root DIR]
+//
+// For each rectifier (ReLU, Leaky ReLU, PReLU shared, PReLU channel-wise) it runs
+// the real training loop (run_training, the code `prelude-worker run` uses) for
+// 5 warm-up + N steps on Fashion-MNIST and reads train_images_per_second from the
+// summary; then, unless --torch none, it runs ../shared/anchors/torch_baseline.py
+// with the same model, batch and threads, and prints a table: images/s of both,
+// the speed-up, and each rectifier's cost over ReLU.
+#include <omp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "engine/errors.h"
+#include "engine/job_spec.h"
+#include "engine/trainer.h"
+
+namespace {
+
+class NullSink : public prelude::EventSink {
+ public:
+  void on_event(const prelude::v1::TrainingEvent&) override {}
+};
+
+double prelude_throughput(const std::string& kind, int steps, int batch, const std::string& root) {
+  const std::string json = R"({"name":"bench","dataset":{"name":"fashion-mnist","trainLimit":)" +
+                           std::to_string((steps + 5) * batch) +
+                           R"(},"model":{"preset":"cnn-small","activation":{"kind":")" + kind +
+                           R"("}},"training":{"epochs":1,"batchSize":)" + std::to_string(batch) +
+                           R"(,"maxSteps":)" + std::to_string(steps + 5) + R"(,"skipTest":true,"logEverySteps":1000000}})";
+  auto spec = prelude::parse_job_json(json, "bench");
+  prelude::apply_defaults(&spec);
+  prelude::validate_job_spec(spec);
+  prelude::RunOptions opt;
+  opt.data_root = root;
+  NullSink sink;
+  return prelude::run_training(spec, opt, sink).train_images_per_second();
+}
+
+// Runs the PyTorch reference and pulls "train_images_per_s" out of its JSON line.
+double torch_throughput(const std::string& script, const std::string& kind, int steps, int batch, int threads) {
+  const std::string cmd = "/usr/bin/python3 " + script + " --model cnn-small --activation " + kind +
+                          " --batch " + std::to_string(batch) + " --threads " + std::to_string(threads) +
+                          " --steps " + std::to_string(steps) + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return 0;
+  std::string out;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  pclose(p);
+  const auto k = out.find("\"train_images_per_s\":");
+  return k == std::string::npos ? 0 : std::atof(out.c_str() + k + 21);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int steps = 60, batch = 64, threads = omp_get_max_threads();
+  std::string torch = std::string(std::getenv("PRELUDE_SOURCE_DIR") ? std::getenv("PRELUDE_SOURCE_DIR") : ".") +
+                      "/../shared/anchors/torch_baseline.py";
+  std::string root = std::getenv("PRELUDE_DATA_ROOT") ? std::getenv("PRELUDE_DATA_ROOT") : "/usr/share/datasets";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "prelude-bench: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--steps") steps = std::atoi(next().c_str());
+    else if (a == "--batch") batch = std::atoi(next().c_str());
+    else if (a == "--threads") threads = std::atoi(next().c_str());
+    else if (a == "--torch") torch = next();
+    else if (a == "--data-root") root = next();
+    else {
+      std::fprintf(stderr, "usage: prelude-bench [--steps N] [--batch B] [--threads T] [--torch PATH|none] [--data-root DIR]\n");
+      return 2;
+    }
+  }
+  if (steps < 1 || batch < 1 || threads < 1) {
+    std::fprintf(stderr, "prelude-bench: --steps, --batch and --threads must be positive\n");
+    return 2;
+  }
+  omp_set_num_threads(threads);
+  const bool with_torch = torch != "none" && std::system(("test -f " + torch + " && /usr/bin/python3 -c 'import torch' 2>/dev/null").c_str()) == 0;
+  if (torch != "none" && !with_torch)
+    std::fprintf(stderr, "prelude-bench: PyTorch reference not available (%s, python3-torch); Prelude only\n", torch.c_str());
+
+  struct Row { const char* label; const char* kind; const char* torch_kind; double ours = 0, theirs = 0; };
+  std::vector<Row> rows{{"ReLU", "RELU", "relu"},
+                        {"Leaky ReLU", "LEAKY_RELU", "leaky"},
+                        {"PReLU shared", "PRELU_SHARED", "prelu-shared"},
+                        {"PReLU channel-wise", "PRELU_CHANNELWISE", "prelu-channel"}};
+  std::printf("cnn-small, batch %d, %d threads, %d timed steps after 5 warm-up\n", batch, threads, steps);
+  try {
+    for (auto& r : rows) {
+      r.ours = prelude_throughput(r.kind, steps, batch, root);
+      if (with_torch) r.theirs = torch_throughput(torch, r.torch_kind, steps, batch, threads);
+    }
+  } catch (const prelude::UserError& e) {
+    std::fprintf(stderr, "prelude-bench: %s\n", e.what());
+    return 2;
+  }
+  std::printf("%-20s %12s %12s %9s %14s %14s\n", "rectifier", "prelude img/s", "torch img/s", "speed-up",
+              "prelude vs ReLU", "torch vs ReLU");
+  for (auto& r : rows) {
+    std::printf("%-20s %12.1f %12.1f %8.2fx %+13.1f%% %+13.1f%%\n", r.label, r.ours, r.theirs,
+                r.theirs > 0 ? r.ours / r.theirs : 0.0, 100.0 * (rows[0].ours / r.ours - 1),
+                r.theirs > 0 ? 100.0 * (rows[0].theirs / r.theirs - 1) : 0.0);
+  }
+  std::printf("(\"vs ReLU\": extra time per image over the ReLU network; positive = slower)\n");
+  return 0;
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Prelude needs; skips what is already there.
+#   scripts/install-deps.sh            build, test and run dependencies
+#   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
+set -euo pipefail
+
+packages=(cmake g++ make pkg-config
+          libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+          libdnnl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev
+          dataset-fashion-mnist python3-grpcio python3-grpc-tools)
+if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
