@@ -1,15 +1,18 @@
 // prelude-bench: training throughput of cnn-small, Prelude against PyTorch.
 //
-//   prelude-bench [--steps N] [--batch B] [--threads T] [--torch PATH|none] [--data-root DIR]
+//   prelude-bench [--steps N] [--batch B] [--threads T] [--rounds R] [--torch PATH|none] [--data-root DIR]
 //
 // For each rectifier (ReLU, Leaky ReLU, PReLU shared, PReLU channel-wise) it runs
 // the real training loop (run_training, the code `prelude-worker run` uses) for
 // 5 warm-up + N steps on Fashion-MNIST and reads train_images_per_second from the
 // summary; then, unless --torch none, it runs ../shared/anchors/torch_baseline.py
 // with the same model, batch and threads, and prints a table: images/s of both,
-// the speed-up, and each rectifier's cost over ReLU.
+// the speed-up, and each rectifier's cost over ReLU. Configurations are run in
+// interleaved rounds (--rounds, default 3) and the median is reported, so a slow
+// moment of the machine does not land on one rectifier only.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -59,7 +62,7 @@ double torch_throughput(const std::string& script, const std::string& kind, int 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int steps = 60, batch = 64, threads = omp_get_max_threads();
+  int steps = 60, batch = 64, threads = omp_get_max_threads(), rounds = 3;
   std::string torch = std::string(std::getenv("PRELUDE_SOURCE_DIR") ? std::getenv("PRELUDE_SOURCE_DIR") : ".") +
                       "/../shared/anchors/torch_baseline.py";
   std::string root = std::getenv("PRELUDE_DATA_ROOT") ? std::getenv("PRELUDE_DATA_ROOT") : "/usr/share/datasets";
@@ -76,14 +79,15 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoi(next().c_str());
     else if (a == "--threads") threads = std::atoi(next().c_str());
     else if (a == "--torch") torch = next();
+    else if (a == "--rounds") rounds = std::atoi(next().c_str());
     else if (a == "--data-root") root = next();
     else {
-      std::fprintf(stderr, "usage: prelude-bench [--steps N] [--batch B] [--threads T] [--torch PATH|none] [--data-root DIR]\n");
+      std::fprintf(stderr, "usage: prelude-bench [--steps N] [--batch B] [--threads T] [--rounds R] [--torch PATH|none] [--data-root DIR]\n");
       return 2;
     }
   }
-  if (steps < 1 || batch < 1 || threads < 1) {
-    std::fprintf(stderr, "prelude-bench: --steps, --batch and --threads must be positive\n");
+  if (steps < 1 || batch < 1 || threads < 1 || rounds < 1) {
+    std::fprintf(stderr, "prelude-bench: --steps, --batch, --threads and --rounds must be positive\n");
     return 2;
   }
   omp_set_num_threads(threads);
@@ -91,17 +95,31 @@ int main(int argc, char** argv) {
   if (torch != "none" && !with_torch)
     std::fprintf(stderr, "prelude-bench: PyTorch reference not available (%s, python3-torch); Prelude only\n", torch.c_str());
 
-  struct Row { const char* label; const char* kind; const char* torch_kind; double ours = 0, theirs = 0; };
+  struct Row {
+    const char* label;
+    const char* kind;
+    const char* torch_kind;
+    std::vector<double> ours_runs, theirs_runs;
+    double ours = 0, theirs = 0;
+  };
   std::vector<Row> rows{{"ReLU", "RELU", "relu"},
                         {"Leaky ReLU", "LEAKY_RELU", "leaky"},
                         {"PReLU shared", "PRELU_SHARED", "prelu-shared"},
                         {"PReLU channel-wise", "PRELU_CHANNELWISE", "prelu-channel"}};
-  std::printf("cnn-small, batch %d, %d threads, %d timed steps after 5 warm-up\n", batch, threads, steps);
+  std::printf("cnn-small, batch %d, %d threads, %d timed steps after 5 warm-up, median of %d rounds\n", batch,
+              threads, steps, rounds);
+  auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  };
   try {
-    for (auto& r : rows) {
-      r.ours = prelude_throughput(r.kind, steps, batch, root);
-      if (with_torch) r.theirs = torch_throughput(torch, r.torch_kind, steps, batch, threads);
-    }
+    for (int round = 0; round < rounds; ++round)
+      for (auto& r : rows) {
+        r.ours_runs.push_back(prelude_throughput(r.kind, steps, batch, root));
+        if (with_torch) r.theirs_runs.push_back(torch_throughput(torch, r.torch_kind, steps, batch, threads));
+      }
+    for (auto& r : rows) r.ours = median(r.ours_runs), r.theirs = median(r.theirs_runs);
   } catch (const prelude::UserError& e) {
     std::fprintf(stderr, "prelude-bench: %s\n", e.what());
     return 2;

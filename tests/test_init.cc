@@ -103,8 +103,11 @@ TEST(Init, BiasesZeroSlopesAtAlphaAndSeedsReproducible) {
   for (auto& p : a->params().params()) {
     const auto v = to_plain(p->data);
     for (float x : v) {
-      if (p->kind == ParamKind::kBias) EXPECT_EQ(x, 0.f);
-      if (p->kind == ParamKind::kSlope) EXPECT_FLOAT_EQ(x, 0.3f);
+      if (p->kind == ParamKind::kBias) {
+        EXPECT_EQ(x, 0.f);
+      } else if (p->kind == ParamKind::kSlope) {
+        EXPECT_FLOAT_EQ(x, 0.3f);
+      }
     }
   }
   EXPECT_EQ(to_plain(param(*a, "conv2.weight").data), to_plain(param(*b, "conv2.weight").data));
