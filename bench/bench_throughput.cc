@@ -102,10 +102,10 @@ int main(int argc, char** argv) {
     std::vector<double> ours_runs, theirs_runs;
     double ours = 0, theirs = 0;
   };
-  std::vector<Row> rows{{"ReLU", "RELU", "relu"},
-                        {"Leaky ReLU", "LEAKY_RELU", "leaky"},
-                        {"PReLU shared", "PRELU_SHARED", "prelu-shared"},
-                        {"PReLU channel-wise", "PRELU_CHANNELWISE", "prelu-channel"}};
+  std::vector<Row> rows{{"ReLU", "RELU", "relu", {}, {}},
+                        {"Leaky ReLU", "LEAKY_RELU", "leaky", {}, {}},
+                        {"PReLU shared", "PRELU_SHARED", "prelu-shared", {}, {}},
+                        {"PReLU channel-wise", "PRELU_CHANNELWISE", "prelu-channel", {}, {}}};
   std::printf("cnn-small, batch %d, %d threads, %d timed steps after 5 warm-up, median of %d rounds\n", batch,
               threads, steps, rounds);
   auto median = [](std::vector<double> v) {
