@@ -119,9 +119,10 @@ TEST(Training, StopRequestEndsTheRunEarly) {
   RunOptions opt;
   opt.data_root = kRoot;
   int polls = 0;
-  opt.should_stop = [&] { return ++polls > 7; };
+  opt.should_stop = [&] { return ++polls > 7; };  // polled after each step
   const auto summary = run_training(spec, opt, rec);
-  EXPECT_EQ(summary.steps(), 7);
+  EXPECT_EQ(summary.steps(), 8);
+  EXPECT_EQ(rec.of("step").back().step(), 8);
 }
 
 TEST(Training, MissingDataIsAUserErrorNamingTheFile) {

@@ -1,10 +1,13 @@
 // prelude-worker: trains Prelude jobs.
 //
 //   prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]
+//   mpirun -np N prelude-worker run JOB.json       (data parallel over N ranks)
 //
 // Prints one JSON object per line on stdout (events: diagnostics, step, epoch,
-// summary) and human-readable progress on stderr. Exit codes: 0 success, 1 the
-// training failed (diverged, internal error), 2 bad input (usage, job file, data).
+// summary; only rank 0 under mpirun) and human-readable progress on stderr. Exit
+// codes: 0 success, 1 the training failed (diverged, desync, internal error), 2 bad
+// input (usage, job file, data). Under mpirun a rank that fails ends every rank
+// (MPI_Abort with that code) after printing "rank R: <cause>".
 #include <omp.h>
 
 #include <cstdio>
@@ -13,6 +16,7 @@
 #include <iostream>
 #include <string>
 
+#include "engine/comm.h"
 #include "engine/errors.h"
 #include "engine/job_spec.h"
 #include "engine/trainer.h"
@@ -99,18 +103,26 @@ int main(int argc, char** argv) {
   if (job_path.empty()) return usage_error("missing JOB.json");
 
   CliSink sink(quiet);
+  prelude::Communicator& comm = prelude::Communicator::world();
+  options.comm = &comm;
+  // One rank's failure must not leave the others waiting in a collective: with
+  // several ranks every error ends the whole job through MPI_Abort.
+  auto fail = [&](const std::string& message, int code) {
+    if (comm.size() > 1) comm.abort("prelude-worker: " + message, code);
+    std::fprintf(stderr, "prelude-worker: %s\n", message.c_str());
+    return code;
+  };
   try {
     const auto spec = prelude::load_and_check_job(job_path);
     prelude::run_training(spec, options, sink);
   } catch (const prelude::UserError& e) {
-    std::fprintf(stderr, "prelude-worker: error: %s\n", e.what());
-    return 2;
+    return fail(std::string("error: ") + e.what(), 2);
   } catch (const prelude::DivergedError& e) {
-    std::fprintf(stderr, "prelude-worker: %s\n", e.what());
-    return 1;
+    return fail(e.what(), 1);
+  } catch (const prelude::DesyncError& e) {
+    return fail(e.what(), 1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "prelude-worker: internal error: %s\n", e.what());
-    return 1;
+    return fail(std::string("internal error: ") + e.what(), 1);
   }
   return 0;
 }

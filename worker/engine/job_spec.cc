@@ -808,6 +808,8 @@ void default_training(v1::TrainingSpec* t) {
   if (!t->has_weight_decay()) t->set_weight_decay(5e-4);
   if (!t->has_seed()) t->set_seed(1);
   if (!t->has_log_every_steps()) t->set_log_every_steps(50);
+  auto* dp = t->mutable_data_parallel();
+  if (!dp->has_check_every_steps()) dp->set_check_every_steps(100);
   auto* s = t->mutable_lr_schedule();
   if (s->kind() == v1::LrScheduleSpec::KIND_UNSPECIFIED) s->set_kind(v1::LrScheduleSpec::CONSTANT);
   if (s->kind() == v1::LrScheduleSpec::STEP) {
@@ -989,6 +991,8 @@ void check_training(const v1::TrainingSpec& t) {
   check_not_negative("training.weightDecay", t.weight_decay());
   check_not_negative("training.maxSteps", t.max_steps());
   check_positive("training.logEverySteps", int64_t{t.log_every_steps()}, INT32_MAX);
+  check_between("training.dataParallel.bucketBytes", t.data_parallel().bucket_bytes(), 0, int64_t{1} << 32);
+  check_positive("training.dataParallel.checkEverySteps", int64_t{t.data_parallel().check_every_steps()}, INT32_MAX);
 
   const auto& s = t.lr_schedule();
   if (s.kind() == v1::LrScheduleSpec::STEP) {

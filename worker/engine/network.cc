@@ -16,7 +16,11 @@ Network::Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input
   input_.diff = dnnl::memory(in_md, eng);  // written only if the first layer is an activation
 
   dnnl::memory::desc md = in_md;
-  for (auto& l : layers_) md = l->setup(md, params_);
+  for (auto& l : layers_) {
+    const size_t before = params_.params().size();
+    md = l->setup(md, params_);
+    layer_params_.emplace_back(before, params_.params().size());
+  }
   const auto out = md.dims();
   if (out.size() != 2)
     throw UserError("model: the last layer must be fully connected (it gives the class scores)");
@@ -44,6 +48,18 @@ LossResult Network::loss(const int32_t* labels, int count, bool write_grad, doub
 void Network::backward() {
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) (*it)->backward();
   Context::get().stream.wait();
+}
+
+void Network::backward(const std::function<void(size_t)>& done) {
+  auto& stream = Context::get().stream;
+  for (size_t i = layers_.size(); i-- > 0;) {
+    layers_[i]->backward();
+    const auto [begin, end] = layer_params_[i];
+    if (begin == end) continue;
+    stream.wait();
+    done(params_.params()[begin]->offset);
+  }
+  stream.wait();
 }
 
 std::vector<ActivationLayer*> Network::activations() const {

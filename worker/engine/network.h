@@ -1,6 +1,7 @@
 // A chain of layers over one batch shape, its parameter arena and its loss.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -34,6 +35,11 @@ class Network {
   // Loss over the first `count` images of the batch; see SoftmaxCrossEntropy.
   LossResult loss(const int32_t* labels, int count, bool write_grad, double grad_denominator);
   void backward();
+  // Backward pass that calls `done(first_offset)` after each layer with parameters,
+  // once its gradients are complete: every gradient at arena offsets >= first_offset
+  // is final from then on (layers register their parameters in order, backward
+  // visits them in reverse). Lets gradient buckets start reducing early.
+  void backward(const std::function<void(size_t first_offset)>& done);
 
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
@@ -52,6 +58,8 @@ class Network {
   Blob input_;
   ParamStore params_;
   SoftmaxCrossEntropy loss_;
+  // Per layer: the number of parameters registered before it, and after it.
+  std::vector<std::pair<size_t, size_t>> layer_params_;
 };
 
 // Sample standard deviation (population form) of a vector.

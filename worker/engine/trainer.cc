@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <numeric>
 
+#include "engine/comm.h"
 #include "engine/dataset.h"
 #include "engine/errors.h"
 #include "engine/job_spec.h"
@@ -52,58 +53,98 @@ std::string fmt(const char* f, Args... args) {
   return buf;
 }
 
+// The ranks of a run: a Communicator, or this process alone (no MPI calls at all).
+class Group {
+ public:
+  explicit Group(Communicator* c) : c_(c && c->size() > 1 ? c : nullptr) {}
+  int rank() const { return c_ ? c_->rank() : 0; }
+  int size() const { return c_ ? c_->size() : 1; }
+  bool root() const { return rank() == 0; }
+  Communicator* comm() const { return c_; }
+  void sum(double* v, size_t n) const {
+    if (c_) c_->allreduce_sum(v, n);
+  }
+
+ private:
+  Communicator* c_;
+};
+
 class Run {
  public:
   Run(const v1::JobSpec& spec, const RunOptions& options, EventSink& sink)
-      : spec_(spec), options_(options), sink_(sink), t_(spec.training()) {}
+      : spec_(spec), options_(options), sink_(sink), t_(spec.training()), group_(options.comm) {}
 
   v1::TrainingEvent go() {
     const auto start = Clock::now();
+    const int64_t global = t_.batch_size(), ranks = group_.size();
+    if (global % ranks != 0)
+      throw user_error("training.batchSize", fmt("%lld is not divisible by the %lld ranks training the job",
+                                                  static_cast<long long>(global), static_cast<long long>(ranks)));
+    const int64_t b = global / ranks;  // this rank's slice of every global batch
     load_data();
-    build();
-    const int64_t b = t_.batch_size();
-    const int64_t steps_per_epoch = train_.n / b;
+    build(b);
+    const int64_t steps_per_epoch = train_.n / global;
     if (steps_per_epoch == 0)
       throw user_error("training.batchSize", fmt("%lld is larger than the training set (%d images)",
-                                                  static_cast<long long>(b), train_.n));
+                                                  static_cast<long long>(global), train_.n));
     int64_t total = static_cast<int64_t>(std::ceil(t_.epochs() * steps_per_epoch));
     if (t_.max_steps() > 0) total = std::min<int64_t>(total, t_.max_steps());
     LrSchedule sched = schedule(steps_per_epoch, total);
-    Sgd sgd(net_->params(), {t_.momentum(), t_.weight_decay(), t_.weight_decay_on_slopes()});
-    sink_.on_progress(fmt("%s: %lld steps of batch %lld (%lld per epoch), %lld parameters",
-                          spec_.name().c_str(), static_cast<long long>(total), static_cast<long long>(b),
-                          static_cast<long long>(steps_per_epoch),
-                          static_cast<long long>(net_->params().logical_count())));
+    ParamStore& params = net_->params();
+    Sgd sgd(params, {t_.momentum(), t_.weight_decay(), t_.weight_decay_on_slopes()});
+    if (Communicator* c = group_.comm()) {
+      // Rank 0's initial state wins, whatever seeds the others used.
+      c->broadcast(params.values(), params.total_floats());
+      c->broadcast(params.momentum(), params.total_floats());
+      if (t_.data_parallel().bucket_bytes() > 0) buckets_ = make_buckets(params, t_.data_parallel().bucket_bytes());
+    }
+    progress(fmt("%s: %lld steps of batch %lld (%lld per epoch) on %lld rank(s), %lld parameters",
+                 spec_.name().c_str(), static_cast<long long>(total), static_cast<long long>(global),
+                 static_cast<long long>(steps_per_epoch), static_cast<long long>(ranks),
+                 static_cast<long long>(params.logical_count())));
     diagnostics(0);
 
     std::vector<int32_t> labels(b);
     int64_t step = 0;
     double train_seconds = 0;
+    bool stop = false;
     Accum window, epoch_acc, last_epoch;
-    for (int epoch = 0; step < total; ++epoch) {
+    for (int epoch = 0; step < total && !stop; ++epoch) {
       const auto perm = epoch_permutation(train_.n, static_cast<uint64_t>(t_.seed()), epoch);
       epoch_acc = Accum();
-      for (int64_t i = 0; i < steps_per_epoch && step < total; ++i) {
-        if (options_.should_stop && options_.should_stop()) {
-          sink_.on_progress("stopped at step " + std::to_string(step));
-          total = step;
-          break;
-        }
+      for (int64_t i = 0; i < steps_per_epoch && step < total && !stop; ++i) {
         const double lr = sched.at(step);
         const auto t0 = Clock::now();
-        gather_batch(train_, perm.data() + i * b, static_cast<int>(b), net_->input_data(), labels.data());
+        gather_batch(train_, perm.data() + i * global + group_.rank() * b, static_cast<int>(b),
+                     net_->input_data(), labels.data());
         net_->forward();
-        const LossResult r = net_->loss(labels.data(), static_cast<int>(b), true, static_cast<double>(b));
-        net_->backward();
+        const LossResult local = net_->loss(labels.data(), static_cast<int>(b), true, static_cast<double>(b));
+        backward_and_reduce();
         sgd.step(lr);
         if (step >= kWarmupSteps) train_seconds += seconds_since(t0);
         ++step;
+        // One small collective per step: the global loss and accuracy, and whether
+        // the first rank was asked to stop (so every rank stops at the same step).
+        double stats[4] = {local.loss_sum, static_cast<double>(local.correct), static_cast<double>(local.count),
+                           group_.root() && options_.should_stop && options_.should_stop() ? 1.0 : 0.0};
+        group_.sum(stats, 4);
+        const LossResult r{stats[0], static_cast<int64_t>(stats[1]), static_cast<int64_t>(stats[2])};
         if (!std::isfinite(r.loss_sum))
           throw DivergedError(fmt("training diverged: the loss is %g at step %lld", r.loss_sum,
                                   static_cast<long long>(step)));
+        if (options_.after_step) options_.after_step(step, params);
+        if (Communicator* c = group_.comm(); c && step % t_.data_parallel().check_every_steps() == 0) {
+          if (!c->all_equal(checksum_bytes(params.values(), params.total_floats() * sizeof(float))))
+            throw DesyncError(fmt("rank %d: the ranks' parameters differ after step %lld (silent desync); stopping",
+                                  group_.rank(), static_cast<long long>(step)));
+        }
+        if (stats[3] > 0) {
+          progress("stopped at step " + std::to_string(step));
+          stop = true;
+        }
         window.add(r);
         epoch_acc.add(r);
-        if (step % t_.log_every_steps() == 0 || step == total) {
+        if (step % t_.log_every_steps() == 0 || step == total || stop) {
           v1::TrainingEvent e;
           e.set_event("step");
           e.set_epoch(epoch + 1);
@@ -111,10 +152,10 @@ class Run {
           e.set_loss(window.loss());
           e.set_accuracy(window.accuracy());
           e.set_learning_rate(lr);
-          sink_.on_event(e);
-          sink_.on_progress(fmt("epoch %d step %lld/%lld loss %.4f acc %.3f lr %.4g", epoch + 1,
-                                static_cast<long long>(step), static_cast<long long>(total), window.loss(),
-                                window.accuracy(), lr));
+          emit(e);
+          progress(fmt("epoch %d step %lld/%lld loss %.4f acc %.3f lr %.4g", epoch + 1,
+                       static_cast<long long>(step), static_cast<long long>(total), window.loss(),
+                       window.accuracy(), lr));
           window = Accum();
         }
       }
@@ -129,9 +170,9 @@ class Run {
       e.set_learning_rate(sched.at(std::max<int64_t>(0, step - 1)));
       evaluate(&e);
       add_alphas(&e);
-      sink_.on_event(e);
-      sink_.on_progress(fmt("epoch %d done: train loss %.4f acc %.4f, test loss %.4f acc %.4f", epoch + 1,
-                            epoch_acc.loss(), epoch_acc.accuracy(), e.test_loss(), e.test_accuracy()));
+      emit(e);
+      progress(fmt("epoch %d done: train loss %.4f acc %.4f, test loss %.4f acc %.4f", epoch + 1,
+                   epoch_acc.loss(), epoch_acc.accuracy(), e.test_loss(), e.test_accuracy()));
       diagnostics(epoch + 1);
       last_test_loss_ = e.test_loss();
       last_test_acc_ = e.test_accuracy();
@@ -148,37 +189,79 @@ class Run {
       s.set_test_accuracy(last_test_acc_);
     }
     const int64_t timed = step > kWarmupSteps ? step - kWarmupSteps : 0;
-    s.set_train_images_per_second(train_seconds > 0 ? timed * b / train_seconds : 0);
+    s.set_train_images_per_second(train_seconds > 0 ? timed * global / train_seconds : 0);
     add_alphas(&s);
-    s.set_ranks(1);
-    s.set_allreduce_seconds(0);
+    s.set_ranks(static_cast<int32_t>(ranks));
+    s.set_allreduce_seconds(allreduce_seconds_);
+    s.set_allreduce_bytes_per_step(group_.comm() ? params.total_floats() * sizeof(float) : 0.0);
     s.set_seconds(seconds_since(start));
-    sink_.on_event(s);
+    if (options_.on_finish) options_.on_finish(params);
+    emit(s);
     return s;
   }
 
  private:
   static constexpr int64_t kWarmupSteps = 5;
 
+  void emit(const v1::TrainingEvent& e) {
+    if (group_.root()) sink_.on_event(e);
+  }
+  void progress(const std::string& line) {
+    if (group_.root()) sink_.on_progress(line);
+  }
+
+  // Backward pass, then every gradient (weights, biases and PReLU slopes) averaged
+  // over the ranks: one fused allreduce over the arena, or buckets started as soon
+  // as backward has finished them (last layers first) and awaited at the end.
+  void backward_and_reduce() {
+    Communicator* c = group_.comm();
+    if (!c) {
+      net_->backward();
+      return;
+    }
+    float* grads = net_->params().grads();
+    if (buckets_.empty()) {
+      net_->backward();
+      const auto t0 = Clock::now();
+      c->allreduce_mean(grads, net_->params().total_floats());
+      allreduce_seconds_ += seconds_since(t0);
+      return;
+    }
+    std::vector<Communicator::Pending> pending;
+    size_t next = 0;
+    double started = 0;
+    net_->backward([&](size_t first_final_offset) {
+      const auto t0 = Clock::now();
+      for (; next < buckets_.size() && buckets_[next].offset >= first_final_offset; ++next)
+        pending.push_back(c->start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
+      started += seconds_since(t0);
+    });
+    const auto t0 = Clock::now();
+    for (; next < buckets_.size(); ++next)  // every bucket is final once backward returns
+      pending.push_back(c->start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
+    for (auto& p : pending) c->wait(p);
+    allreduce_seconds_ += started + seconds_since(t0);
+  }
+
   void load_data() {
     const DataFiles f = resolve_data_files(spec_.dataset(), options_.data_root, !t_.skip_test());
     const auto& d = spec_.dataset();
     train_ = load_idx_dataset(f.train_images, f.train_labels, f.mean, f.std, d.train_limit());
     if (!t_.skip_test()) test_ = load_idx_dataset(f.test_images, f.test_labels, f.mean, f.std, d.test_limit());
-    sink_.on_progress(fmt("data: %d training and %d test images of %dx%dx%d", train_.n, test_.n,
-                          train_.channels, train_.height, train_.width));
+    progress(fmt("data: %d training and %d test images of %dx%dx%d", train_.n, test_.n, train_.channels,
+                 train_.height, train_.width));
   }
 
-  void build() {
+  void build(int64_t batch) {
     const auto layers = expand_model(spec_.model(), train_.num_classes);
-    net_ = build_network(layers, {t_.batch_size(), train_.channels, train_.height, train_.width});
+    net_ = build_network(layers, {batch, train_.channels, train_.height, train_.width});
     if (net_->num_classes() != train_.num_classes)
       throw user_error("model", fmt("the last layer gives %lld outputs but the data has %d classes",
                                     static_cast<long long>(net_->num_classes()), train_.num_classes));
     const auto& act = spec_.model().activation();
     assign_rectifier_slopes(*net_, act.kind() == v1::ActivationSpec::RELU ? 0.0 : act.alpha_init());
     initialize(net_->params(), init_options_from(spec_.model().init(), static_cast<uint64_t>(t_.seed())));
-    sink_.on_progress("model: " + describe_layers(layers));
+    progress("model: " + describe_layers(layers));
   }
 
   LrSchedule schedule(int64_t steps_per_epoch, int64_t total) const {
@@ -205,22 +288,27 @@ class Run {
   // Loss and accuracy over the whole test set, in batches (the last one padded).
   void evaluate(v1::TrainingEvent* e) {
     if (t_.skip_test() || test_.n == 0) return;
+    // Each rank evaluates its contiguous share of the test set; the sums are reduced.
     const int64_t b = net_->batch();
+    const int64_t begin = test_.n * group_.rank() / group_.size();
+    const int64_t end = test_.n * (group_.rank() + 1) / group_.size();
     std::vector<int32_t> idx(b), labels(b);
-    Accum acc;
-    for (int64_t start = 0; start < test_.n; start += b) {
-      const int count = static_cast<int>(std::min<int64_t>(b, test_.n - start));
+    double sums[3] = {0, 0, 0};
+    for (int64_t start = begin; start < end; start += b) {
+      const int count = static_cast<int>(std::min<int64_t>(b, end - start));
       std::iota(idx.begin(), idx.begin() + count, static_cast<int32_t>(start));
       gather_batch(test_, idx.data(), count, net_->input_data(), labels.data());
       net_->forward();
-      acc.add(net_->loss(labels.data(), count, false, 1.0));
+      const LossResult r = net_->loss(labels.data(), count, false, 1.0);
+      sums[0] += r.loss_sum, sums[1] += r.correct, sums[2] += r.count;
     }
-    e->set_test_loss(acc.loss());
-    e->set_test_accuracy(acc.accuracy());
+    group_.sum(sums, 3);
+    e->set_test_loss(sums[2] > 0 ? sums[0] / sums[2] : 0);
+    e->set_test_accuracy(sums[2] > 0 ? sums[1] / sums[2] : 0);
   }
 
-  // Standard deviations per weight layer on the first training batch (unshuffled);
-  // parameters are not changed.
+  // Standard deviations per weight layer on the first training batch (unshuffled;
+  // with several ranks, the first rank's slice of it); parameters are not changed.
   void diagnostics(int epoch) {
     const int64_t b = net_->batch();
     std::vector<int32_t> idx(b), labels(b);
@@ -238,7 +326,7 @@ class Run {
       e.add_activation_std(st.activation_std[i]);
       e.add_gradient_std(st.gradient_std[i]);
     }
-    sink_.on_event(e);
+    emit(e);
   }
 
   void add_alphas(v1::TrainingEvent* e) const {
@@ -254,7 +342,10 @@ class Run {
   EventSink& sink_;
   const v1::TrainingSpec& t_;
   Dataset train_, test_;
+  Group group_;
   std::unique_ptr<Network> net_;
+  std::vector<Bucket> buckets_;
+  double allreduce_seconds_ = 0;
   double last_test_loss_ = 0, last_test_acc_ = 0;
 };
 

@@ -9,6 +9,9 @@
 
 namespace prelude {
 
+class Communicator;
+class ParamStore;
+
 // Receives the events of a run. The command line prints them as JSON lines; the
 // coordinator's worker forwards them over gRPC.
 class EventSink {
@@ -21,8 +24,23 @@ class EventSink {
 
 struct RunOptions {
   std::string data_root = "/usr/share/datasets";
-  // Polled between steps; returning true stops the run early (a cancelled job).
+  // Polled on the first rank between steps; returning true stops every rank at the
+  // same step (a cancelled job).
   std::function<bool()> should_stop;
+  // The ranks training this job together (data parallel: each takes a slice of every
+  // global batch, gradients are averaged with allreduce). nullptr: this process alone.
+  // Only the first rank sends events to the sink.
+  Communicator* comm = nullptr;
+  // For tests and tools: called on every rank after each optimizer step (1-based
+  // step), and once with the final parameters.
+  std::function<void(int64_t step, ParamStore& params)> after_step;
+  std::function<void(const ParamStore& params)> on_finish;
+};
+
+// Thrown on every rank when the ranks' parameters stop agreeing (silent desync).
+class DesyncError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 // Thrown when the loss becomes NaN or infinite: a result of the job, not a bug.
@@ -32,8 +50,9 @@ class DivergedError : public std::runtime_error {
 };
 
 // Runs a defaulted and validated spec (see job_spec.h) and returns the summary
-// event, which has also been sent to `sink`. Throws UserError for bad data files
-// or shapes, DivergedError when training diverges.
+// event, which has also been sent to `sink`. Throws UserError for bad data files,
+// shapes or a batch the ranks cannot share, DivergedError when training diverges,
+// DesyncError when ranks disagree. With several ranks every rank must call it.
 prelude::v1::TrainingEvent run_training(const prelude::v1::JobSpec& spec, const RunOptions& options,
                                         EventSink& sink);
 

@@ -1,0 +1,178 @@
+#include "engine/comm.h"
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "engine/params.h"
+
+namespace prelude {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw std::runtime_error(std::string(what) + " failed: " + std::string(msg, len));
+}
+
+bool started_by_mpirun() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("PMI_RANK");
+}
+
+// Times a collective into the communicator's counter.
+class Timed {
+ public:
+  explicit Timed(double* total) : total_(total), t0_(Clock::now()) {}
+  ~Timed() { *total_ += std::chrono::duration<double>(Clock::now() - t0_).count(); }
+
+ private:
+  double* total_;
+  Clock::time_point t0_;
+};
+
+void finalize_at_exit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+}  // namespace
+
+struct Communicator::Pending::Impl {
+  MPI_Request request = MPI_REQUEST_NULL;
+  float* data = nullptr;
+  size_t n = 0;
+};
+
+Communicator::Pending::Pending() : impl_(std::make_unique<Impl>()) {}
+Communicator::Pending::Pending(Pending&&) noexcept = default;
+Communicator::Pending::~Pending() = default;
+
+Communicator& Communicator::world(bool force_mpi) {
+  static Communicator* w = [force_mpi] {
+    auto* c = new Communicator();
+    if (!force_mpi && !started_by_mpirun()) return c;
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    std::atexit(finalize_at_exit);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &c->rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &c->size_);
+    c->mpi_ = true;
+    return c;
+  }();
+  return *w;
+}
+
+void Communicator::broadcast(float* data, size_t n, int root) {
+  if (!mpi_ || size_ == 1) return;
+  Timed t(&comm_seconds_);
+  check(MPI_Bcast(data, static_cast<int>(n), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+void Communicator::broadcast_bytes(std::string* bytes, int root) {
+  if (!mpi_ || size_ == 1) return;
+  Timed t(&comm_seconds_);
+  uint64_t len = bytes->size();
+  check(MPI_Bcast(&len, 1, MPI_UINT64_T, root, MPI_COMM_WORLD), "MPI_Bcast");
+  bytes->resize(len);
+  check(MPI_Bcast(bytes->data(), static_cast<int>(len), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+void Communicator::allreduce_sum(float* data, size_t n) {
+  if (!mpi_ || size_ == 1) return;
+  Timed t(&comm_seconds_);
+  bytes_reduced_ += n * sizeof(float);
+  check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+        "MPI_Allreduce");
+}
+
+void Communicator::allreduce_sum(double* data, size_t n) {
+  if (!mpi_ || size_ == 1) return;
+  Timed t(&comm_seconds_);
+  bytes_reduced_ += n * sizeof(double);
+  check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+        "MPI_Allreduce");
+}
+
+void Communicator::allreduce_mean(float* data, size_t n) {
+  if (!mpi_ || size_ == 1) return;
+  allreduce_sum(data, n);
+  const float inv = 1.0f / static_cast<float>(size_);
+  for (size_t i = 0; i < n; ++i) data[i] *= inv;
+}
+
+Communicator::Pending Communicator::start_allreduce_mean(float* data, size_t n) {
+  Pending p;
+  p.impl_->data = data;
+  p.impl_->n = n;
+  if (!mpi_ || size_ == 1) return p;
+  Timed t(&comm_seconds_);
+  bytes_reduced_ += n * sizeof(float);
+  check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                       &p.impl_->request),
+        "MPI_Iallreduce");
+  return p;
+}
+
+void Communicator::wait(Pending& p) {
+  if (!mpi_ || size_ == 1 || p.impl_->request == MPI_REQUEST_NULL) return;
+  {
+    Timed t(&comm_seconds_);
+    check(MPI_Wait(&p.impl_->request, MPI_STATUS_IGNORE), "MPI_Wait");
+  }
+  const float inv = 1.0f / static_cast<float>(size_);
+  for (size_t i = 0; i < p.impl_->n; ++i) p.impl_->data[i] *= inv;
+}
+
+bool Communicator::all_equal(uint64_t checksum) {
+  if (!mpi_ || size_ == 1) return true;
+  Timed t(&comm_seconds_);
+  // min and max in one call: a checksum and its complement, both minimised.
+  uint64_t v[2] = {checksum, ~checksum};
+  check(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
+  return v[0] == checksum && ~v[1] == checksum;
+}
+
+void Communicator::abort(const std::string& message, int code) {
+  std::fprintf(stderr, "rank %d: %s\n", rank_, message.c_str());
+  std::fflush(stderr);
+  if (mpi_) MPI_Abort(MPI_COMM_WORLD, code);
+  std::exit(code);
+}
+
+uint64_t checksum_bytes(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+std::vector<Bucket> make_buckets(const ParamStore& params, size_t bucket_bytes) {
+  std::vector<Bucket> out;
+  const auto& ps = params.params();
+  const size_t target = std::max<size_t>(1, bucket_bytes / sizeof(float));
+  Bucket cur;
+  for (size_t i = ps.size(); i-- > 0;) {
+    // Parameters are contiguous in registration order; walking backwards, each one
+    // extends the current bucket downwards.
+    cur.offset = ps[i]->offset;
+    cur.size += ps[i]->size;
+    if (cur.size >= target) {
+      out.push_back(cur);
+      cur = Bucket();
+    }
+  }
+  if (cur.size > 0) out.push_back(cur);
+  return out;
+}
+
+}  // namespace prelude

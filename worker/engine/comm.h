@@ -1,0 +1,82 @@
+// The process group a job trains on: this process alone, or an MPI world.
+//
+// Data-parallel training needs a handful of collectives: a broadcast of rank 0's
+// initial state, an in-place average of the gradient arena (fused, or in buckets
+// started while backward runs), small sums for loss/accuracy, and a checksum
+// comparison that catches ranks drifting apart. mpi.h stays out of this header.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace prelude {
+
+class ParamStore;
+
+class Communicator {
+ public:
+  // The world of this process: MPI when started by mpirun (or when force_mpi),
+  // else a single-process group that makes no MPI call at all. Initialised once
+  // (MPI_THREAD_FUNNELED); MPI_Finalize runs at exit.
+  static Communicator& world(bool force_mpi = false);
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool is_root() const { return rank_ == 0; }
+
+  void broadcast(float* data, size_t n, int root = 0);
+  void broadcast_bytes(std::string* bytes, int root = 0);
+  void allreduce_sum(float* data, size_t n);
+  void allreduce_sum(double* data, size_t n);
+  // Sum, then scale by 1/size: the average over the ranks, in place.
+  void allreduce_mean(float* data, size_t n);
+
+  // A non-blocking average in flight (MPI_Iallreduce); complete it with wait().
+  class Pending {
+   public:
+    Pending();
+    Pending(Pending&&) noexcept;
+    ~Pending();
+
+   private:
+    friend class Communicator;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+  };
+  Pending start_allreduce_mean(float* data, size_t n);
+  void wait(Pending& pending);
+
+  // True when every rank passed the same checksum (one small collective).
+  bool all_equal(uint64_t checksum);
+
+  // Ends the job on every rank: prints "rank R: <message>" and calls MPI_Abort(code).
+  [[noreturn]] void abort(const std::string& message, int code);
+
+  double comm_seconds() const { return comm_seconds_; }
+  uint64_t bytes_reduced() const { return bytes_reduced_; }
+
+ private:
+  Communicator() = default;
+  int rank_ = 0, size_ = 1;
+  bool mpi_ = false;
+  double comm_seconds_ = 0;
+  uint64_t bytes_reduced_ = 0;
+};
+
+// 64-bit FNV-1a of raw bytes, for comparing parameters across ranks.
+uint64_t checksum_bytes(const void* data, size_t n);
+
+// A contiguous range of the gradient arena, in floats, reduced as one message.
+struct Bucket {
+  size_t offset = 0, size = 0;
+};
+
+// Splits the arena into buckets of about `bucket_bytes` at parameter boundaries,
+// from the last parameter to the first (the order backward finishes them); the
+// same on every rank.
+std::vector<Bucket> make_buckets(const ParamStore& params, size_t bucket_bytes);
+
+}  // namespace prelude
