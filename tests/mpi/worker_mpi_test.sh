@@ -30,6 +30,24 @@ JSON
   code=$?
   check "failing rank: non-zero exit (got $code)" '[[ $code -ne 0 && $code -ne 124 ]]'
   check "failing rank named with its cause" 'grep -q "rank 1: .*fashion-mnist" "$tmp/err" || { cat "$tmp/err"; false; }'
+
+  # A rank killed mid-job: the others must not hang; the job ends non-zero, quickly.
+  sed 's/"batchSize": 64,/"batchSize": 64, "epochs": 20,/' "$tmp/job.json" > "$tmp/long.json"
+  "${mpi[@]}" -np 2 "$worker" run --quiet "$tmp/long.json" > /dev/null 2> "$tmp/err" &
+  launcher=$!
+  victim=""
+  for _ in $(seq 100); do  # the ranks are mpirun's children
+    victim=$(pgrep -P "$launcher" -f prelude-worker | head -n 1)
+    [[ -n "$victim" ]] && break
+    sleep 0.1
+  done
+  sleep 3  # let it get into training
+  kill -9 "$victim"
+  start=$SECONDS
+  wait "$launcher"
+  code=$?
+  check "killed rank: job exits non-zero (got $code)" '[[ $code -ne 0 ]]'
+  check "killed rank: the others did not hang ($((SECONDS - start)) s)" '[[ $((SECONDS - start)) -lt 30 ]]'
 fi
 
 # A batch the ranks cannot share: a clear error, exit 2, no hang.
