@@ -51,6 +51,12 @@ echo '{ "dataset": { "name": "fashion-mnist" } }' > "$tmp/data.json"
 expect 2 "train-images-idx3-ubyte" -- run --data-root "$tmp/root" "$tmp/data.json"
 expect 2 "fashion-mnist" -- run --data-root "$tmp/empty-root" "$tmp/data.json"
 
+# A model far too large for this machine: refused before allocating, not a crash.
+if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  echo '{ "dataset": { "testLimit": 10 }, "model": { "preset": "plain-30", "width": 1024 }, "training": { "batchSize": 50000 } }' > "$tmp/huge.json"
+  expect 2 "model: batch 50000 needs about [0-9]+ MiB" -- run "$tmp/huge.json"
+fi
+
 # A real quick job: exit 0, every stdout line a JSON object with "event", summary last.
 if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
   cat > "$tmp/quick.json" <<'JSON'

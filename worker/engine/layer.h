@@ -45,6 +45,8 @@ class Layer {
 
   const std::string& name() const { return name_; }
   Blob& output() { return out_; }
+  // The output layout chosen by setup().
+  const dnnl::memory::desc& output_desc() const { return out_md_; }
   Blob* input() { return in_; }
 
  protected:

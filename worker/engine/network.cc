@@ -1,5 +1,7 @@
 #include "engine/network.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <stdexcept>
 
@@ -25,6 +27,18 @@ Network::Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input
   if (out.size() != 2)
     throw UserError("model: the last layer must be fully connected (it gives the class scores)");
   num_classes_ = out[1];
+
+  // Refuse a model that cannot fit before allocating anything: values and gradients
+  // of every layer's output plus three copies of the parameters.
+  double bytes = 3.0 * params_.total_floats() * sizeof(float);
+  for (auto& l : layers_) bytes += 2.0 * l->output_desc().get_size();
+  const double available = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+  if (available > 0 && bytes > 0.8 * available)
+    throw UserError("batch " + std::to_string(input_dims_[0]) + " needs about " +
+                    std::to_string(static_cast<long long>(bytes / (1 << 20))) + " MiB for activations and " +
+                    "parameters, more than this machine's " +
+                    std::to_string(static_cast<long long>(available / (1 << 20))) +
+                    " MiB allow; use a smaller training.batchSize or model");
   params_.finalize();
 
   Blob* prev = &input_;
