@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Prelude needs; skips what is already there.
 #   scripts/install-deps.sh            build, test and run dependencies
+#   (ocl-icd-opencl-dev: oneDNN's CMake config looks for OpenCL; apt only recommends it)
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config
           libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-          libdnnl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev
+          libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev
           dataset-fashion-mnist python3-grpcio python3-grpc-tools)
 if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
 

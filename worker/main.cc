@@ -2,6 +2,7 @@
 //
 //   prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]
 //   mpirun -np N prelude-worker run JOB.json       (data parallel over N ranks)
+//   mpirun -np N prelude-worker serve --coordinator ADDR   (a pool; see serve.cc)
 //
 // Prints one JSON object per line on stdout (events: diagnostics, step, epoch,
 // summary; only rank 0 under mpirun) and human-readable progress on stderr. Exit
@@ -20,11 +21,13 @@
 #include "engine/errors.h"
 #include "engine/job_spec.h"
 #include "engine/trainer.h"
+#include "serve.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]\n"
+    "       prelude-worker serve [--coordinator ADDR] [--token-file F] ...  (see serve --help)\n"
     "\n"
     "Trains the job described by JOB.json (the JSON form of prelude.v1.JobSpec).\n"
     "  --data-root DIR  where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
@@ -55,6 +58,18 @@ int usage_error(const std::string& msg) {
 
 }  // namespace
 
+namespace prelude {
+
+int parse_threads(const std::string& v) {
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end || n < 1 || n > 1024)
+    throw UserError("--threads: must be a whole number from 1 to 1024, got '" + v + "'");
+  return static_cast<int>(n);
+}
+
+}  // namespace prelude
+
 int main(int argc, char** argv) {
   if (argc < 2) return usage_error("missing command");
   const std::string cmd = argv[1];
@@ -62,6 +77,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
+  if (cmd == "serve") return prelude::serve_main(argc - 2, argv + 2);
   if (cmd != "run") return usage_error("unknown command '" + cmd + "'");
 
   prelude::RunOptions options;
@@ -78,12 +94,7 @@ int main(int argc, char** argv) {
       if (a == "--data-root") {
         options.data_root = value("--data-root");
       } else if (a == "--threads") {
-        const std::string v = value("--threads");
-        char* end = nullptr;
-        const long n = std::strtol(v.c_str(), &end, 10);
-        if (v.empty() || *end || n < 1 || n > 1024)
-          throw prelude::UserError("--threads: must be a whole number from 1 to 1024, got '" + v + "'");
-        omp_set_num_threads(static_cast<int>(n));
+        omp_set_num_threads(prelude::parse_threads(value("--threads")));
       } else if (a == "--quiet") {
         quiet = true;
       } else if (a == "--help" || a == "-h") {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
+#include <thread>
 
 #include "engine/params.h"
 
@@ -83,6 +84,21 @@ void Communicator::broadcast_bytes(std::string* bytes, int root) {
   Timed t(&comm_seconds_);
   uint64_t len = bytes->size();
   check(MPI_Bcast(&len, 1, MPI_UINT64_T, root, MPI_COMM_WORLD), "MPI_Bcast");
+  bytes->resize(len);
+  check(MPI_Bcast(bytes->data(), static_cast<int>(len), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+void Communicator::broadcast_bytes_idle(std::string* bytes, int root, int poll_ms) {
+  if (!mpi_ || size_ == 1) return;
+  uint64_t len = bytes->size();
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Ibcast(&len, 1, MPI_UINT64_T, root, MPI_COMM_WORLD, &request), "MPI_Ibcast");
+  for (int done = 0;;) {
+    check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+  }
+  Timed t(&comm_seconds_);
   bytes->resize(len);
   check(MPI_Bcast(bytes->data(), static_cast<int>(len), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
 }

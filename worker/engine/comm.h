@@ -29,6 +29,10 @@ class Communicator {
 
   void broadcast(float* data, size_t n, int root = 0);
   void broadcast_bytes(std::string* bytes, int root = 0);
+  // The same, for a broadcast the other ranks may wait long for (a worker pool
+  // waiting for its next job): they poll every `poll_ms` and sleep in between
+  // instead of spinning a core in MPI's busy wait. Every rank must call this one.
+  void broadcast_bytes_idle(std::string* bytes, int root = 0, int poll_ms = 20);
   void allreduce_sum(float* data, size_t n);
   void allreduce_sum(double* data, size_t n);
   // Sum, then scale by 1/size: the average over the ranks, in place.

@@ -81,8 +81,13 @@ class Run {
       throw user_error("training.batchSize", fmt("%lld is not divisible by the %lld ranks training the job",
                                                   static_cast<long long>(global), static_cast<long long>(ranks)));
     const int64_t b = global / ranks;  // this rank's slice of every global batch
-    load_data();
-    build(b);
+    // Every rank loads its data and builds its network; a failure on any rank (a
+    // missing file on one host, a bad shape) fails them all with the same error,
+    // so no rank is left waiting in a collective and a pool can take the next job.
+    agree_on([&] {
+      load_data();
+      build(b);
+    });
     const int64_t steps_per_epoch = train_.n / global;
     if (steps_per_epoch == 0)
       throw user_error("training.batchSize", fmt("%lld is larger than the training set (%d images)",
@@ -102,6 +107,7 @@ class Run {
                  spec_.name().c_str(), static_cast<long long>(total), static_cast<long long>(global),
                  static_cast<long long>(steps_per_epoch), static_cast<long long>(ranks),
                  static_cast<long long>(params.logical_count())));
+    total_steps_ = total;
     diagnostics(0);
 
     std::vector<int32_t> labels(b);
@@ -109,6 +115,7 @@ class Run {
     double train_seconds = 0;
     bool stop = false;
     Accum window, epoch_acc, last_epoch;
+    double window_seconds = 0;  // training time of the steps in `window`
     for (int epoch = 0; step < total && !stop; ++epoch) {
       const auto perm = epoch_permutation(train_.n, static_cast<uint64_t>(t_.seed()), epoch);
       epoch_acc = Accum();
@@ -121,7 +128,9 @@ class Run {
         const LossResult local = net_->loss(labels.data(), static_cast<int>(b), true, static_cast<double>(b));
         backward_and_reduce();
         sgd.step(lr);
-        if (step >= kWarmupSteps) train_seconds += seconds_since(t0);
+        const double step_seconds = seconds_since(t0);
+        if (step >= kWarmupSteps) train_seconds += step_seconds;
+        window_seconds += step_seconds;
         ++step;
         // One small collective per step: the global loss and accuracy, and whether
         // the first rank was asked to stop (so every rank stops at the same step).
@@ -152,11 +161,14 @@ class Run {
           e.set_loss(window.loss());
           e.set_accuracy(window.accuracy());
           e.set_learning_rate(lr);
+          e.set_total_steps(static_cast<int32_t>(total));
+          if (window_seconds > 0) e.set_images_per_second(static_cast<double>(window.count) / window_seconds);
           emit(e);
           progress(fmt("epoch %d step %lld/%lld loss %.4f acc %.3f lr %.4g", epoch + 1,
                        static_cast<long long>(step), static_cast<long long>(total), window.loss(),
                        window.accuracy(), lr));
           window = Accum();
+          window_seconds = 0;
         }
       }
       if (epoch_acc.count == 0) break;
@@ -202,6 +214,32 @@ class Run {
 
  private:
   static constexpr int64_t kWarmupSteps = 5;
+
+  // Runs `f` on every rank; if it throws on any rank, every rank throws the error of
+  // the lowest failing rank (a UserError stays a UserError).
+  void agree_on(const std::function<void()>& f) {
+    Communicator* c = group_.comm();
+    if (!c) return f();
+    std::string error;
+    double kind = 0;  // 0 ok, 1 UserError, 2 anything else
+    try {
+      f();
+    } catch (const UserError& e) {
+      error = e.what(), kind = 1;
+    } catch (const std::exception& e) {
+      error = e.what(), kind = 2;
+    }
+    std::vector<double> failed(group_.size(), 0.0);
+    failed[group_.rank()] = kind;
+    c->allreduce_sum(failed.data(), failed.size());
+    const auto first = std::find_if(failed.begin(), failed.end(), [](double k) { return k != 0; });
+    if (first == failed.end()) return;
+    const int root = static_cast<int>(first - failed.begin());
+    c->broadcast_bytes(&error, root);
+    if (root != 0) error = "rank " + std::to_string(root) + ": " + error;
+    if (*first == 1) throw UserError(error);
+    throw std::runtime_error(error);
+  }
 
   void emit(const v1::TrainingEvent& e) {
     if (group_.root()) sink_.on_event(e);
@@ -321,6 +359,7 @@ class Run {
     v1::TrainingEvent e;
     e.set_event("diagnostics");
     e.set_epoch(epoch);
+    e.set_total_steps(static_cast<int32_t>(total_steps_));
     for (size_t i = 0; i < st.layers.size(); ++i) {
       e.add_layers(st.layers[i]);
       e.add_activation_std(st.activation_std[i]);
@@ -346,6 +385,7 @@ class Run {
   std::unique_ptr<Network> net_;
   std::vector<Bucket> buckets_;
   double allreduce_seconds_ = 0;
+  int64_t total_steps_ = 0;
   double last_test_loss_ = 0, last_test_acc_ = 0;
 };
 

@@ -1,0 +1,17 @@
+// The one place where the coordinator's errors become gRPC status codes.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+
+namespace prelude::server {
+
+class TokenAuth;
+
+// Runs a handler body: checks the caller's token (when `auth` is given), then
+// `body`; every ServiceError becomes its status code with its message, a
+// UserError INVALID_ARGUMENT, anything else INTERNAL. Nothing escapes to gRPC.
+grpc::Status handle(grpc::ServerContext* context, const TokenAuth* auth, const std::function<void()>& body);
+
+}  // namespace prelude::server

@@ -1,0 +1,402 @@
+#include "server/job_manager.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "engine/dataset.h"
+#include "engine/errors.h"
+#include "engine/job_spec.h"
+#include "server/errors.h"
+
+namespace prelude::server {
+
+namespace v1 = prelude::v1;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+constexpr int kDefaultPageSize = 50, kMaxPageSize = 1000;
+constexpr int kWatchBatch = 500;
+
+bool is_final(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
+}
+
+std::string job_id_for(int64_t number) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "job-%06" PRId64, number);
+  return buf;
+}
+
+std::string state_name(v1::JobState s) { return v1::JobState_Name(s); }
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g s", ms.count() / 1000.0);
+  return buf;
+}
+
+}  // namespace
+
+JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), options_(std::move(options)) {
+  boot_ = store_.next_boot();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& stored : store_.load_jobs()) {
+    Record r{stored.number, std::move(stored.job), stored.last_seq};
+    const std::string id = r.job.job_id();
+    next_number_ = std::max(next_number_, r.number + 1);
+    by_number_[r.number] = id;
+    auto& rec = jobs_[id] = std::move(r);
+    if (rec.job.state() == v1::QUEUED) queue_.insert(rec.number);
+    if (rec.job.state() == v1::RUNNING) lose_job(rec, "the coordinator restarted while the job was running");
+  }
+  if (options_.reaper_thread) reaper_ = std::thread([this] { reaper_loop(); });
+}
+
+JobManager::~JobManager() {
+  shutdown();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void JobManager::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_ = true;
+  }
+  changed_.notify_all();
+}
+
+void JobManager::reaper_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!shutdown_) {
+    changed_.wait_for(lock, std::chrono::seconds(1));
+    if (shutdown_) break;
+    lock.unlock();
+    reap_lost_pools();
+    lock.lock();
+  }
+}
+
+// ---------------------------------------------------------------- records
+
+JobManager::Record& JobManager::find(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) throw not_found("job '" + job_id + "' does not exist");
+  return it->second;
+}
+
+const JobManager::Record& JobManager::find(const std::string& job_id) const {
+  return const_cast<JobManager*>(this)->find(job_id);
+}
+
+PoolInfo& JobManager::find_pool(const std::string& pool_id) {
+  auto it = pools_.find(pool_id);
+  if (it == pools_.end())
+    throw not_found("pool '" + pool_id + "' is not registered (the coordinator may have restarted): register again");
+  return it->second;
+}
+
+v1::JobEvent JobManager::new_event(Record& r) {
+  v1::JobEvent e;
+  e.set_job_id(r.job.job_id());
+  e.set_seq(++r.last_seq);
+  *e.mutable_time() = TimeUtil::GetCurrentTime();
+  return e;
+}
+
+void JobManager::save(Record& r, const std::vector<v1::JobEvent>& events) {
+  store_.save(r.number, r.job, events);
+  changed_.notify_all();
+}
+
+void JobManager::transition(Record& r, v1::JobState state, const std::string& reason) {
+  v1::Job& job = r.job;
+  job.set_state(state);
+  const auto now = TimeUtil::GetCurrentTime();
+  if (state == v1::RUNNING) *job.mutable_start_time() = now;
+  if (is_final(state)) {
+    *job.mutable_end_time() = now;
+    job.set_cancel_requested(false);
+    if (state != v1::SUCCEEDED) job.set_error(reason);
+  }
+  if (state == v1::QUEUED) {
+    queue_.insert(r.number);
+  } else {
+    queue_.erase(r.number);
+  }
+  v1::JobEvent e = new_event(r);
+  auto* sc = e.mutable_state_change();
+  sc->set_state(state);
+  sc->set_reason(reason);
+  if (state == v1::RUNNING) {
+    sc->set_pool_id(job.pool_id());
+    sc->set_attempt(job.attempts());
+  }
+  save(r, {e});
+}
+
+void JobManager::lose_job(Record& r, const std::string& reason) {
+  for (auto& [id, pool] : pools_)
+    if (pool.job_id == r.job.job_id()) pool.job_id.clear();
+  if (r.job.cancel_requested()) {
+    transition(r, v1::CANCELLED, "cancelled; " + reason);
+  } else if (r.job.attempts() >= options_.max_attempts) {
+    transition(r, v1::FAILED,
+               reason + " during attempt " + std::to_string(r.job.attempts()) + " of " +
+                   std::to_string(options_.max_attempts) + "; giving up");
+  } else {
+    transition(r, v1::QUEUED,
+               reason + "; requeued after attempt " + std::to_string(r.job.attempts()) + " of " +
+                   std::to_string(options_.max_attempts));
+  }
+}
+
+// ---------------------------------------------------------------- clients
+
+void JobManager::check_submittable(v1::JobSpec* spec) const {
+  try {
+    apply_defaults(spec);
+    validate_job_spec(*spec);
+    resolve_data_files(spec->dataset(), options_.data_root, !spec->training().skip_test());
+  } catch (const UserError& e) {
+    throw invalid_argument(std::string("spec.") + e.what());
+  }
+  std::set<int> sizes(options_.expected_pool_ranks.begin(), options_.expected_pool_ranks.end());
+  for (const auto& [id, pool] : pools_) sizes.insert(pool.ranks);
+  if (sizes.empty()) return;  // no pool known yet: the queue waits for one that fits
+  const int batch = spec->training().batch_size();
+  for (int n : sizes)
+    if (n > 0 && batch % n == 0) return;
+  std::string list;
+  for (int n : sizes) list += (list.empty() ? "" : ", ") + std::to_string(n);
+  throw invalid_argument("spec.training.batchSize: " + std::to_string(batch) +
+                         " is not divisible by the ranks of any worker pool (" + list + ")");
+}
+
+v1::Job JobManager::submit(v1::JobSpec spec) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_) throw unavailable("the coordinator is shutting down");
+  check_submittable(&spec);
+  const int64_t number = next_number_++;
+  Record r;
+  r.number = number;
+  r.job.set_job_id(job_id_for(number));
+  *r.job.mutable_spec() = std::move(spec);
+  *r.job.mutable_create_time() = TimeUtil::GetCurrentTime();
+  auto& rec = jobs_[r.job.job_id()] = std::move(r);
+  by_number_[number] = rec.job.job_id();
+  transition(rec, v1::QUEUED, "submitted");
+  return rec.job;
+}
+
+v1::Job JobManager::get(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return find(job_id).job;
+}
+
+JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobState state) const {
+  if (page_size < 0 || page_size > kMaxPageSize)
+    throw invalid_argument("page_size: must be between 0 and " + std::to_string(kMaxPageSize) + ", got " +
+                           std::to_string(page_size));
+  if (!v1::JobState_IsValid(state)) throw invalid_argument("state: unknown job state " + std::to_string(state));
+  if (page_size == 0) page_size = kDefaultPageSize;
+  int64_t below = INT64_MAX;
+  if (!page_token.empty()) {
+    char* end = nullptr;
+    below = std::strtoll(page_token.c_str(), &end, 10);
+    if (*end || below <= 0) throw invalid_argument("page_token: not a token from ListJobs: '" + page_token + "'");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  JobPage page;
+  for (auto it = by_number_.lower_bound(below); it != by_number_.begin();) {
+    --it;
+    const v1::Job& job = jobs_.at(it->second).job;
+    if (state != v1::JOB_STATE_UNSPECIFIED && job.state() != state) continue;
+    if (static_cast<int>(page.jobs.size()) == page_size) {
+      page.next_page_token = std::to_string(it->first + 1);
+      break;
+    }
+    page.jobs.push_back(job);
+  }
+  return page;
+}
+
+v1::Job JobManager::cancel(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Record& r = find(job_id);
+  switch (r.job.state()) {
+    case v1::QUEUED:
+      transition(r, v1::CANCELLED, "cancelled before it started");
+      break;
+    case v1::RUNNING:
+      if (!r.job.cancel_requested()) {
+        r.job.set_cancel_requested(true);
+        save(r, {});
+      }
+      break;
+    case v1::CANCELLED:
+      break;
+    default:
+      throw failed_precondition("job '" + job_id + "' has already ended (" + state_name(r.job.state()) + ")");
+  }
+  return r.job;
+}
+
+std::vector<v1::JobEvent> JobManager::metrics(const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  find(job_id);
+  return store_.events(job_id, 0, true);
+}
+
+std::vector<v1::JobEvent> JobManager::wait_events(const std::string& job_id, int64_t after_seq,
+                                                  SteadyClock::time_point deadline, bool* ended) {
+  std::unique_lock<std::mutex> lock(mu_);
+  *ended = false;
+  for (;;) {
+    const Record& r = find(job_id);
+    if (r.last_seq > after_seq) return store_.events(job_id, after_seq, false, kWatchBatch);
+    if (is_final(r.job.state())) {
+      *ended = true;
+      return {};
+    }
+    if (shutdown_) throw unavailable("the coordinator is shutting down");
+    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) return {};
+  }
+}
+
+// ---------------------------------------------------------------- pools
+
+v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest& request) {
+  if (request.ranks() < 1 || request.ranks() > 65536)
+    throw invalid_argument("ranks: must be between 1 and 65536, got " + std::to_string(request.ranks()));
+  std::lock_guard<std::mutex> lock(mu_);
+  PoolInfo pool;
+  pool.pool_id = "pool-" + std::to_string(boot_) + "." + std::to_string(next_pool_++);
+  pool.host = request.host().substr(0, 256);
+  pool.ranks = request.ranks();
+  pool.threads_per_rank = request.threads_per_rank();
+  pool.last_seen = options_.now();
+  pools_[pool.pool_id] = pool;
+  changed_.notify_all();  // queued jobs may fit this pool
+  v1::RegisterPoolResponse response;
+  response.set_pool_id(pool.pool_id);
+  response.set_heartbeat_interval_ms(static_cast<int32_t>(options_.heartbeat_interval.count()));
+  return response;
+}
+
+bool JobManager::pool_can_run(const PoolInfo& pool, const Record& r) const {
+  return r.job.spec().training().batch_size() % pool.ranks == 0;
+}
+
+std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chrono::milliseconds wait) {
+  wait = std::clamp(wait, std::chrono::milliseconds(0), options_.max_acquire_wait);
+  const auto deadline = SteadyClock::now() + wait;
+  std::unique_lock<std::mutex> lock(mu_);
+  {
+    PoolInfo& pool = find_pool(pool_id);
+    pool.last_seen = options_.now();
+    if (!pool.job_id.empty()) {  // it asks for work: whatever it had is over
+      const std::string lost = pool.job_id;
+      pool.job_id.clear();
+      auto it = jobs_.find(lost);
+      if (it != jobs_.end() && it->second.job.state() == v1::RUNNING)
+        lose_job(it->second, "pool " + pool_id + " asked for a new job without finishing this one");
+    }
+    ++pool.waiting;
+  }
+  std::optional<v1::Job> taken;
+  for (;;) {
+    auto pit = pools_.find(pool_id);
+    if (pit == pools_.end()) break;  // dropped meanwhile
+    PoolInfo& pool = pit->second;
+    for (int64_t number : queue_) {
+      Record& r = jobs_.at(by_number_.at(number));
+      if (!pool_can_run(pool, r)) continue;
+      r.job.set_pool_id(pool_id);
+      r.job.set_ranks(pool.ranks);
+      r.job.set_attempts(r.job.attempts() + 1);
+      pool.job_id = r.job.job_id();
+      transition(r, v1::RUNNING, "started on " + pool_id + " (" + std::to_string(pool.ranks) + " ranks on " +
+                                     pool.host + ")");
+      taken = r.job;
+      break;
+    }
+    if (taken || shutdown_ || changed_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+  }
+  auto pit = pools_.find(pool_id);
+  if (pit != pools_.end()) {
+    --pit->second.waiting;
+    pit->second.last_seen = options_.now();
+  }
+  return taken;
+}
+
+bool JobManager::report(const std::string& pool_id, const std::string& job_id,
+                        const std::vector<v1::TrainingEvent>& events) {
+  std::lock_guard<std::mutex> lock(mu_);
+  PoolInfo& pool = find_pool(pool_id);
+  pool.last_seen = options_.now();
+  if (job_id.empty()) return false;
+  if (pool.job_id != job_id) return true;  // not (or no longer) this pool's job
+  Record& r = find(job_id);
+  std::vector<v1::JobEvent> out;
+  out.reserve(events.size());
+  for (const auto& t : events) {
+    v1::JobEvent e = new_event(r);
+    *e.mutable_training() = t;
+    if (t.event() == "step") *r.job.mutable_progress() = t;
+    if (t.event() == "epoch" || t.event() == "summary") *r.job.mutable_latest_metrics() = t;
+    out.push_back(std::move(e));
+  }
+  if (!out.empty()) save(r, out);
+  return r.job.cancel_requested();
+}
+
+void JobManager::finish(const std::string& pool_id, const std::string& job_id, v1::JobState state,
+                        const std::string& error) {
+  if (state != v1::SUCCEEDED && state != v1::FAILED && state != v1::CANCELLED)
+    throw invalid_argument("state: must be SUCCEEDED, FAILED or CANCELLED, got " + state_name(state));
+  std::lock_guard<std::mutex> lock(mu_);
+  PoolInfo& pool = find_pool(pool_id);
+  pool.last_seen = options_.now();
+  if (pool.job_id != job_id)
+    throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+  pool.job_id.clear();
+  Record& r = find(job_id);
+  std::string reason = error;
+  if (state == v1::SUCCEEDED) reason = "done";
+  if (state == v1::CANCELLED && reason.empty()) reason = "cancelled; stopped at step " +
+                                                        std::to_string(r.job.progress().step());
+  if (state == v1::FAILED && reason.empty()) reason = "failed without a reason";
+  transition(r, state, reason);
+}
+
+void JobManager::reap_lost_pools() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = options_.now();
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    PoolInfo& pool = it->second;
+    if (pool.waiting > 0 || now - pool.last_seen <= options_.heartbeat_timeout) {
+      ++it;
+      continue;
+    }
+    const std::string job_id = pool.job_id, pool_id = pool.pool_id;
+    it = pools_.erase(it);
+    auto jit = jobs_.find(job_id);
+    if (jit != jobs_.end() && jit->second.job.state() == v1::RUNNING)
+      lose_job(jit->second, "pool " + pool_id + " stopped responding (no heartbeat for " +
+                                seconds_text(options_.heartbeat_timeout) + ")");
+  }
+}
+
+std::vector<PoolInfo> JobManager::pools() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PoolInfo> out;
+  for (const auto& [id, p] : pools_) out.push_back(p);
+  return out;
+}
+
+}  // namespace prelude::server

@@ -1,0 +1,148 @@
+// The coordinator's core: jobs, their state machine, the FIFO queue over worker
+// pools, heartbeats and histories. It knows nothing of gRPC: the services in
+// job_service.cc and worker_service.cc are thin adapters over it, and tests drive
+// it directly. Errors are ServiceErrors (errors.h).
+//
+// Job states: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED, and
+// RUNNING -> QUEUED when the pool running it is lost (or the coordinator restarted)
+// and the job has attempts left; out of attempts it FAILS with the reason. Every
+// change is a StateChange event in the job's history, next to its training events,
+// and is written to the store before anyone is told.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "prelude/v1/worker.pb.h"
+#include "server/store.h"
+
+namespace prelude::server {
+
+using SteadyClock = std::chrono::steady_clock;
+
+struct ManagerOptions {
+  // Where data sets live, for checking a spec's data files at submit.
+  std::string data_root = "/usr/share/datasets";
+  // How many times a job may be started before losing its pool fails it.
+  int max_attempts = 3;
+  // A pool silent for longer than this is dropped and its job requeued.
+  std::chrono::milliseconds heartbeat_timeout{15000};
+  // How often pools are asked to report.
+  std::chrono::milliseconds heartbeat_interval{2000};
+  // The longest an AcquireJob long poll may wait.
+  std::chrono::milliseconds max_acquire_wait{10000};
+  // Pool sizes (MPI ranks) known to be coming, e.g. the coordinator's own spawned
+  // pool: with these or registered pools, a batch no pool can divide is refused at
+  // submit.
+  std::vector<int> expected_pool_ranks;
+  // The clock for heartbeats (tests pass a fake one).
+  std::function<SteadyClock::time_point()> now = [] { return SteadyClock::now(); };
+  // Run reap_lost_pools() every second on a thread of the manager (tests that
+  // drive the clock themselves turn it off and call it).
+  bool reaper_thread = true;
+};
+
+struct JobPage {
+  std::vector<prelude::v1::Job> jobs;
+  std::string next_page_token;
+};
+
+struct PoolInfo {
+  std::string pool_id, host, job_id;
+  int ranks = 0, threads_per_rank = 0;
+  SteadyClock::time_point last_seen;
+  int waiting = 0;  // AcquireJob calls in progress (a waiting pool is alive)
+};
+
+class JobManager {
+ public:
+  // Loads every job from the store. Jobs that were RUNNING when the coordinator
+  // stopped are requeued (or failed, out of attempts) with that reason.
+  JobManager(Store& store, ManagerOptions options);
+  ~JobManager();
+
+  // ---- clients
+  // Defaults and validates the spec (INVALID_ARGUMENT naming the field), checks its
+  // data files under the data root and that some pool can divide its batch, then
+  // queues it.
+  prelude::v1::Job submit(prelude::v1::JobSpec spec);
+  prelude::v1::Job get(const std::string& job_id) const;
+  // Newest first; state JOB_STATE_UNSPECIFIED lists all.
+  JobPage list(int page_size, const std::string& page_token, prelude::v1::JobState state) const;
+  // QUEUED: cancelled at once. RUNNING: its pool is told to stop at the next step
+  // (cancel_requested until it confirms). CANCELLED: returned as is. Any other
+  // final state: FAILED_PRECONDITION.
+  prelude::v1::Job cancel(const std::string& job_id);
+  // Every training event of the job.
+  std::vector<prelude::v1::JobEvent> metrics(const std::string& job_id) const;
+
+  // Events with seq > after_seq; when there are none yet, waits until there are,
+  // the job has ended, `deadline` passes or the manager shuts down. `ended` is set
+  // when the job is final and nothing after after_seq remains: the watch is over.
+  std::vector<prelude::v1::JobEvent> wait_events(const std::string& job_id, int64_t after_seq,
+                                                 SteadyClock::time_point deadline, bool* ended);
+
+  // ---- worker pools
+  prelude::v1::RegisterPoolResponse register_pool(const prelude::v1::RegisterPoolRequest& request);
+  // The oldest queued job the pool can run (its batch divisible by the pool's
+  // ranks), now RUNNING on it; waits up to `wait` (capped) for one. nullopt: none.
+  std::optional<prelude::v1::Job> acquire(const std::string& pool_id, std::chrono::milliseconds wait);
+  // Heartbeat, with new training events of the pool's job. Returns true when the
+  // pool must stop that job (cancelled, or no longer its job).
+  bool report(const std::string& pool_id, const std::string& job_id,
+              const std::vector<prelude::v1::TrainingEvent>& events);
+  // The pool's job ended: SUCCEEDED, FAILED (with error) or CANCELLED.
+  void finish(const std::string& pool_id, const std::string& job_id, prelude::v1::JobState state,
+              const std::string& error);
+
+  // Drops pools silent for longer than the heartbeat timeout; their jobs are
+  // requeued or failed. Called every second by the manager's own thread.
+  void reap_lost_pools();
+  std::vector<PoolInfo> pools() const;
+
+  // Wakes every waiter and refuses further waits (UNAVAILABLE).
+  void shutdown();
+
+ private:
+  struct Record {
+    int64_t number = 0;
+    prelude::v1::Job job;
+    int64_t last_seq = 0;
+  };
+
+  Record& find(const std::string& job_id);
+  const Record& find(const std::string& job_id) const;
+  PoolInfo& find_pool(const std::string& pool_id);
+  void check_submittable(prelude::v1::JobSpec* spec) const;
+  bool pool_can_run(const PoolInfo& pool, const Record& r) const;
+  // Changes the job's state, records the StateChange event, saves and notifies.
+  void transition(Record& r, prelude::v1::JobState state, const std::string& reason);
+  // The job's pool was lost (or the coordinator restarted): requeue or fail it.
+  void lose_job(Record& r, const std::string& reason);
+  prelude::v1::JobEvent new_event(Record& r);
+  void save(Record& r, const std::vector<prelude::v1::JobEvent>& events);
+  void reaper_loop();
+
+  Store& store_;
+  const ManagerOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable changed_;  // any job event, queue change or shutdown
+  std::map<std::string, Record> jobs_;
+  std::map<int64_t, std::string> by_number_;  // every job, for listing
+  std::set<int64_t> queue_;                    // numbers of QUEUED jobs: FIFO
+  std::map<std::string, PoolInfo> pools_;
+  int64_t next_number_ = 1, next_pool_ = 1, boot_ = 1;
+  bool shutdown_ = false;
+  std::thread reaper_;
+};
+
+}  // namespace prelude::server

@@ -1,0 +1,192 @@
+// prelude-coordinator: the job service.
+//
+//   prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]
+//                       [--spawn-workers N] [--heartbeat-timeout S] [--max-attempts K]
+//
+// Serves prelude.v1.JobService (clients) and prelude.v1.WorkerService (pools) on
+// one port, plus grpc.health.v1.Health and server reflection. Stops cleanly on
+// SIGINT or SIGTERM.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "engine/errors.h"
+#include "server/auth.h"
+#include "server/job_manager.h"
+#include "server/pool_spawner.h"
+#include "server/services.h"
+#include "server/store.h"
+
+namespace {
+
+using prelude::UserError;
+
+constexpr const char* kUsage =
+    "usage: prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]\n"
+    "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
+    "                           [--heartbeat-timeout SECONDS] [--max-attempts K] [--port-file F]\n"
+    "\n"
+    "Runs the Prelude job service (gRPC prelude.v1.JobService, health and reflection).\n"
+    "  --listen ADDR            address to serve on (default 127.0.0.1:50051; port 0 picks one)\n"
+    "  --db FILE                SQLite database of jobs and metrics (default prelude.db)\n"
+    "  --data-root DIR          where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
+    "  --token-file F           require 'authorization: Bearer <token>' with the token in F\n"
+    "  --spawn-workers N        start a local worker pool of N MPI ranks (restarted if it dies)\n"
+    "  --worker-threads T       threads per rank of that pool (default: cores / N, at least 1)\n"
+    "  --worker-binary PATH     the prelude-worker to spawn (default: next to this program)\n"
+    "  --heartbeat-timeout S    drop a pool silent this long and requeue its job (default 15)\n"
+    "  --max-attempts K         start a job at most K times when pools are lost (default 3)\n"
+    "  --port-file F            write the port actually bound to F once serving\n";
+
+struct Flags {
+  std::string listen = "127.0.0.1:50051";
+  std::string db = "prelude.db";
+  std::string data_root = "/usr/share/datasets";
+  std::string token_file, worker_binary, port_file;
+  int spawn_workers = 0, worker_threads = 0, max_attempts = 3;
+  double heartbeat_timeout = 15;
+};
+
+long parse_int(const std::string& flag, const std::string& v, long lo, long hi) {
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end || n < lo || n > hi)
+    throw UserError(flag + ": must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                    ", got '" + v + "'");
+  return n;
+}
+
+// Returns nullopt after --help.
+std::optional<Flags> parse_flags(int argc, char** argv) {
+  Flags f;
+  if (const char* root = std::getenv("PRELUDE_DATA_ROOT")) f.data_root = root;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UserError(a + ": needs a value");
+      return argv[++i];
+    };
+    if (a == "--listen") f.listen = value();
+    else if (a == "--db") f.db = value();
+    else if (a == "--data-root") f.data_root = value();
+    else if (a == "--token-file") f.token_file = value();
+    else if (a == "--worker-binary") f.worker_binary = value();
+    else if (a == "--port-file") f.port_file = value();
+    else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_int(a, value(), 0, 256));
+    else if (a == "--worker-threads") f.worker_threads = static_cast<int>(parse_int(a, value(), 1, 1024));
+    else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_int(a, value(), 1, 100));
+    else if (a == "--heartbeat-timeout") {
+      const std::string v = value();
+      char* end = nullptr;
+      f.heartbeat_timeout = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || !(f.heartbeat_timeout >= 0.5 && f.heartbeat_timeout <= 3600))
+        throw UserError(a + ": must be a number of seconds from 0.5 to 3600, got '" + v + "'");
+    } else if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return std::nullopt;
+    } else {
+      throw UserError("unknown argument '" + a + "'");
+    }
+  }
+  return f;
+}
+
+// Where a local pool reaches a server listening on `listen` (bound to `port`).
+std::string local_address(const std::string& listen, int port) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = "127.0.0.1";
+  return host + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace prelude::server;
+  std::optional<Flags> flags;
+  std::unique_ptr<TokenAuth> auth;
+  try {
+    flags = parse_flags(argc, argv);
+    if (!flags) return 0;
+    if (!flags->token_file.empty()) auth = std::make_unique<TokenAuth>(TokenAuth::from_file(flags->token_file));
+  } catch (const UserError& e) {
+    std::fprintf(stderr, "prelude-coordinator: %s\n%s", e.what(), kUsage);
+    return 2;
+  }
+  const Flags& f = *flags;
+
+  // Signals are taken by sigwait below; every thread started from here on inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::unique_ptr<Store> store;
+  try {
+    store = std::make_unique<Store>(f.db);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "prelude-coordinator: %s\n", e.what());
+    return 2;
+  }
+  ManagerOptions mo;
+  mo.data_root = f.data_root;
+  mo.max_attempts = f.max_attempts;
+  mo.heartbeat_timeout = std::chrono::milliseconds(static_cast<long>(f.heartbeat_timeout * 1000));
+  mo.heartbeat_interval = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(2000), mo.heartbeat_timeout / 4);
+  if (f.spawn_workers > 0) mo.expected_pool_ranks = {f.spawn_workers};
+  JobManager jobs(*store, mo);
+  JobServiceImpl job_service(jobs, auth.get());
+  WorkerServiceImpl worker_service(jobs, auth.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(f.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&job_service);
+  builder.RegisterService(&worker_service);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    std::fprintf(stderr, "prelude-coordinator: --listen: cannot listen on '%s'\n", f.listen.c_str());
+    return 2;
+  }
+  std::fprintf(stderr, "prelude-coordinator: serving on %s (database %s, data root %s%s)\n",
+               local_address(f.listen, port).c_str(), f.db.c_str(), f.data_root.c_str(),
+               auth ? ", token required" : "");
+  if (!f.port_file.empty()) {
+    const std::string tmp = f.port_file + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::rename(tmp.c_str(), f.port_file.c_str());
+  }
+
+  std::unique_ptr<PoolSpawner> pool;
+  if (f.spawn_workers > 0) {
+    SpawnOptions so;
+    so.ranks = f.spawn_workers;
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    so.threads_per_rank = f.worker_threads > 0 ? f.worker_threads : std::max(1, cores / f.spawn_workers);
+    so.worker_binary = f.worker_binary.empty() ? default_worker_binary() : f.worker_binary;
+    so.coordinator = local_address(f.listen, port);
+    so.token_file = f.token_file;
+    so.data_root = f.data_root;
+    pool = std::make_unique<PoolSpawner>(so);
+  }
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  std::fprintf(stderr, "prelude-coordinator: %s: shutting down\n", strsignal(sig));
+  pool.reset();
+  jobs.shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  return 0;
+}

@@ -1,0 +1,98 @@
+#include "server/services.h"
+
+#include <chrono>
+
+#include "server/errors.h"
+#include "server/grpc_status.h"
+
+namespace prelude::server {
+
+namespace v1 = prelude::v1;
+
+namespace {
+
+// A job id must name something before we look: an empty one is a request error.
+const std::string& job_id_of(const std::string& id) {
+  if (id.empty()) throw invalid_argument("job_id: must be given");
+  return id;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- JobService
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req, v1::Job* resp) {
+  return handle(ctx, auth_, [&] { *resp = jobs_.submit(req->spec()); });
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::Job* resp) {
+  return handle(ctx, auth_, [&] { *resp = jobs_.get(job_id_of(req->job_id())); });
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
+                                      v1::ListJobsResponse* resp) {
+  return handle(ctx, auth_, [&] {
+    JobPage page = jobs_.list(req->page_size(), req->page_token(), req->state());
+    for (auto& j : page.jobs) *resp->add_jobs() = std::move(j);
+    resp->set_next_page_token(page.next_page_token);
+  });
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::Job* resp) {
+  return handle(ctx, auth_, [&] { *resp = jobs_.cancel(job_id_of(req->job_id())); });
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
+                                      grpc::ServerWriter<v1::JobEvent>* writer) {
+  return handle(ctx, auth_, [&] {
+    const std::string& id = job_id_of(req->job_id());
+    if (req->after_seq() < 0) throw invalid_argument("after_seq: must not be negative");
+    int64_t after = req->after_seq();
+    // Wake up every second to notice a client that went away.
+    for (bool ended = false; !ended && !ctx->IsCancelled();) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      for (const auto& e : jobs_.wait_events(id, after, deadline, &ended)) {
+        if (!writer->Write(e)) return;  // the client is gone
+        after = e.seq();
+      }
+    }
+  });
+}
+
+grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetMetricsRequest* req,
+                                        v1::GetMetricsResponse* resp) {
+  return handle(ctx, auth_, [&] {
+    const std::string& id = job_id_of(req->job_id());
+    *resp->mutable_job() = jobs_.get(id);
+    for (auto& e : jobs_.metrics(id)) *resp->add_events() = std::move(e);
+  });
+}
+
+// ---------------------------------------------------------------- WorkerService
+
+grpc::Status WorkerServiceImpl::RegisterPool(grpc::ServerContext* ctx, const v1::RegisterPoolRequest* req,
+                                             v1::RegisterPoolResponse* resp) {
+  return handle(ctx, auth_, [&] { *resp = jobs_.register_pool(*req); });
+}
+
+grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::AcquireJobRequest* req,
+                                           v1::AcquireJobResponse* resp) {
+  return handle(ctx, auth_, [&] {
+    if (auto job = jobs_.acquire(req->pool_id(), std::chrono::milliseconds(req->wait_ms())))
+      *resp->mutable_job() = std::move(*job);
+  });
+}
+
+grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v1::ReportProgressRequest* req,
+                                               v1::ReportProgressResponse* resp) {
+  return handle(ctx, auth_, [&] {
+    resp->set_stop(jobs_.report(req->pool_id(), req->job_id(), {req->events().begin(), req->events().end()}));
+  });
+}
+
+grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::FinishJobRequest* req,
+                                          v1::FinishJobResponse*) {
+  return handle(ctx, auth_, [&] { jobs_.finish(req->pool_id(), req->job_id(), req->state(), req->error()); });
+}
+
+}  // namespace prelude::server

@@ -1,0 +1,54 @@
+// The coordinator's gRPC services: thin adapters from requests to the JobManager.
+// Every handler runs through handle() (grpc_status.h): token check first, one
+// mapping of errors to status codes.
+#pragma once
+
+#include "prelude/v1/service.grpc.pb.h"
+#include "prelude/v1/worker.grpc.pb.h"
+#include "server/job_manager.h"
+
+namespace prelude::server {
+
+class TokenAuth;
+
+class JobServiceImpl final : public prelude::v1::JobService::Service {
+ public:
+  JobServiceImpl(JobManager& jobs, const TokenAuth* auth) : jobs_(jobs), auth_(auth) {}
+
+  grpc::Status SubmitJob(grpc::ServerContext* ctx, const prelude::v1::SubmitJobRequest* req,
+                         prelude::v1::Job* resp) override;
+  grpc::Status GetJob(grpc::ServerContext* ctx, const prelude::v1::GetJobRequest* req,
+                      prelude::v1::Job* resp) override;
+  grpc::Status ListJobs(grpc::ServerContext* ctx, const prelude::v1::ListJobsRequest* req,
+                        prelude::v1::ListJobsResponse* resp) override;
+  grpc::Status CancelJob(grpc::ServerContext* ctx, const prelude::v1::CancelJobRequest* req,
+                         prelude::v1::Job* resp) override;
+  grpc::Status WatchJob(grpc::ServerContext* ctx, const prelude::v1::WatchJobRequest* req,
+                        grpc::ServerWriter<prelude::v1::JobEvent>* writer) override;
+  grpc::Status GetMetrics(grpc::ServerContext* ctx, const prelude::v1::GetMetricsRequest* req,
+                          prelude::v1::GetMetricsResponse* resp) override;
+
+ private:
+  JobManager& jobs_;
+  const TokenAuth* auth_;
+};
+
+class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
+ public:
+  WorkerServiceImpl(JobManager& jobs, const TokenAuth* auth) : jobs_(jobs), auth_(auth) {}
+
+  grpc::Status RegisterPool(grpc::ServerContext* ctx, const prelude::v1::RegisterPoolRequest* req,
+                            prelude::v1::RegisterPoolResponse* resp) override;
+  grpc::Status AcquireJob(grpc::ServerContext* ctx, const prelude::v1::AcquireJobRequest* req,
+                          prelude::v1::AcquireJobResponse* resp) override;
+  grpc::Status ReportProgress(grpc::ServerContext* ctx, const prelude::v1::ReportProgressRequest* req,
+                              prelude::v1::ReportProgressResponse* resp) override;
+  grpc::Status FinishJob(grpc::ServerContext* ctx, const prelude::v1::FinishJobRequest* req,
+                         prelude::v1::FinishJobResponse* resp) override;
+
+ private:
+  JobManager& jobs_;
+  const TokenAuth* auth_;
+};
+
+}  // namespace prelude::server

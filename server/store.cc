@@ -1,0 +1,156 @@
+#include "server/store.h"
+
+#include <sqlite3.h>
+
+#include <stdexcept>
+
+namespace prelude::server {
+
+namespace v1 = prelude::v1;
+
+namespace {
+
+// One prepared statement, finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) fail("prepare");
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& bind(int i, int64_t v) {
+    if (sqlite3_bind_int64(stmt_, i, v) != SQLITE_OK) fail("bind");
+    return *this;
+  }
+  Statement& bind(int i, const std::string& v) {
+    if (sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+      fail("bind");
+    return *this;
+  }
+  Statement& bind_blob(int i, const std::string& v) {
+    if (sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+      fail("bind");
+    return *this;
+  }
+  // True while there is a row.
+  bool step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc != SQLITE_DONE) fail("step");
+    return false;
+  }
+  void run() {
+    step();
+    reset();
+  }
+  void reset() { sqlite3_reset(stmt_); }
+  int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : std::string();
+  }
+
+ private:
+  [[noreturn]] void fail(const char* what) const {
+    throw std::runtime_error(std::string("database: ") + what + ": " + sqlite3_errmsg(db_));
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+template <typename M>
+M parse(const std::string& bytes, const char* what) {
+  M m;
+  if (!m.ParseFromString(bytes)) throw std::runtime_error(std::string("database: corrupt ") + what);
+  return m;
+}
+
+}  // namespace
+
+Store::Store(const std::string& path) : path_(path) {
+  if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    throw std::runtime_error(path + ": cannot open the database: " + why);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  try {
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");
+    exec("CREATE TABLE IF NOT EXISTS jobs(number INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+         " state INTEGER NOT NULL, job BLOB NOT NULL)");
+    exec("CREATE TABLE IF NOT EXISTS events(job_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+         " training INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY(job_id, seq)) WITHOUT ROWID");
+    exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)");
+  } catch (const std::exception& e) {
+    sqlite3_close(db_);
+    throw std::runtime_error(path + ": " + e.what());
+  }
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+void Store::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string why = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw std::runtime_error("database: " + why);
+  }
+}
+
+int64_t Store::next_boot() {
+  exec("INSERT INTO meta(key, value) VALUES('boots', 1)"
+       " ON CONFLICT(key) DO UPDATE SET value = value + 1");
+  Statement s(db_, "SELECT value FROM meta WHERE key = 'boots'");
+  return s.step() ? s.int64(0) : 1;
+}
+
+std::vector<StoredJob> Store::load_jobs() {
+  std::vector<StoredJob> jobs;
+  {
+    Statement s(db_, "SELECT number, job FROM jobs ORDER BY number");
+    while (s.step()) jobs.push_back({s.int64(0), parse<v1::Job>(s.blob(1), "job"), 0});
+  }
+  Statement last(db_, "SELECT MAX(seq) FROM events WHERE job_id = ?");
+  for (auto& j : jobs) {
+    last.bind(1, j.job.job_id());
+    if (last.step()) j.last_seq = last.int64(0);
+    last.reset();
+  }
+  return jobs;
+}
+
+void Store::save(int64_t number, const v1::Job& job, const std::vector<v1::JobEvent>& events) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    Statement put(db_, "INSERT INTO jobs(number, id, state, job) VALUES(?, ?, ?, ?)"
+                       " ON CONFLICT(number) DO UPDATE SET state = excluded.state, job = excluded.job");
+    put.bind(1, number).bind(2, job.job_id()).bind(3, static_cast<int64_t>(job.state()));
+    put.bind_blob(4, job.SerializeAsString()).run();
+    Statement add(db_, "INSERT INTO events(job_id, seq, training, event) VALUES(?, ?, ?, ?)");
+    for (const auto& e : events) {
+      add.bind(1, e.job_id()).bind(2, e.seq()).bind(3, e.has_training() ? 1 : 0);
+      add.bind_blob(4, e.SerializeAsString()).run();
+    }
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+std::vector<v1::JobEvent> Store::events(const std::string& job_id, int64_t after_seq, bool training_only,
+                                        int limit) {
+  Statement s(db_, training_only
+                       ? "SELECT event FROM events WHERE job_id = ? AND seq > ? AND training = 1 ORDER BY seq LIMIT ?"
+                       : "SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?");
+  s.bind(1, job_id).bind(2, after_seq).bind(3, limit > 0 ? static_cast<int64_t>(limit) : -1);
+  std::vector<v1::JobEvent> out;
+  while (s.step()) out.push_back(parse<v1::JobEvent>(s.blob(0), "event"));
+  return out;
+}
+
+}  // namespace prelude::server

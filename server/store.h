@@ -1,0 +1,55 @@
+// Durable jobs and their histories in SQLite (WAL): what survives a restart.
+//
+// Two tables: `jobs` (one row per job: its creation number, id, state and the whole
+// Job message) and `events` (every JobEvent of every job, keyed by (job, seq)).
+// A job's new state and the events that led to it are written in one transaction,
+// so after a crash the history and the state agree. Not thread-safe: the job
+// manager serialises calls.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "prelude/v1/service.pb.h"
+
+struct sqlite3;
+
+namespace prelude::server {
+
+struct StoredJob {
+  int64_t number = 0;  // creation order, from 1
+  prelude::v1::Job job;
+  int64_t last_seq = 0;  // seq of its last event, 0 when none
+};
+
+class Store {
+ public:
+  // Opens or creates the database at `path` (":memory:" for tests). Throws
+  // std::runtime_error naming the path and SQLite's reason.
+  explicit Store(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Counts coordinator starts (1 for a new database); used to name pools uniquely.
+  int64_t next_boot();
+
+  // Every job, in creation order.
+  std::vector<StoredJob> load_jobs();
+
+  // Inserts or updates the job and appends its new events, in one transaction.
+  void save(int64_t number, const prelude::v1::Job& job, const std::vector<prelude::v1::JobEvent>& events);
+
+  // The job's events with seq > after_seq, in order; at most `limit` (0: all).
+  // With training_only, state changes are left out.
+  std::vector<prelude::v1::JobEvent> events(const std::string& job_id, int64_t after_seq, bool training_only,
+                                            int limit = 0);
+
+ private:
+  void exec(const char* sql);
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+}  // namespace prelude::server

@@ -1,0 +1,362 @@
+// prelude-worker serve: one worker pool of the coordinator.
+//
+//   mpirun -np N prelude-worker serve --coordinator ADDR [--token-file F]
+//
+// Rank 0 registers the pool (N ranks), asks the coordinator for jobs (long poll),
+// broadcasts each job to every rank, and while all ranks train it data-parallel,
+// streams the training events back (each report is also the pool's heartbeat) and
+// stops the job at the next step when the coordinator says so (cancelled). Errors
+// that every rank sees alike (bad data, divergence, desync) fail the job and the
+// pool takes the next one; anything else ends the pool (MPI_Abort) and the
+// coordinator requeues its job when the heartbeats stop.
+#include "serve.h"
+
+#include <grpcpp/grpcpp.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "common/token.h"
+#include "engine/comm.h"
+#include "engine/errors.h"
+#include "engine/trainer.h"
+#include "prelude/v1/worker.grpc.pb.h"
+
+namespace prelude {
+
+namespace v1 = prelude::v1;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kServeUsage =
+    "usage: [mpirun -np N] prelude-worker serve [--coordinator ADDR] [--token-file F]\n"
+    "                                          [--data-root DIR] [--threads N] [--quiet]\n"
+    "\n"
+    "Runs a worker pool of the coordinator: rank 0 takes jobs, every rank trains them.\n"
+    "  --coordinator ADDR  the coordinator (default $PRELUDE_COORDINATOR or localhost:50051)\n"
+    "  --token-file F      the coordinator's token (default $PRELUDE_TOKEN)\n"
+    "  --data-root DIR     where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
+    "  --threads N         compute threads per rank (default: OMP_NUM_THREADS or all cores)\n"
+    "  --quiet             no training progress on stderr\n";
+
+struct ServeOptions {
+  std::string coordinator = "localhost:50051";
+  std::string token;
+  std::string data_root = "/usr/share/datasets";
+  bool quiet = false;
+};
+
+void log(const std::string& line) { std::fprintf(stderr, "prelude-worker: %s\n", line.c_str()); }
+
+std::string describe(const grpc::Status& s) {
+  static const char* names[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                                "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                                "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  const int c = s.error_code();
+  return std::string(c >= 0 && c <= 16 ? names[c] : "UNKNOWN") + ": " + s.error_message();
+}
+
+// Rank 0's connection to the coordinator: the pool's registration and its calls.
+class CoordinatorLink {
+ public:
+  explicit CoordinatorLink(const ServeOptions& o)
+      : options_(o), stub_(v1::WorkerService::NewStub(grpc::CreateChannel(o.coordinator,
+                                                                           grpc::InsecureChannelCredentials()))) {}
+
+  // Registers (again), retrying until the coordinator answers. A refused token is
+  // final: it throws UserError.
+  void register_pool(int ranks) {
+    ranks_ = ranks;
+    v1::RegisterPoolRequest req;
+    req.set_ranks(ranks);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    req.set_host(host);
+    req.set_threads_per_rank(omp_get_max_threads());
+    for (int attempt = 0;; ++attempt) {
+      v1::RegisterPoolResponse resp;
+      auto ctx = context(10s);
+      const grpc::Status s = stub_->RegisterPool(ctx.get(), req, &resp);
+      if (s.ok()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        pool_id_ = resp.pool_id();
+        interval_ = std::chrono::milliseconds(std::max(100, resp.heartbeat_interval_ms()));
+        log("registered as " + pool_id_ + " (" + std::to_string(ranks) + " ranks) with " + options_.coordinator);
+        return;
+      }
+      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED || s.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
+        throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + describe(s));
+      if (attempt % 10 == 0) log("waiting for the coordinator at " + options_.coordinator + ": " + describe(s));
+      std::this_thread::sleep_for(std::min(5000ms, 200ms * (attempt + 1)));
+    }
+  }
+
+  // Blocks until the coordinator hands this pool a job.
+  v1::Job next_job() {
+    for (int failures = 0;;) {
+      v1::AcquireJobRequest req;
+      req.set_pool_id(pool_id());
+      req.set_wait_ms(10000);
+      v1::AcquireJobResponse resp;
+      auto ctx = context(30s);
+      const grpc::Status s = stub_->AcquireJob(ctx.get(), req, &resp);
+      if (s.ok()) {
+        failures = 0;
+        if (resp.has_job()) return resp.job();
+        continue;
+      }
+      if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+        log(describe(s));
+        register_pool(ranks_);
+        continue;
+      }
+      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) throw UserError(describe(s));
+      if (failures++ % 10 == 0) log("cannot reach the coordinator: " + describe(s));
+      std::this_thread::sleep_for(std::min(5000ms, 200ms * failures));
+    }
+  }
+
+  // Sends events (possibly none: a heartbeat). Sets *stop when the job must stop.
+  // Returns false when the call failed and should be retried.
+  bool report(const std::string& job_id, const std::vector<v1::TrainingEvent>& events, bool* stop) {
+    v1::ReportProgressRequest req;
+    req.set_pool_id(pool_id());
+    req.set_job_id(job_id);
+    for (const auto& e : events) *req.add_events() = e;
+    v1::ReportProgressResponse resp;
+    auto ctx = context(10s);
+    const grpc::Status s = stub_->ReportProgress(ctx.get(), req, &resp);
+    if (s.ok()) {
+      *stop = resp.stop();
+      return true;
+    }
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND) {  // the coordinator forgot us: the job is lost
+      log(describe(s) + "; stopping job " + job_id);
+      *stop = true;
+      return true;
+    }
+    log("reporting progress failed (will retry): " + describe(s));
+    return false;
+  }
+
+  void finish(const std::string& job_id, v1::JobState state, const std::string& error) {
+    v1::FinishJobRequest req;
+    req.set_pool_id(pool_id());
+    req.set_job_id(job_id);
+    req.set_state(state);
+    req.set_error(error);
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      v1::FinishJobResponse resp;
+      auto ctx = context(10s);
+      const grpc::Status s = stub_->FinishJob(ctx.get(), req, &resp);
+      if (s.ok()) return;
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+        log("the coordinator did not take the end of job " + job_id + ": " + describe(s));
+        return;  // the job is no longer ours (requeued or the coordinator restarted)
+      }
+      std::this_thread::sleep_for(500ms);
+    }
+    log("gave up reporting the end of job " + job_id);
+  }
+
+  std::chrono::milliseconds interval() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return interval_;
+  }
+
+ private:
+  std::string pool_id() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pool_id_;
+  }
+  std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout) const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + timeout);
+    if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
+    return ctx;
+  }
+
+  const ServeOptions& options_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  mutable std::mutex mu_;
+  std::string pool_id_;
+  std::chrono::milliseconds interval_{2000};
+  int ranks_ = 1;
+};
+
+// Rank 0's side of one running job: queues the training events and sends them
+// from its own thread (so training never waits on the network), at least every
+// heartbeat interval, and remembers when the coordinator asks to stop.
+class JobReporter : public EventSink {
+ public:
+  JobReporter(CoordinatorLink& link, std::string job_id, bool quiet)
+      : link_(link), job_id_(std::move(job_id)), quiet_(quiet), thread_([this] { loop(); }) {}
+  ~JobReporter() override { close(); }
+
+  void on_event(const v1::TrainingEvent& e) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_back(e);
+    }
+    wake_.notify_one();
+  }
+  void on_progress(const std::string& line) override {
+    if (!quiet_) log(job_id_ + ": " + line);
+  }
+  bool stop_requested() const { return stop_; }
+
+  // Sends what is left, then ends the thread.
+  void close() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closing_) return;
+      closing_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (int failures = 0;;) {
+      wake_.wait_for(lock, link_.interval(), [&] { return closing_ || !pending_.empty(); });
+      std::vector<v1::TrainingEvent> batch(pending_.begin(), pending_.end());
+      const bool last = closing_;
+      lock.unlock();
+      bool stop = false;
+      const bool sent = link_.report(job_id_, batch, &stop);
+      lock.lock();
+      if (sent) {
+        pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(batch.size()));
+        if (stop) stop_ = true;
+        failures = 0;
+      } else if (++failures > 1) {
+        lock.unlock();
+        std::this_thread::sleep_for(std::min(5000ms, 250ms * failures));
+        lock.lock();
+      }
+      if (last && (pending_.empty() || failures > 20)) return;
+    }
+  }
+
+  CoordinatorLink& link_;
+  const std::string job_id_;
+  const bool quiet_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<v1::TrainingEvent> pending_;
+  bool closing_ = false;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// What other ranks use as the sink: events are rank 0's business.
+class NullSink : public EventSink {
+ public:
+  void on_event(const v1::TrainingEvent&) override {}
+};
+
+// Trains one job on every rank; rank 0 reports it. Returns normally unless the
+// pool must end (then every rank has been aborted).
+void run_job(const v1::Job& job, Communicator& comm, CoordinatorLink* link, const ServeOptions& o) {
+  std::unique_ptr<JobReporter> reporter;
+  NullSink null_sink;
+  if (link) reporter = std::make_unique<JobReporter>(*link, job.job_id(), o.quiet);
+  if (link) log("job " + job.job_id() + " (" + job.spec().name() + "): attempt " + std::to_string(job.attempts()));
+  RunOptions options;
+  options.data_root = o.data_root;
+  options.comm = &comm;
+  options.should_stop = [&] { return reporter && reporter->stop_requested(); };
+  v1::JobState state = v1::SUCCEEDED;
+  std::string error;
+  try {
+    run_training(job.spec(), options, reporter ? static_cast<EventSink&>(*reporter) : null_sink);
+    if (reporter && reporter->stop_requested()) state = v1::CANCELLED;
+  } catch (const UserError& e) {
+    state = v1::FAILED, error = std::string("bad input: ") + e.what();
+  } catch (const DivergedError& e) {
+    state = v1::FAILED, error = e.what();
+  } catch (const DesyncError& e) {
+    state = v1::FAILED, error = e.what();
+  } catch (const std::exception& e) {
+    // Not known to be seen alike by every rank: end the pool rather than hang it.
+    if (comm.size() > 1) comm.abort(std::string("prelude-worker: internal error in job ") + job.job_id() + ": " + e.what(), 1);
+    state = v1::FAILED, error = std::string("internal error: ") + e.what();
+  }
+  if (!reporter) return;
+  reporter->close();
+  link->finish(job.job_id(), state, error);
+  log("job " + job.job_id() + ": " + v1::JobState_Name(state) + (error.empty() ? "" : " (" + error + ")"));
+}
+
+}  // namespace
+
+int serve_main(int argc, char** argv) {
+  ServeOptions o;
+  if (const char* v = std::getenv("PRELUDE_COORDINATOR")) o.coordinator = v;
+  if (const char* v = std::getenv("PRELUDE_TOKEN")) o.token = v;
+  if (const char* v = std::getenv("PRELUDE_DATA_ROOT")) o.data_root = v;
+  try {
+    for (int i = 0; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto value = [&]() -> std::string {
+        if (i + 1 >= argc) throw UserError(a + ": needs a value");
+        return argv[++i];
+      };
+      if (a == "--coordinator") {
+        o.coordinator = value();
+      } else if (a == "--token-file") {
+        o.token = read_token_file(value());
+      } else if (a == "--data-root") {
+        o.data_root = value();
+      } else if (a == "--threads") {
+        omp_set_num_threads(parse_threads(value()));
+      } else if (a == "--quiet") {
+        o.quiet = true;
+      } else if (a == "--help" || a == "-h") {
+        std::fputs(kServeUsage, stdout);
+        return 0;
+      } else {
+        throw UserError("unknown argument '" + a + "'");
+      }
+    }
+  } catch (const UserError& e) {
+    std::fprintf(stderr, "prelude-worker: %s\n%s", e.what(), kServeUsage);
+    return 2;
+  }
+
+  Communicator& comm = Communicator::world();
+  std::unique_ptr<CoordinatorLink> link;
+  try {
+    if (comm.is_root()) {
+      link = std::make_unique<CoordinatorLink>(o);
+      link->register_pool(comm.size());
+    }
+    for (;;) {
+      std::string bytes;
+      if (link) bytes = link->next_job().SerializeAsString();
+      comm.broadcast_bytes_idle(&bytes);
+      v1::Job job;
+      if (!job.ParseFromString(bytes)) throw std::runtime_error("a job did not reach every rank intact");
+      run_job(job, comm, link.get(), o);
+    }
+  } catch (const std::exception& e) {
+    const int code = dynamic_cast<const UserError*>(&e) ? 2 : 1;
+    if (comm.size() > 1) comm.abort(std::string("prelude-worker: error: ") + e.what(), code);
+    std::fprintf(stderr, "prelude-worker: error: %s\n", e.what());
+    return code;
+  }
+}
+
+}  // namespace prelude
