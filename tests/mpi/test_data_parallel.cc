@@ -159,69 +159,6 @@ TEST(DataParallel, BatchTheRanksCannotShareIsAUserError) {
   }
 }
 
-// The collectives themselves, against hand computations (any number of ranks).
-TEST(Comm, AllreduceSumsUnevenBuffersExactly) {
-  const int r = world->rank(), n = world->size();
-  for (size_t size : {size_t{1}, size_t{7}, size_t{1000003}}) {
-    std::vector<float> v(size);
-    for (size_t i = 0; i < size; ++i) v[i] = static_cast<float>((r + 1) * 1000 + i % 997);
-    world->allreduce_sum(v.data(), v.size());
-    // sum over ranks of (r+1)*1000 + i%997 = 1000*n(n+1)/2 + n*(i%997): exact in float.
-    for (size_t i = 0; i < size; ++i)
-      ASSERT_EQ(v[i], static_cast<float>(1000 * n * (n + 1) / 2 + n * (i % 997))) << "size " << size << " i " << i;
-  }
-  double d[2] = {0.5 * r, 1.0};
-  world->allreduce_sum(d, 2);
-  EXPECT_DOUBLE_EQ(d[0], 0.25 * n * (n - 1));
-  EXPECT_DOUBLE_EQ(d[1], n);
-}
-
-TEST(Comm, MeanFusedAndInFlightBucketsAgree) {
-  const int r = world->rank(), n = world->size();
-  std::vector<float> fused(1001), buckets(1001);
-  for (size_t i = 0; i < fused.size(); ++i) fused[i] = buckets[i] = static_cast<float>(r * n + i % 5);
-  world->allreduce_mean(fused.data(), fused.size());
-  // Three buckets of uneven sizes in flight at once, completed out of order.
-  std::vector<Communicator::Pending> p;
-  p.push_back(world->start_allreduce_mean(buckets.data() + 600, 401));
-  p.push_back(world->start_allreduce_mean(buckets.data() + 1, 599));
-  p.push_back(world->start_allreduce_mean(buckets.data(), 1));
-  world->wait(p[1]);
-  world->wait(p[2]);
-  world->wait(p[0]);
-  for (size_t i = 0; i < fused.size(); ++i) {
-    EXPECT_FLOAT_EQ(fused[i], static_cast<float>(n * (n - 1) / 2.0 + i % 5));  // mean of r*n over ranks
-    EXPECT_EQ(buckets[i], fused[i]);
-  }
-}
-
-TEST(Comm, BroadcastAndChecksums) {
-  std::vector<float> v(5, static_cast<float>(world->rank() + 10));
-  world->broadcast(v.data(), v.size());
-  for (float x : v) EXPECT_EQ(x, 10.f);
-  std::string s = world->rank() == 0 ? "job spec from rank 0" : "other";
-  world->broadcast_bytes(&s);
-  EXPECT_EQ(s, "job spec from rank 0");
-  EXPECT_TRUE(world->all_equal(checksum_bytes(v.data(), v.size() * sizeof(float))));
-  if (world->rank() == world->size() - 1) v[3] = std::nextafter(v[3], 11.f);
-  EXPECT_EQ(world->all_equal(checksum_bytes(v.data(), v.size() * sizeof(float))), world->size() == 1);
-}
-
-TEST(Comm, BucketsCoverTheArenaOnceFromTheBack) {
-  ParamStore ps;
-  for (int i = 0; i < 6; ++i) ps.add("p" + std::to_string(i), ParamKind::kWeight, md_of({(i + 1) * 100}, tag::a));
-  ps.finalize();
-  const auto b = make_buckets(ps, 800 * sizeof(float));
-  // sizes from the back: 600+500=1100 | 400+300+200=900 | 100
-  ASSERT_EQ(b.size(), 3u);
-  EXPECT_EQ(b[0].offset, 1000u);
-  EXPECT_EQ(b[0].size, 1100u);
-  EXPECT_EQ(b[1].offset, 100u);
-  EXPECT_EQ(b[1].size, 900u);
-  EXPECT_EQ(b[2].offset, 0u);
-  EXPECT_EQ(b[2].size, 100u);
-}
-
 int main(int argc, char** argv) {
   world = &Communicator::world(true);
   ::testing::InitGoogleTest(&argc, argv);
