@@ -136,6 +136,7 @@ void JobManager::transition(Record& r, v1::JobState state, const std::string& re
     sc->set_attempt(job.attempts());
   }
   save(r, {e});
+  if (options_.log) options_.log(job.job_id() + " " + state_name(state) + ": " + reason);
 }
 
 void JobManager::lose_job(Record& r, const std::string& reason) {
@@ -368,8 +369,7 @@ void JobManager::finish(const std::string& pool_id, const std::string& job_id, v
   Record& r = find(job_id);
   std::string reason = error;
   if (state == v1::SUCCEEDED) reason = "done";
-  if (state == v1::CANCELLED && reason.empty()) reason = "cancelled; stopped at step " +
-                                                        std::to_string(r.job.progress().step());
+  if (state == v1::CANCELLED) reason = "cancelled" + (reason.empty() ? "" : "; " + reason);
   if (state == v1::FAILED && reason.empty()) reason = "failed without a reason";
   transition(r, state, reason);
 }

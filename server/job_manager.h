@@ -49,6 +49,8 @@ struct ManagerOptions {
   // Run reap_lost_pools() every second on a thread of the manager (tests that
   // drive the clock themselves turn it off and call it).
   bool reaper_thread = true;
+  // Told of every state change ("job-000003 QUEUED: submitted"), for the log.
+  std::function<void(const std::string&)> log;
 };
 
 struct JobPage {

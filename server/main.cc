@@ -143,6 +143,7 @@ int main(int argc, char** argv) {
   mo.heartbeat_timeout = std::chrono::milliseconds(static_cast<long>(f.heartbeat_timeout * 1000));
   mo.heartbeat_interval = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(2000), mo.heartbeat_timeout / 4);
   if (f.spawn_workers > 0) mo.expected_pool_ranks = {f.spawn_workers};
+  mo.log = [](const std::string& line) { std::fprintf(stderr, "prelude-coordinator: %s\n", line.c_str()); };
   JobManager jobs(*store, mo);
   JobServiceImpl job_service(jobs, auth.get());
   WorkerServiceImpl worker_service(jobs, auth.get());

@@ -281,8 +281,9 @@ void run_job(const v1::Job& job, Communicator& comm, CoordinatorLink* link, cons
   v1::JobState state = v1::SUCCEEDED;
   std::string error;
   try {
-    run_training(job.spec(), options, reporter ? static_cast<EventSink&>(*reporter) : null_sink);
-    if (reporter && reporter->stop_requested()) state = v1::CANCELLED;
+    const auto summary = run_training(job.spec(), options, reporter ? static_cast<EventSink&>(*reporter) : null_sink);
+    if (reporter && reporter->stop_requested())
+      state = v1::CANCELLED, error = "stopped at step " + std::to_string(summary.steps());
   } catch (const UserError& e) {
     state = v1::FAILED, error = std::string("bad input: ") + e.what();
   } catch (const DivergedError& e) {
