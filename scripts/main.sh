@@ -22,4 +22,9 @@ for _ in $(seq 100); do [[ -s "$portfile" ]] && break; sleep 0.1; done
 export PRELUDE_COORDINATOR="127.0.0.1:$(cat "$portfile")"
 echo "coordinator at $PRELUDE_COORDINATOR with a local pool of 2 ranks (log: $build/coordinator.log)" >&2
 
-"$build/client/prelude" submit "$job" --watch
+prelude="$build/client/prelude"
+id=$("$prelude" submit "$job")
+status=0
+"$prelude" watch "$id" || status=$?
+"$prelude" get "$id"    # final metrics and the learned slopes per layer
+exit $status

@@ -107,13 +107,20 @@ v1::JobEvent JobManager::new_event(Record& r) {
   return e;
 }
 
-void JobManager::save(Record& r, const std::vector<v1::JobEvent>& events) {
-  store_.save(r.number, r.job, events);
+void JobManager::commit(Record& r, Record next, const std::vector<v1::JobEvent>& events) {
+  store_.save(next.number, next.job, events);  // throws: nothing changed, in memory or on disk
+  r = std::move(next);
+  if (r.job.state() == v1::QUEUED) {
+    queue_.insert(r.number);
+  } else {
+    queue_.erase(r.number);
+  }
   changed_.notify_all();
 }
 
 void JobManager::transition(Record& r, v1::JobState state, const std::string& reason) {
-  v1::Job& job = r.job;
+  Record next = r;
+  v1::Job& job = next.job;
   job.set_state(state);
   const auto now = TimeUtil::GetCurrentTime();
   if (state == v1::RUNNING) *job.mutable_start_time() = now;
@@ -122,12 +129,7 @@ void JobManager::transition(Record& r, v1::JobState state, const std::string& re
     job.set_cancel_requested(false);
     if (state != v1::SUCCEEDED) job.set_error(reason);
   }
-  if (state == v1::QUEUED) {
-    queue_.insert(r.number);
-  } else {
-    queue_.erase(r.number);
-  }
-  v1::JobEvent e = new_event(r);
+  v1::JobEvent e = new_event(next);
   auto* sc = e.mutable_state_change();
   sc->set_state(state);
   sc->set_reason(reason);
@@ -135,8 +137,8 @@ void JobManager::transition(Record& r, v1::JobState state, const std::string& re
     sc->set_pool_id(job.pool_id());
     sc->set_attempt(job.attempts());
   }
-  save(r, {e});
-  if (options_.log) options_.log(job.job_id() + " " + state_name(state) + ": " + reason);
+  commit(r, std::move(next), {e});
+  if (options_.log) options_.log(r.job.job_id() + " " + state_name(state) + ": " + reason);
 }
 
 void JobManager::lose_job(Record& r, const std::string& reason) {
@@ -181,16 +183,15 @@ v1::Job JobManager::submit(v1::JobSpec spec) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) throw unavailable("the coordinator is shutting down");
   check_submittable(&spec);
-  const int64_t number = next_number_++;
   Record r;
-  r.number = number;
-  r.job.set_job_id(job_id_for(number));
+  r.number = next_number_;
+  r.job.set_job_id(job_id_for(r.number));
   *r.job.mutable_spec() = std::move(spec);
   *r.job.mutable_create_time() = TimeUtil::GetCurrentTime();
-  auto& rec = jobs_[r.job.job_id()] = std::move(r);
-  by_number_[number] = rec.job.job_id();
-  transition(rec, v1::QUEUED, "submitted");
-  return rec.job;
+  transition(r, v1::QUEUED, "submitted");  // written before it exists for anyone
+  ++next_number_;
+  by_number_[r.number] = r.job.job_id();
+  return (jobs_[r.job.job_id()] = std::move(r)).job;
 }
 
 v1::Job JobManager::get(const std::string& job_id) const {
@@ -234,8 +235,9 @@ v1::Job JobManager::cancel(const std::string& job_id) {
       break;
     case v1::RUNNING:
       if (!r.job.cancel_requested()) {
-        r.job.set_cancel_requested(true);
-        save(r, {});
+        Record next = r;
+        next.job.set_cancel_requested(true);
+        commit(r, std::move(next), {});
       }
       break;
     case v1::CANCELLED:
@@ -292,7 +294,8 @@ bool JobManager::pool_can_run(const PoolInfo& pool, const Record& r) const {
   return r.job.spec().training().batch_size() % pool.ranks == 0;
 }
 
-std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chrono::milliseconds wait) {
+std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chrono::milliseconds wait,
+                                           const std::function<bool()>& caller_gone) {
   wait = std::clamp(wait, std::chrono::milliseconds(0), options_.max_acquire_wait);
   const auto deadline = SteadyClock::now() + wait;
   std::unique_lock<std::mutex> lock(mu_);
@@ -308,8 +311,21 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
     }
     ++pool.waiting;
   }
+  // However this ends (a job, the deadline, an error), the pool is no longer waiting.
+  struct Done {
+    JobManager* m;
+    const std::string& id;
+    ~Done() {
+      auto pit = m->pools_.find(id);
+      if (pit == m->pools_.end()) return;
+      --pit->second.waiting;
+      pit->second.last_seen = m->options_.now();
+    }
+  } done{this, pool_id};
   std::optional<v1::Job> taken;
   for (;;) {
+    // A pool whose call has gone (deadline, death, scale-down) must not be given a job.
+    if (caller_gone && caller_gone()) break;
     auto pit = pools_.find(pool_id);
     if (pit == pools_.end()) break;  // dropped meanwhile
     PoolInfo& pool = pit->second;
@@ -325,12 +341,9 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
       taken = r.job;
       break;
     }
-    if (taken || shutdown_ || changed_.wait_until(lock, deadline) == std::cv_status::timeout) break;
-  }
-  auto pit = pools_.find(pool_id);
-  if (pit != pools_.end()) {
-    --pit->second.waiting;
-    pit->second.last_seen = options_.now();
+    if (taken || shutdown_ || SteadyClock::now() >= deadline) break;
+    // Wake at least every 100 ms to notice a caller that has gone.
+    changed_.wait_until(lock, std::min(deadline, SteadyClock::now() + std::chrono::milliseconds(100)));
   }
   return taken;
 }
@@ -343,16 +356,19 @@ bool JobManager::report(const std::string& pool_id, const std::string& job_id,
   if (job_id.empty()) return false;
   if (pool.job_id != job_id) return true;  // not (or no longer) this pool's job
   Record& r = find(job_id);
-  std::vector<v1::JobEvent> out;
-  out.reserve(events.size());
-  for (const auto& t : events) {
-    v1::JobEvent e = new_event(r);
-    *e.mutable_training() = t;
-    if (t.event() == "step") *r.job.mutable_progress() = t;
-    if (t.event() == "epoch" || t.event() == "summary") *r.job.mutable_latest_metrics() = t;
-    out.push_back(std::move(e));
+  if (!events.empty()) {
+    Record next = r;
+    std::vector<v1::JobEvent> out;
+    out.reserve(events.size());
+    for (const auto& t : events) {
+      v1::JobEvent e = new_event(next);
+      *e.mutable_training() = t;
+      if (t.event() == "step") *next.job.mutable_progress() = t;
+      if (t.event() == "epoch" || t.event() == "summary") *next.job.mutable_latest_metrics() = t;
+      out.push_back(std::move(e));
+    }
+    commit(r, std::move(next), out);
   }
-  if (!out.empty()) save(r, out);
   return r.job.cancel_requested();
 }
 

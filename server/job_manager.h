@@ -97,7 +97,10 @@ class JobManager {
   prelude::v1::RegisterPoolResponse register_pool(const prelude::v1::RegisterPoolRequest& request);
   // The oldest queued job the pool can run (its batch divisible by the pool's
   // ranks), now RUNNING on it; waits up to `wait` (capped) for one. nullopt: none.
-  std::optional<prelude::v1::Job> acquire(const std::string& pool_id, std::chrono::milliseconds wait);
+  // `caller_gone`, polled while waiting: the pool's call was cancelled (deadline,
+  // death); it is then given nothing.
+  std::optional<prelude::v1::Job> acquire(const std::string& pool_id, std::chrono::milliseconds wait,
+                                          const std::function<bool()>& caller_gone = nullptr);
   // Heartbeat, with new training events of the pool's job. Returns true when the
   // pool must stop that job (cancelled, or no longer its job).
   bool report(const std::string& pool_id, const std::string& job_id,
@@ -131,7 +134,10 @@ class JobManager {
   // The job's pool was lost (or the coordinator restarted): requeue or fail it.
   void lose_job(Record& r, const std::string& reason);
   prelude::v1::JobEvent new_event(Record& r);
-  void save(Record& r, const std::vector<prelude::v1::JobEvent>& events);
+  // Writes `next` (the record's new version) and its events to the store, and
+  // only then replaces `r` with it, updates the queue and wakes waiters: a failed
+  // write changes nothing.
+  void commit(Record& r, Record next, const std::vector<prelude::v1::JobEvent>& events);
   void reaper_loop();
 
   Store& store_;

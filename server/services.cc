@@ -78,7 +78,8 @@ grpc::Status WorkerServiceImpl::RegisterPool(grpc::ServerContext* ctx, const v1:
 grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::AcquireJobRequest* req,
                                            v1::AcquireJobResponse* resp) {
   return handle(ctx, auth_, [&] {
-    if (auto job = jobs_.acquire(req->pool_id(), std::chrono::milliseconds(req->wait_ms())))
+    if (auto job = jobs_.acquire(req->pool_id(), std::chrono::milliseconds(req->wait_ms()),
+                                 [ctx] { return ctx->IsCancelled(); }))
       *resp->mutable_job() = std::move(*job);
   });
 }

@@ -1,0 +1,143 @@
+// Shared helpers of the coordinator tests: a temporary directory, a fake clock for
+// heartbeats, small job specs and training events, and a condition-based wait.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "prelude/v1/service.pb.h"
+#include "server/errors.h"
+#include "server/job_manager.h"
+
+namespace prelude::server::testing {
+
+namespace v1 = prelude::v1;
+namespace fs = std::filesystem;
+
+// A fresh directory under the system's temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "prelude-srvtest-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+// A steady clock that only moves when the test says so (safe across threads).
+class FakeClock {
+ public:
+  SteadyClock::time_point now() const { return base_ + std::chrono::milliseconds(offset_ms_->load()); }
+  void advance(std::chrono::milliseconds d) { offset_ms_->fetch_add(d.count()); }
+  // For ManagerOptions::now; shares the offset, so it stays valid if the FakeClock moves.
+  std::function<SteadyClock::time_point()> fn() const {
+    auto offset = offset_ms_;
+    auto base = base_;
+    return [offset, base] { return base + std::chrono::milliseconds(offset->load()); };
+  }
+
+ private:
+  SteadyClock::time_point base_ = SteadyClock::now();
+  std::shared_ptr<std::atomic<int64_t>> offset_ms_ = std::make_shared<std::atomic<int64_t>>(0);
+};
+
+// The smallest valid spec: fashion-mnist (installed under the default data root),
+// everything else defaulted, the given batch when > 0.
+inline v1::JobSpec small_spec(const std::string& name = "test", int batch = 0) {
+  v1::JobSpec spec;
+  spec.set_name(name);
+  spec.mutable_dataset()->set_name("fashion-mnist");
+  spec.mutable_training()->set_max_steps(10);
+  if (batch > 0) spec.mutable_training()->set_batch_size(batch);
+  return spec;
+}
+
+inline v1::TrainingEvent step_event(int step, double loss) {
+  v1::TrainingEvent t;
+  t.set_event("step");
+  t.set_step(step);
+  t.set_loss(loss);
+  return t;
+}
+
+inline v1::TrainingEvent epoch_event(int epoch, double test_accuracy) {
+  v1::TrainingEvent t;
+  t.set_event("epoch");
+  t.set_epoch(epoch);
+  t.set_test_accuracy(test_accuracy);
+  auto* a = t.add_alphas();
+  a->set_layer("act1");
+  a->add_values(0.25f);
+  return t;
+}
+
+inline v1::TrainingEvent summary_event(int steps, double test_accuracy) {
+  v1::TrainingEvent t;
+  t.set_event("summary");
+  t.set_steps(steps);
+  t.set_test_accuracy(test_accuracy);
+  return t;
+}
+
+inline v1::RegisterPoolRequest pool_request(int ranks, const std::string& host = "host-a") {
+  v1::RegisterPoolRequest r;
+  r.set_ranks(ranks);
+  r.set_host(host);
+  r.set_threads_per_rank(1);
+  return r;
+}
+
+// Polls `cond` until it holds or `timeout` passes; returns its last value.
+inline bool wait_for(const std::function<bool()>& cond,
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return cond();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+// Milliseconds since t0 on the steady clock (prints readably in failures).
+inline int64_t ms_since(SteadyClock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - t0).count();
+}
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace prelude::server::testing
+
+// Expects `statement` to throw a ServiceError with `code` whose message contains `needle`.
+#define EXPECT_SERVICE_ERROR(statement, expected_code, needle)                                            \
+  do {                                                                                                    \
+    try {                                                                                                 \
+      statement;                                                                                          \
+      ADD_FAILURE() << "no ServiceError from " #statement;                                                \
+    } catch (const ::prelude::server::ServiceError& e_) {                                                 \
+      EXPECT_EQ(static_cast<int>(e_.code()), static_cast<int>(expected_code)) << "message: " << e_.what(); \
+      EXPECT_NE(std::string(e_.what()).find(needle), std::string::npos)                                   \
+          << "message '" << e_.what() << "' does not contain '" << needle << "'";                       \
+    }                                                                                                     \
+  } while (0)

@@ -1,0 +1,622 @@
+// The gRPC services over a real grpc::Server (in-process channel, plus one call
+// over loopback TCP), through the generated stubs: status codes and messages,
+// token authentication, WatchJob's history-then-live stream and GetMetrics.
+#include <gtest/gtest.h>
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "prelude/v1/service.grpc.pb.h"
+#include "prelude/v1/worker.grpc.pb.h"
+#include "engine/errors.h"
+#include "server/auth.h"
+#include "server/grpc_status.h"
+#include "server/job_manager.h"
+#include "server/services.h"
+#include "server/store.h"
+#include "server_test_util.h"
+
+namespace prelude::server {
+namespace {
+
+using namespace prelude::server::testing;
+using namespace std::chrono_literals;
+namespace v1 = prelude::v1;
+
+class ServicesTest : public ::testing::Test {
+ protected:
+  void TearDown() override { stop(); }
+
+  // Starts a server over a fresh manager; `token` non-empty: with TokenAuth(token).
+  void start(const std::string& token = "") {
+    store_ = std::make_unique<Store>(":memory:");
+    ManagerOptions o;
+    o.reaper_thread = false;
+    o.now = clock_.fn();
+    o.max_acquire_wait = 3000ms;
+    jm_ = std::make_unique<JobManager>(*store_, o);
+    if (!token.empty()) auth_ = std::make_unique<TokenAuth>(token);
+    job_service_ = std::make_unique<JobServiceImpl>(*jm_, auth_.get());
+    worker_service_ = std::make_unique<WorkerServiceImpl>(*jm_, auth_.get());
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(job_service_.get());
+    builder.RegisterService(worker_service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port_, 0);
+    channel_ = server_->InProcessChannel(grpc::ChannelArguments());
+    jobs_ = v1::JobService::NewStub(channel_);
+    workers_ = v1::WorkerService::NewStub(channel_);
+  }
+
+  void stop() {
+    if (!server_) return;
+    jm_->shutdown();  // wakes every watch
+    server_->Shutdown(std::chrono::system_clock::now() + 2s);
+    jobs_.reset();
+    workers_.reset();
+    channel_.reset();
+    server_.reset();
+    worker_service_.reset();
+    job_service_.reset();
+    jm_.reset();
+    store_.reset();
+  }
+
+  // A client context carrying `authorization: Bearer <token>` when token is given.
+  std::unique_ptr<grpc::ClientContext> ctx(const std::string& token = "",
+                                           std::chrono::milliseconds timeout = 10000ms) {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + timeout);
+    if (!token.empty()) c->AddMetadata("authorization", "Bearer " + token);
+    return c;
+  }
+
+  v1::Job submit(const v1::JobSpec& spec, const std::string& token = "") {
+    v1::SubmitJobRequest req;
+    *req.mutable_spec() = spec;
+    v1::Job job;
+    const grpc::Status s = jobs_->SubmitJob(ctx(token).get(), req, &job);
+    EXPECT_TRUE(s.ok()) << s.error_code() << ": " << s.error_message();
+    return job;
+  }
+
+  grpc::Status get_job(const std::string& id, v1::Job* job, const std::string& token = "") {
+    v1::GetJobRequest req;
+    req.set_job_id(id);
+    return jobs_->GetJob(ctx(token).get(), req, job);
+  }
+
+  // The pool side, through the WorkerService stub.
+  std::string register_pool(int ranks) {
+    v1::RegisterPoolRequest req = pool_request(ranks, "test-host");
+    v1::RegisterPoolResponse resp;
+    const grpc::Status s = workers_->RegisterPool(ctx().get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.pool_id();
+  }
+  v1::AcquireJobResponse acquire(const std::string& pool, int wait_ms = 0) {
+    v1::AcquireJobRequest req;
+    req.set_pool_id(pool);
+    req.set_wait_ms(wait_ms);
+    v1::AcquireJobResponse resp;
+    const grpc::Status s = workers_->AcquireJob(ctx().get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+  bool report(const std::string& pool, const std::string& job, const std::vector<v1::TrainingEvent>& events) {
+    v1::ReportProgressRequest req;
+    req.set_pool_id(pool);
+    req.set_job_id(job);
+    for (const auto& e : events) *req.add_events() = e;
+    v1::ReportProgressResponse resp;
+    const grpc::Status s = workers_->ReportProgress(ctx().get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.stop();
+  }
+  grpc::Status finish(const std::string& pool, const std::string& job, v1::JobState state,
+                      const std::string& error = "") {
+    v1::FinishJobRequest req;
+    req.set_pool_id(pool);
+    req.set_job_id(job);
+    req.set_state(state);
+    req.set_error(error);
+    v1::FinishJobResponse resp;
+    return workers_->FinishJob(ctx().get(), req, &resp);
+  }
+
+  // Reads a whole WatchJob stream: its events and final status.
+  std::pair<std::vector<v1::JobEvent>, grpc::Status> watch_all(const std::string& id, int64_t after_seq = 0,
+                                                                const std::string& token = "") {
+    v1::WatchJobRequest req;
+    req.set_job_id(id);
+    req.set_after_seq(after_seq);
+    auto c = ctx(token);
+    auto reader = jobs_->WatchJob(c.get(), req);
+    std::vector<v1::JobEvent> events;
+    v1::JobEvent e;
+    while (reader->Read(&e)) events.push_back(e);
+    return {events, reader->Finish()};
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<JobManager> jm_;
+  std::unique_ptr<TokenAuth> auth_;
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+};
+
+std::vector<int64_t> seqs(const std::vector<v1::JobEvent>& events) {
+  std::vector<int64_t> out;
+  for (const auto& e : events) out.push_back(e.seq());
+  return out;
+}
+
+// ================================================================ TokenAuth and handle(), without a server
+
+std::multimap<grpc::string_ref, grpc::string_ref> metadata(const std::string& key, const std::string& value) {
+  std::multimap<grpc::string_ref, grpc::string_ref> m;
+  m.emplace(grpc::string_ref(key), grpc::string_ref(value));
+  return m;
+}
+
+TEST(TokenAuthTest, AcceptsOnlyTheExactBearerToken) {
+  const TokenAuth auth("s3cret");
+  const std::string key = "authorization";
+  const std::string right = "Bearer s3cret", wrong = "Bearer s3creT", shorter = "Bearer s3cre",
+                    longer = "Bearer s3cret2", no_scheme = "s3cret", empty = "Bearer ";
+  EXPECT_NO_THROW(auth.check(metadata(key, right)));
+  EXPECT_SERVICE_ERROR(auth.check({}), ErrorCode::kUnauthenticated, "Bearer");
+  EXPECT_SERVICE_ERROR(auth.check(metadata(key, wrong)), ErrorCode::kUnauthenticated, "wrong token");
+  EXPECT_SERVICE_ERROR(auth.check(metadata(key, shorter)), ErrorCode::kUnauthenticated, "wrong token");
+  EXPECT_SERVICE_ERROR(auth.check(metadata(key, longer)), ErrorCode::kUnauthenticated, "wrong token");
+  EXPECT_SERVICE_ERROR(auth.check(metadata(key, no_scheme)), ErrorCode::kUnauthenticated, "Bearer");
+  EXPECT_SERVICE_ERROR(auth.check(metadata(key, empty)), ErrorCode::kUnauthenticated, "wrong token");
+  const std::string other_key = "x-token";
+  EXPECT_SERVICE_ERROR(auth.check(metadata(other_key, right)), ErrorCode::kUnauthenticated, "Bearer");
+}
+
+TEST(TokenAuthTest, FromFileTrimsWhiteSpaceAndNamesABadFile) {
+  TempDir dir;
+  const std::string path = dir.file("token");
+  std::ofstream(path) << "  s3cret\n";
+  const TokenAuth auth = TokenAuth::from_file(path);
+  const std::string key = "authorization", value = "Bearer s3cret";
+  EXPECT_NO_THROW(auth.check(metadata(key, value)));
+
+  const std::string missing = dir.file("missing-token");
+  try {
+    TokenAuth::from_file(missing);
+    ADD_FAILURE() << "read a missing token file";
+  } catch (const UserError& e) {
+    EXPECT_TRUE(contains(e.what(), missing)) << e.what();
+  }
+  const std::string blank = dir.file("blank");
+  std::ofstream(blank) << " \n";
+  EXPECT_THROW(TokenAuth::from_file(blank), UserError);
+}
+
+TEST(GrpcStatusTest, EveryErrorHasItsStatusCode) {
+  grpc::ServerContext context;
+  struct Case {
+    std::function<void()> body;
+    grpc::StatusCode code;
+  } cases[] = {
+      {[] {}, grpc::StatusCode::OK},
+      {[] { throw invalid_argument("spec.x: bad"); }, grpc::StatusCode::INVALID_ARGUMENT},
+      {[] { throw not_found("job 'x' does not exist"); }, grpc::StatusCode::NOT_FOUND},
+      {[] { throw failed_precondition("ended"); }, grpc::StatusCode::FAILED_PRECONDITION},
+      {[] { throw unauthenticated("no token"); }, grpc::StatusCode::UNAUTHENTICATED},
+      {[] { throw unavailable("shutting down"); }, grpc::StatusCode::UNAVAILABLE},
+      {[] { throw UserError("training.batchSize: must be positive"); }, grpc::StatusCode::INVALID_ARGUMENT},
+      {[] { throw std::runtime_error("database: disk I/O error"); }, grpc::StatusCode::INTERNAL},
+  };
+  for (const auto& c : cases) {
+    const grpc::Status s = handle(&context, nullptr, c.body);
+    EXPECT_EQ(s.error_code(), c.code) << s.error_message();
+  }
+  EXPECT_EQ(handle(&context, nullptr, [] { throw not_found("job 'job-000007' does not exist"); }).error_message(),
+            "job 'job-000007' does not exist");
+  EXPECT_TRUE(contains(handle(&context, nullptr, [] { throw std::runtime_error("disk"); }).error_message(), "disk"));
+
+  // With a TokenAuth the token is checked first: the body does not run.
+  const TokenAuth auth("s3cret");
+  bool ran = false;
+  const grpc::Status s = handle(&context, &auth, [&] { ran = true; });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_FALSE(ran);
+}
+
+// ================================================================ JobService errors
+
+TEST_F(ServicesTest, SubmitJobWithBadSpecIsInvalidArgumentNamingTheField) {
+  start();
+  v1::SubmitJobRequest req;
+  *req.mutable_spec() = small_spec();
+  req.mutable_spec()->mutable_training()->set_learning_rate(-1);
+  v1::Job job;
+  const grpc::Status s = jobs_->SubmitJob(ctx().get(), req, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "spec.training.learningRate")) << s.error_message();
+
+  req.mutable_spec()->mutable_training()->set_learning_rate(0.1);
+  req.mutable_spec()->mutable_dataset()->set_train_images("../etc/passwd");
+  const grpc::Status escaping = jobs_->SubmitJob(ctx().get(), req, &job);
+  EXPECT_EQ(escaping.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(escaping.error_message(), "spec.dataset.trainImages")) << escaping.error_message();
+}
+
+TEST_F(ServicesTest, SubmitAndGetJob) {
+  start();
+  const v1::Job job = submit(small_spec("via-grpc"));
+  EXPECT_EQ(job.job_id(), "job-000001");
+  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_EQ(job.spec().name(), "via-grpc");
+  EXPECT_EQ(job.spec().training().batch_size(), 64);
+  v1::Job got;
+  ASSERT_TRUE(get_job(job.job_id(), &got).ok());
+  EXPECT_EQ(got.SerializeAsString(), job.SerializeAsString());
+}
+
+TEST_F(ServicesTest, UnknownJobIsNotFound) {
+  start();
+  v1::Job job;
+  grpc::Status s = get_job("job-000123", &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(contains(s.error_message(), "job-000123")) << s.error_message();
+
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id("job-000123");
+  EXPECT_EQ(jobs_->CancelJob(ctx().get(), cancel, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::GetMetricsRequest metrics;
+  metrics.set_job_id("job-000123");
+  v1::GetMetricsResponse metrics_resp;
+  EXPECT_EQ(jobs_->GetMetrics(ctx().get(), metrics, &metrics_resp).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  const auto [events, status] = watch_all("job-000123");
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServicesTest, EmptyJobIdIsInvalidArgument) {
+  start();
+  v1::Job job;
+  const grpc::Status s = get_job("", &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "job_id")) << s.error_message();
+}
+
+TEST_F(ServicesTest, CancelJobOverGrpc) {
+  start();
+  const std::string pool = register_pool(2);
+  const std::string a = submit(small_spec("a")).job_id(), b = submit(small_spec("b")).job_id();
+  v1::CancelJobRequest req;
+  v1::Job job;
+  // Queued: cancelled at once.
+  req.set_job_id(b);
+  ASSERT_TRUE(jobs_->CancelJob(ctx().get(), req, &job).ok());
+  EXPECT_EQ(job.state(), v1::CANCELLED);
+  // Running: cancel_requested, and the pool's next report says stop.
+  ASSERT_EQ(acquire(pool).job().job_id(), a);
+  req.set_job_id(a);
+  ASSERT_TRUE(jobs_->CancelJob(ctx().get(), req, &job).ok());
+  EXPECT_EQ(job.state(), v1::RUNNING);
+  EXPECT_TRUE(job.cancel_requested());
+  EXPECT_TRUE(report(pool, a, {step_event(3, 1.0)}));
+  ASSERT_TRUE(finish(pool, a, v1::CANCELLED).ok());
+  ASSERT_TRUE(get_job(a, &job).ok());
+  EXPECT_EQ(job.state(), v1::CANCELLED);
+}
+
+TEST_F(ServicesTest, CancelEndedJobIsFailedPrecondition) {
+  start();
+  const std::string pool = register_pool(1);
+  const std::string id = submit(small_spec()).job_id();
+  acquire(pool);
+  ASSERT_TRUE(finish(pool, id, v1::SUCCEEDED).ok());
+  v1::CancelJobRequest req;
+  req.set_job_id(id);
+  v1::Job job;
+  const grpc::Status s = jobs_->CancelJob(ctx().get(), req, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(contains(s.error_message(), "SUCCEEDED")) << s.error_message();
+}
+
+TEST_F(ServicesTest, ListJobsPagesNewestFirst) {
+  start();
+  for (int i = 0; i < 3; ++i) submit(small_spec());
+  v1::ListJobsRequest req;
+  req.set_page_size(2);
+  v1::ListJobsResponse resp;
+  ASSERT_TRUE(jobs_->ListJobs(ctx().get(), req, &resp).ok());
+  ASSERT_EQ(resp.jobs_size(), 2);
+  EXPECT_EQ(resp.jobs(0).job_id(), "job-000003");
+  EXPECT_EQ(resp.jobs(1).job_id(), "job-000002");
+  ASSERT_FALSE(resp.next_page_token().empty());
+  req.set_page_token(resp.next_page_token());
+  v1::ListJobsResponse second;
+  ASSERT_TRUE(jobs_->ListJobs(ctx().get(), req, &second).ok());
+  ASSERT_EQ(second.jobs_size(), 1);
+  EXPECT_EQ(second.jobs(0).job_id(), "job-000001");
+  EXPECT_TRUE(second.next_page_token().empty());
+
+  req.set_page_token("not-a-token");
+  const grpc::Status s = jobs_->ListJobs(ctx().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "page_token")) << s.error_message();
+}
+
+// ================================================================ WorkerService errors
+
+TEST_F(ServicesTest, WorkerServiceErrors) {
+  start();
+  v1::RegisterPoolResponse reg;
+  grpc::Status s = workers_->RegisterPool(ctx().get(), pool_request(0), &reg);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "ranks")) << s.error_message();
+
+  v1::ReportProgressRequest rep;
+  rep.set_pool_id("pool-7.7");
+  v1::ReportProgressResponse rep_resp;
+  EXPECT_EQ(workers_->ReportProgress(ctx().get(), rep, &rep_resp).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::AcquireJobRequest acq;
+  acq.set_pool_id("pool-7.7");
+  v1::AcquireJobResponse acq_resp;
+  EXPECT_EQ(workers_->AcquireJob(ctx().get(), acq, &acq_resp).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  EXPECT_EQ(finish("pool-7.7", "job-000001", v1::SUCCEEDED).error_code(), grpc::StatusCode::NOT_FOUND);
+  const std::string pool = register_pool(2);
+  s = finish(pool, "job-000001", v1::RUNNING);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "state")) << s.error_message();
+
+  // Nothing queued: OK without a job.
+  const v1::AcquireJobResponse none = acquire(pool, 0);
+  EXPECT_FALSE(none.has_job());
+}
+
+// A pool that gives up on its AcquireJob call (deadline, crash, scale-down) must
+// not be handed a job: it will never learn of it, so the job would sit RUNNING
+// until the heartbeat timeout and then lose an attempt.
+TEST_F(ServicesTest, AcquireJobWhoseCallerHasGoneDoesNotStartTheJob) {
+  start();
+  const std::string pool = register_pool(1);
+  auto call = std::async(std::launch::async, [&] {
+    v1::AcquireJobRequest req;
+    req.set_pool_id(pool);
+    req.set_wait_ms(2500);
+    v1::AcquireJobResponse resp;
+    return workers_->AcquireJob(ctx("", 300ms).get(), req, &resp);
+  });
+  ASSERT_TRUE(wait_for([&] {
+    const auto pools = jm_->pools();
+    return pools.size() == 1 && pools[0].waiting == 1;
+  }));
+  ASSERT_EQ(call.wait_for(3s), std::future_status::ready);
+  EXPECT_EQ(call.get().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  // The caller is gone; a job arrives while the handler may still be waiting.
+  const std::string id = submit(small_spec()).job_id();
+  ASSERT_TRUE(wait_for([&] {
+    const auto pools = jm_->pools();
+    return pools.size() == 1 && pools[0].waiting == 0;
+  }));
+  v1::Job job;
+  ASSERT_TRUE(get_job(id, &job).ok());
+  EXPECT_EQ(job.state(), v1::QUEUED) << "the job was started on " << job.pool_id()
+                                     << ", whose AcquireJob call had already ended";
+  EXPECT_EQ(job.attempts(), 0);
+}
+
+TEST_F(ServicesTest, WatchJobEndsWithUnavailableWhenTheCoordinatorShutsDown) {
+  start();
+  const std::string id = submit(small_spec()).job_id();
+  auto watched = std::async(std::launch::async, [&] { return watch_all(id); });
+  std::this_thread::sleep_for(50ms);
+  jm_->shutdown();
+  ASSERT_EQ(watched.wait_for(5s), std::future_status::ready);
+  const auto [events, status] = watched.get();
+  EXPECT_EQ(seqs(events), (std::vector<int64_t>{1}));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+}
+
+// ================================================================ auth
+
+TEST_F(ServicesTest, TokenIsRequiredOnEveryService) {
+  start("s3cret");
+  v1::SubmitJobRequest req;
+  *req.mutable_spec() = small_spec();
+  v1::Job job;
+
+  grpc::Status s = jobs_->SubmitJob(ctx().get(), req, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  s = jobs_->SubmitJob(ctx("wrong").get(), req, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  s = jobs_->SubmitJob(ctx("s3cre").get(), req, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "a prefix of the token must not pass";
+  s = jobs_->SubmitJob(ctx("s3cretX").get(), req, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "a longer token must not pass";
+  {
+    auto c = ctx();
+    c->AddMetadata("authorization", "Basic s3cret");
+    EXPECT_EQ(jobs_->SubmitJob(c.get(), req, &job).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  // Nothing was submitted by the refused calls.
+  v1::ListJobsResponse list;
+  ASSERT_TRUE(jobs_->ListJobs(ctx("s3cret").get(), v1::ListJobsRequest(), &list).ok());
+  EXPECT_EQ(list.jobs_size(), 0);
+
+  s = jobs_->SubmitJob(ctx("s3cret").get(), req, &job);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(job.state(), v1::QUEUED);
+
+  // The token is checked before anything else: an unknown job without a token is
+  // UNAUTHENTICATED, not NOT_FOUND; a bad spec without a token is not validated.
+  EXPECT_EQ(get_job("job-000999", &job).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(get_job("job-000999", &job, "s3cret").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(get_job("job-000001", &job, "s3cret").error_code(), grpc::StatusCode::OK);
+  req.mutable_spec()->mutable_training()->set_batch_size(0);
+  EXPECT_EQ(jobs_->SubmitJob(ctx().get(), req, &job).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  // WorkerService too.
+  v1::RegisterPoolResponse reg;
+  EXPECT_EQ(workers_->RegisterPool(ctx().get(), pool_request(2), &reg).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(workers_->RegisterPool(ctx("nope").get(), pool_request(2), &reg).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(workers_->RegisterPool(ctx("s3cret").get(), pool_request(2), &reg).ok());
+  EXPECT_EQ(jm_->pools().size(), 1u);
+
+  // And the WatchJob stream.
+  auto [events, status] = watch_all("job-000001", 0, "");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(events.empty());
+}
+
+TEST_F(ServicesTest, TokenWorksOverLoopbackTcp) {
+  start("s3cret");
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
+  auto stub = v1::JobService::NewStub(channel);
+  v1::ListJobsResponse list;
+  EXPECT_EQ(stub->ListJobs(ctx("bad").get(), v1::ListJobsRequest(), &list).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  const grpc::Status s = stub->ListJobs(ctx("s3cret").get(), v1::ListJobsRequest(), &list);
+  EXPECT_TRUE(s.ok()) << s.error_code() << ": " << s.error_message();
+}
+
+// ================================================================ WatchJob and GetMetrics
+
+TEST_F(ServicesTest, WatchJobStreamsHistoryThenLiveEventsAndEndsAfterTheFinalState) {
+  start();
+  const std::string id = submit(small_spec("watched")).job_id();
+
+  std::promise<std::string> pool_running;  // the driver has started the job and reported once
+  std::promise<void> history_read;         // the watcher has read the history
+  std::thread driver([&] {
+    const std::string pool = register_pool(2);
+    const v1::AcquireJobResponse got = acquire(pool, 1000);
+    EXPECT_EQ(got.job().job_id(), id);
+    report(pool, id, {step_event(1, 2.3)});
+    pool_running.set_value(pool);
+    history_read.get_future().wait();
+    std::this_thread::sleep_for(20ms);  // let the watcher block in Read
+    report(pool, id, {step_event(2, 2.0), epoch_event(0, 0.7)});
+    EXPECT_TRUE(finish(pool, id, v1::SUCCEEDED).ok());
+  });
+
+  const std::string pool = pool_running.get_future().get();
+  v1::WatchJobRequest req;
+  req.set_job_id(id);
+  auto c = ctx();
+  auto reader = jobs_->WatchJob(c.get(), req);
+  std::vector<v1::JobEvent> events;
+  v1::JobEvent e;
+  for (int i = 0; i < 3 && reader->Read(&e); ++i) events.push_back(e);
+  ASSERT_EQ(events.size(), 3u);
+  history_read.set_value();
+  while (reader->Read(&e)) events.push_back(e);
+  const grpc::Status status = reader->Finish();
+  driver.join();
+
+  EXPECT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
+  ASSERT_EQ(seqs(events), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  for (const auto& ev : events) EXPECT_EQ(ev.job_id(), id);
+  EXPECT_EQ(events[0].state_change().state(), v1::QUEUED);
+  EXPECT_EQ(events[1].state_change().state(), v1::RUNNING);
+  EXPECT_EQ(events[1].state_change().pool_id(), pool);
+  EXPECT_EQ(events[2].training().step(), 1);
+  EXPECT_EQ(events[3].training().step(), 2);
+  EXPECT_EQ(events[4].training().event(), "epoch");
+  ASSERT_TRUE(events[5].has_state_change());
+  EXPECT_EQ(events[5].state_change().state(), v1::SUCCEEDED);
+}
+
+TEST_F(ServicesTest, WatchJobStartedOnAQueuedJobFollowsItToTheEnd) {
+  start();
+  const std::string id = submit(small_spec()).job_id();
+  auto watched = std::async(std::launch::async, [&] { return watch_all(id); });
+  std::this_thread::sleep_for(20ms);
+  const std::string pool = register_pool(1);
+  acquire(pool, 1000);
+  report(pool, id, {step_event(1, 1.0)});
+  ASSERT_TRUE(finish(pool, id, v1::FAILED, "diverged").ok());
+  ASSERT_EQ(watched.wait_for(5s), std::future_status::ready);
+  const auto [events, status] = watched.get();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(seqs(events), (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(events[3].state_change().state(), v1::FAILED);
+  EXPECT_EQ(events[3].state_change().reason(), "diverged");
+}
+
+TEST_F(ServicesTest, WatchJobResumesAfterSeqAndEndsAtOnceForEndedJobs) {
+  start();
+  const std::string pool = register_pool(1);
+  const std::string id = submit(small_spec()).job_id();
+  acquire(pool);
+  report(pool, id, {step_event(1, 1.0), step_event(2, 0.5)});
+  ASSERT_TRUE(finish(pool, id, v1::SUCCEEDED).ok());
+
+  auto [all, s1] = watch_all(id, 0);
+  EXPECT_TRUE(s1.ok());
+  EXPECT_EQ(seqs(all), (std::vector<int64_t>{1, 2, 3, 4, 5}));
+  auto [rest, s2] = watch_all(id, 3);
+  EXPECT_TRUE(s2.ok());
+  EXPECT_EQ(seqs(rest), (std::vector<int64_t>{4, 5}));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto [none, s3] = watch_all(id, 5);
+  EXPECT_TRUE(s3.ok());
+  EXPECT_TRUE(none.empty());
+  EXPECT_LT(ms_since(t0), 900);
+
+  auto [bad, s4] = watch_all(id, -1);
+  EXPECT_EQ(s4.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s4.error_message(), "after_seq")) << s4.error_message();
+}
+
+TEST_F(ServicesTest, GetMetricsReturnsOnlyTrainingEvents) {
+  start();
+  const std::string pool = register_pool(2);
+  const std::string id = submit(small_spec()).job_id();
+  acquire(pool);
+  report(pool, id, {step_event(1, 2.0), step_event(2, 1.8)});
+  report(pool, id, {epoch_event(0, 0.75), summary_event(2, 0.75)});
+  ASSERT_TRUE(finish(pool, id, v1::SUCCEEDED).ok());
+
+  v1::GetMetricsRequest req;
+  req.set_job_id(id);
+  v1::GetMetricsResponse resp;
+  const grpc::Status s = jobs_->GetMetrics(ctx().get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.job().job_id(), id);
+  EXPECT_EQ(resp.job().state(), v1::SUCCEEDED);
+  EXPECT_EQ(resp.job().latest_metrics().event(), "summary");
+  EXPECT_EQ(resp.job().progress().step(), 2);
+  ASSERT_EQ(resp.events_size(), 4);
+  const char* kinds[] = {"step", "step", "epoch", "summary"};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(resp.events(i).has_training()) << i;
+    EXPECT_EQ(resp.events(i).training().event(), kinds[i]);
+    EXPECT_EQ(resp.events(i).seq(), 3 + i);
+  }
+}
+
+}  // namespace
+}  // namespace prelude::server
