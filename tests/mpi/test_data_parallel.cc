@@ -40,10 +40,10 @@ struct Result {
   v1::TrainingEvent summary;      // root only
 };
 
-v1::JobSpec make_spec(const std::string& activation, int64_t seed, const std::string& extra = "") {
+v1::JobSpec make_spec(const std::string& activation, int64_t seed, const std::string& extra = "", int steps = 20) {
   auto spec = parse_job_json(R"({"name":"dp","dataset":{"name":"fashion-mnist","trainLimit":2560},
       "model":{"preset":"cnn-small","activation":{"kind":")" + activation + R"("}},
-      "training":{"batchSize":32,"maxSteps":20,"learningRate":0.001,"logEverySteps":1,"skipTest":true,"seed":)" +
+      "training":{"batchSize":32,"maxSteps":)" + std::to_string(steps) + R"(,"learningRate":0.001,"logEverySteps":1,"skipTest":true,"seed":)" +
                                  std::to_string(seed) + extra + "}}",
                              "test");
   apply_defaults(&spec);
@@ -80,7 +80,8 @@ class Equivalence : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Equivalence, RanksAtGlobalBatchEqualOneProcess) {
   if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
-  const auto spec = make_spec(GetParam(), 3);
+  constexpr int kSteps = 12;
+  const auto spec = make_spec(GetParam(), 3, "", kSteps);
   const Result dist = train(spec, world);
   EXPECT_TRUE(world->all_equal(checksum_bytes(dist.params.data(), dist.params.size() * sizeof(float))));
   if (world->rank() != 0) return;
@@ -88,11 +89,13 @@ TEST_P(Equivalence, RanksAtGlobalBatchEqualOneProcess) {
   // Two ranks sum each gradient in another order than one process (batch 16 twice
   // against batch 32), so results agree to float rounding, not bit for bit; such
   // differences grow about 2x per step once a max-pool choice flips, so the run is
-  // kept short and gentle (20 steps at lr 0.001: measured <= 1e-6 relative).
-  ASSERT_EQ(dist.losses.size(), 20u);
-  ASSERT_EQ(single.losses.size(), 20u);
-  for (size_t i = 0; i < 20; ++i) EXPECT_NEAR(dist.losses[i], single.losses[i], 2e-5 * single.losses[i]) << "step " << i + 1;
-  // Weights, biases and slopes after 20 steps.
+  // kept short and gentle: 12 steps at lr 0.001. Measured: <= 1e-6 relative over
+  // 20 steps with oneDNN's AVX2 kernels; with its AVX-512 kernels (other blocking,
+  // other summation order) first flips appear after step 14 and reach 3e-4 by 20.
+  ASSERT_EQ(dist.losses.size(), static_cast<size_t>(kSteps));
+  ASSERT_EQ(single.losses.size(), static_cast<size_t>(kSteps));
+  for (size_t i = 0; i < kSteps; ++i) EXPECT_NEAR(dist.losses[i], single.losses[i], 2e-5 * single.losses[i]) << "step " << i + 1;
+  // Weights, biases and slopes at the end.
   expect_close(dist.params, single.params, 1e-4);
   ASSERT_EQ(dist.summary.alphas_size(), single.summary.alphas_size());
   for (int l = 0; l < dist.summary.alphas_size(); ++l)
