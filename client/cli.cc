@@ -1,306 +1,180 @@
 #include "client/cli.h"
 
-#include <grpcpp/grpcpp.h>
-
-#include <chrono>
-#include <cstdlib>
+#include <algorithm>
 #include <iostream>
-#include <map>
-#include <sstream>
-#include <stdexcept>
-#include <string>
-#include <thread>
 #include <vector>
 
-#include "client/render.h"
-#include "common/token.h"
-#include "engine/errors.h"
-#include "engine/job_spec.h"
-#include "prelude/v1/service.grpc.pb.h"
+#include "client/commands.h"
+#include "client/coordinator.h"
+#include "client/options.h"
 
 namespace prelude::client {
 
-namespace v1 = prelude::v1;
-using namespace std::chrono_literals;
-
 namespace {
 
-constexpr const char* kUsageText =
-    "usage: prelude [--coordinator ADDR] [--token-file F] COMMAND [ARGS]\n"
-    "\n"
-    "commands:\n"
-    "  submit JOB.json [--watch]          queue a job (the JSON form of prelude.v1.JobSpec; - for stdin);\n"
-    "                                     prints its id, then watches it with --watch\n"
-    "  list [--state STATE] [--limit N]   jobs, newest first (default limit 50)\n"
-    "  get ID [--format text|json]        a job: state, error, metrics, learned slopes\n"
-    "  watch ID                           follow a job to its end (live progress on a terminal)\n"
-    "  cancel ID                          cancel a job (a running one stops at its next step)\n"
-    "  metrics ID [--format csv|json]     the job's training history (default csv)\n"
-    "\n"
-    "  --coordinator ADDR  default $PRELUDE_COORDINATOR or localhost:50051\n"
-    "  --token-file F      send 'authorization: Bearer <token>' (default token: $PRELUDE_TOKEN)\n"
-    "\n"
-    "exit codes: 0 ok, 2 usage error or bad job file, 3 the coordinator refused or failed the\n"
-    "call, 4 the watched job ended FAILED or CANCELLED\n";
+const char* const kExitCodes =
+    "exit codes:\n"
+    "  0  ok\n"
+    "  2  usage error or bad local input: unknown flag, missing argument, bad flag value,\n"
+    "     unreadable or malformed job file, unreadable token file\n"
+    "  3  the coordinator refused or failed the call; stderr says `prelude: CODE: message`, e.g.\n"
+    "     INVALID_ARGUMENT (with the field), NOT_FOUND, UNAUTHENTICATED, FAILED_PRECONDITION,\n"
+    "     UNAVAILABLE (cannot reach it), DEADLINE_EXCEEDED\n"
+    "  4  the watched job ended FAILED or CANCELLED (watch, submit --watch)\n"
+    "  1  an internal error of the client (a bug)\n";
 
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-// A gRPC call that did not succeed: exit 3 with the code name and message.
-class CallError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-std::string code_name(grpc::StatusCode c) {
-  static const char* names[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                                "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-                                "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-  return c >= 0 && c <= 16 ? names[c] : "UNKNOWN";
+std::string pad(const std::string& s, size_t width) {
+  return s.size() >= width ? s + "  " : s + std::string(width - s.size() + 2, ' ');
 }
 
-struct Args {
-  std::string coordinator = "localhost:50051", token, command;
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> options;  // --format, --state, --limit
-  bool watch = false;
-};
+std::string flag_usage(const FlagSpec& f) { return f.value_name.empty() ? f.name : f.name + " " + f.value_name; }
 
-Args parse_args(int argc, char** argv) {
-  Args a;
-  if (const char* v = std::getenv("PRELUDE_COORDINATOR")) a.coordinator = v;
-  if (const char* v = std::getenv("PRELUDE_TOKEN")) a.token = v;
-  for (int i = 1; i < argc; ++i) {
-    const std::string s = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError(s + ": needs a value");
-      return argv[++i];
-    };
-    if (s == "--coordinator") a.coordinator = value();
-    else if (s == "--token-file") a.token = read_token_file(value());
-    else if (s == "--watch") a.watch = true;
-    else if (s == "--format" || s == "--state" || s == "--limit") a.options[s] = value();
-    else if (s == "--help" || s == "-h") a.command = "help";
-    else if (s.size() > 1 && s[0] == '-') throw UsageError("unknown option '" + s + "'");
-    else if (a.command.empty()) a.command = s;
-    else a.positional.push_back(s);
-  }
-  return a;
+std::string flag_list(const std::vector<FlagSpec>& flags) {
+  size_t width = 0;
+  for (const auto& f : flags) width = std::max(width, flag_usage(f).size());
+  std::string text;
+  for (const auto& f : flags) text += "  " + pad(flag_usage(f), width) + f.help + "\n";
+  return text;
 }
 
-class Client {
- public:
-  Client(const Args& args, std::ostream& out, std::ostream& err, bool terminal)
-      : args_(args), out_(out), err_(err), terminal_(terminal),
-        stub_(v1::JobService::NewStub(grpc::CreateChannel(args.coordinator, grpc::InsecureChannelCredentials()))) {}
+std::string synopsis(const CommandSpec& c) {
+  std::string s = "prelude " + c.name;
+  for (const auto& a : c.arguments) s += " " + a;
+  for (const auto& f : c.flags) s += " [" + flag_usage(f) + "]";
+  return s;
+}
 
-  int submit() {
-    const std::string path = one_positional("JOB.json");
-    v1::JobSpec spec;
-    if (path == "-") {
-      std::stringstream text;
-      text << std::cin.rdbuf();
-      spec = parse_job_json(text.str(), "<stdin>");
-    } else {
-      spec = load_job_file(path);
-    }
-    v1::SubmitJobRequest req;
-    *req.mutable_spec() = spec;
-    v1::Job job;
-    call("SubmitJob", [&](grpc::ClientContext* c) { return stub_->SubmitJob(c, req, &job); });
-    out_ << job.job_id() << std::endl;
-    return args_.watch ? watch(job.job_id()) : kOk;
-  }
+std::string global_help() {
+  std::string text =
+      "usage: prelude [OPTIONS] COMMAND [ARGS]\n"
+      "\n"
+      "Submit training jobs to a Prelude coordinator, follow them and read their metrics.\n"
+      "\n"
+      "commands:\n";
+  // "submit JOB.json", "list": each command with its arguments.
+  auto label = [](const CommandSpec& c) {
+    std::string l = c.name;
+    for (const auto& a : c.arguments) l += " " + a;
+    return l;
+  };
+  size_t width = 0;
+  for (const auto& c : commands()) width = std::max(width, label(c).size());
+  for (const auto& c : commands()) text += "  " + pad(label(c), width) + c.summary + "\n";
+  text +=
+      "\noptions (before or after the command):\n" + flag_list(global_flags()) +
+      "\n"
+      "environment:\n"
+      "  PRELUDE_COORDINATOR  the coordinator's host:port when --coordinator is not given\n"
+      "  PRELUDE_TOKEN        the token when neither --token nor --token-file is given\n"
+      "\n" +
+      std::string(kExitCodes) +
+      "\n"
+      "Run `prelude COMMAND --help` for a command's details.\n";
+  return text;
+}
 
-  int list() {
-    const int limit = int_option("--limit", 50, 1, 100000);
-    v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
-    if (args_.options.count("--state") && !v1::JobState_Parse(upper(args_.options.at("--state")), &state))
-      throw UsageError("--state: one of QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, got '" +
-                       args_.options.at("--state") + "'");
-    std::vector<v1::Job> jobs;
-    v1::ListJobsRequest req;
-    req.set_state(state);
-    do {
-      req.set_page_size(std::min(1000, limit - static_cast<int>(jobs.size())));
-      v1::ListJobsResponse resp;
-      call("ListJobs", [&](grpc::ClientContext* c) { return stub_->ListJobs(c, req, &resp); });
-      for (const auto& j : resp.jobs()) jobs.push_back(j);
-      req.set_page_token(resp.next_page_token());
-    } while (!req.page_token().empty() && static_cast<int>(jobs.size()) < limit);
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-        std::chrono::system_clock::now().time_since_epoch()).count();
-    out_ << jobs_table(jobs, now);
-    return kOk;
+std::string command_help(const CommandSpec& c) {
+  std::string text = "usage: " + synopsis(c) + "\n\n" + c.description + "\n";
+  if (!c.flags.empty()) text += "\noptions:\n" + flag_list(c.flags);
+  std::string globals;
+  for (const auto& f : global_flags())
+    if (!f.value_name.empty()) globals += (globals.empty() ? "" : ", ") + flag_usage(f);
+  text += "\nglobal options: " + globals + " (see `prelude --help`)\n";
+  if (!c.examples.empty()) {
+    text += "\nexamples:\n";
+    for (const auto& e : c.examples) text += "  " + e + "\n";
   }
+  const bool watches = c.name == "watch" || std::any_of(c.flags.begin(), c.flags.end(),
+                                                        [](const FlagSpec& f) { return f.name == "--watch"; });
+  text += "\nexit codes: 0 ok, 2 usage or bad local input, 3 the coordinator refused or failed the call";
+  text += watches ? ", 4 the job ended FAILED or CANCELLED\n" : "\n";
+  return text;
+}
 
-  int get() {
-    const v1::Job job = get_job(one_positional("ID"));
-    const std::string format = option("--format", "text", {"text", "json"});
-    out_ << (format == "json" ? to_json_line(job) : job_text(job));
-    return kOk;
-  }
+const std::vector<FlagSpec>* flags_of(const std::string& command) {
+  static const std::vector<FlagSpec> none;
+  if (command == "help") return &none;
+  const CommandSpec* c = find_command(command);
+  return c == nullptr ? nullptr : &c->flags;
+}
 
-  int cancel() {
-    v1::CancelJobRequest req;
-    req.set_job_id(one_positional("ID"));
-    v1::Job job;
-    call("CancelJob", [&](grpc::ClientContext* c) { return stub_->CancelJob(c, req, &job); });
-    out_ << job.job_id() << " " << v1::JobState_Name(job.state())
-         << (job.cancel_requested() ? " (cancel requested: it stops at its next step)" : "") << std::endl;
-    return kOk;
-  }
+// The command a (possibly malformed) command line names, for a pointer to its help.
+std::string named_command(const std::vector<std::string>& args) {
+  for (const auto& a : args)
+    if (find_command(a) != nullptr) return a;
+  return "";
+}
 
-  int metrics() {
-    v1::GetMetricsRequest req;
-    req.set_job_id(one_positional("ID"));
-    v1::GetMetricsResponse resp;
-    call("GetMetrics", [&](grpc::ClientContext* c) { return stub_->GetMetrics(c, req, &resp); });
-    const std::string format = option("--format", "csv", {"csv", "json"});
-    if (format == "csv") {
-      out_ << metrics_csv({resp.events().begin(), resp.events().end()});
-    } else {
-      for (const auto& e : resp.events()) out_ << to_json_line(e.training());
-    }
-    return kOk;
+bool asks_for_help(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--") return false;
+    if (a == "--help" || a == "-h") return true;
   }
+  return false;
+}
 
-  // Follows the job to its end, resuming after a broken stream (a coordinator
-  // restart) from the last event seen.
-  int watch(const std::string& id) {
-    const v1::Job job = get_job(id);
-    int64_t after = 0;
-    bool live_line = false;
-    for (int retries = 0;; ++retries) {
-      v1::WatchJobRequest req;
-      req.set_job_id(id);
-      req.set_after_seq(after);
-      grpc::ClientContext ctx;
-      add_token(&ctx);
-      auto reader = stub_->WatchJob(&ctx, req);
-      v1::JobEvent e;
-      while (reader->Read(&e)) {
-        after = e.seq();
-        retries = 0;
-        if (terminal_ && e.has_training() && e.training().event() == "step") {
-          out_ << "\r\033[K" << id << " " << progress_line(e.training(), job.spec()) << std::flush;
-          live_line = true;
-          continue;
-        }
-        const std::string line = event_line(e);
-        if (line.empty()) continue;
-        if (live_line) out_ << "\r\033[K";
-        live_line = false;
-        out_ << id << " " << line << std::endl;
-      }
-      const grpc::Status s = reader->Finish();
-      if (live_line) out_ << std::endl;
-      live_line = false;
-      if (s.ok()) break;
-      const bool transient = s.error_code() == grpc::StatusCode::UNAVAILABLE;
-      if (!transient || retries >= 30) throw CallError(code_name(s.error_code()) + ": " + s.error_message());
-      if (retries == 0) err_ << "prelude: lost the coordinator (" << s.error_message() << "); reconnecting" << std::endl;
-      std::this_thread::sleep_for(1s);
-    }
-    const v1::Job end = get_job(id);
-    if (end.state() == v1::SUCCEEDED) return kOk;
-    err_ << "prelude: job " << id << " " << v1::JobState_Name(end.state())
-         << (end.error().empty() ? "" : ": " + end.error()) << std::endl;
-    return kJobFailed;
-  }
+void check_arguments(const CommandSpec& c, const CommandLine& line) {
+  if (line.arguments.size() < c.arguments.size())
+    throw UsageError(c.name + ": missing " + c.arguments[line.arguments.size()]);
+  if (line.arguments.size() > c.arguments.size())
+    throw UsageError(c.name + ": unexpected argument '" + line.arguments[c.arguments.size()] + "'");
+}
 
-  int watch() { return watch(one_positional("ID")); }
-
- private:
-  static std::string upper(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return s;
+int run(const std::vector<std::string>& args, Console& console) {
+  const CommandLine line = parse_command_line(args, flags_of);
+  if (line.command == "help") {
+    if (line.arguments.size() > 1) throw UsageError("help: unexpected argument '" + line.arguments[1] + "'");
+    if (!line.arguments.empty() && find_command(line.arguments[0]) == nullptr)
+      throw UsageError("help: unknown command '" + line.arguments[0] + "'");
+    console.out << help_text(line.arguments.empty() ? "" : line.arguments[0]);
+    return kExitOk;
   }
-  std::string one_positional(const char* what) const {
-    if (args_.positional.empty()) throw UsageError(args_.command + ": missing " + what);
-    if (args_.positional.size() > 1) throw UsageError(args_.command + ": unexpected argument '" + args_.positional[1] + "'");
-    return args_.positional[0];
+  if (line.help) {
+    console.out << help_text(line.command);
+    return kExitOk;
   }
-  std::string option(const std::string& name, const std::string& def, const std::vector<std::string>& allowed) const {
-    auto it = args_.options.find(name);
-    if (it == args_.options.end()) return def;
-    for (const auto& a : allowed)
-      if (a == it->second) return a;
-    std::string list;
-    for (const auto& a : allowed) list += (list.empty() ? "" : "|") + a;
-    throw UsageError(name + ": must be " + list + ", got '" + it->second + "'");
-  }
-  int int_option(const std::string& name, int def, int lo, int hi) const {
-    auto it = args_.options.find(name);
-    if (it == args_.options.end()) return def;
-    char* end = nullptr;
-    const long v = std::strtol(it->second.c_str(), &end, 10);
-    if (it->second.empty() || *end || v < lo || v > hi)
-      throw UsageError(name + ": must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
-                       ", got '" + it->second + "'");
-    return static_cast<int>(v);
-  }
-  void add_token(grpc::ClientContext* c) const {
-    if (!args_.token.empty()) c->AddMetadata("authorization", "Bearer " + args_.token);
-  }
-  template <typename F>
-  void call(const char* method, F f) const {
-    grpc::ClientContext ctx;
-    add_token(&ctx);
-    ctx.set_deadline(std::chrono::system_clock::now() + 30s);
-    const grpc::Status s = f(&ctx);
-    if (s.ok()) return;
-    std::string msg = code_name(s.error_code()) + ": " + s.error_message();
-    if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
-      msg += " (cannot reach the coordinator at " + args_.coordinator + " for " + method + ")";
-    throw CallError(msg);
-  }
-  v1::Job get_job(const std::string& id) const {
-    v1::GetJobRequest req;
-    req.set_job_id(id);
-    v1::Job job;
-    call("GetJob", [&](grpc::ClientContext* c) { return stub_->GetJob(c, req, &job); });
-    return job;
-  }
-
-  const Args& args_;
-  std::ostream& out_;
-  std::ostream& err_;
-  const bool terminal_;
-  std::unique_ptr<v1::JobService::Stub> stub_;
-};
+  if (line.command.empty()) throw UsageError("missing command (submit, list, get, watch, cancel or metrics)");
+  const CommandSpec& command = *find_command(line.command);
+  check_arguments(command, line);
+  Session session(console, resolve_global_options(line, console.env));
+  return command.run(session, line);
+}
 
 }  // namespace
 
-int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err, bool terminal) {
+std::string help_text(const std::string& command) {
+  const CommandSpec* c = command.empty() ? nullptr : find_command(command);
+  return c == nullptr ? global_help() : command_help(*c);
+}
+
+int run_cli(int argc, char** argv, Console& console) {
+  const std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   try {
-    const Args args = parse_args(argc, argv);
-    if (args.command == "help") {
-      out << kUsageText;
-      return kOk;
-    }
-    if (args.command.empty()) throw UsageError("missing command");
-    Client client(args, out, err, terminal);
-    if (args.command == "submit") return client.submit();
-    if (args.command == "list") return client.list();
-    if (args.command == "get") return client.get();
-    if (args.command == "watch") return client.watch();
-    if (args.command == "cancel") return client.cancel();
-    if (args.command == "metrics") return client.metrics();
-    throw UsageError("unknown command '" + args.command + "'");
+    return run(args, console);
   } catch (const UsageError& e) {
-    err << "prelude: " << e.what() << "\n" << kUsageText;
-    return kUsage;
-  } catch (const UserError& e) {  // a bad job file or token file
-    err << "prelude: " << e.what() << std::endl;
-    return kUsage;
+    if (asks_for_help(args)) {  // `prelude list --bogus --help`: the help is what was asked for
+      console.out << help_text(named_command(args));
+      return kExitOk;
+    }
+    const std::string command = named_command(args);
+    console.err << "prelude: " << e.what() << "\n"
+                << "Run `prelude " << (command.empty() ? "" : command + " ") << "--help` for usage.\n";
+    return kExitUsage;
+  } catch (const UserError& e) {  // a job or token file
+    console.err << "prelude: " << e.what() << "\n";
+    return kExitUsage;
   } catch (const CallError& e) {
-    err << "prelude: " << e.what() << std::endl;
-    return kServerError;
+    console.err << "prelude: " << e.what() << "\n";
+    return kExitCallFailed;
+  } catch (const std::exception& e) {
+    console.err << "prelude: internal error: " << e.what() << "\n";
+    return kExitInternal;
   }
+}
+
+int run_cli(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  Console console{std::cin, out, err};
+  return run_cli(argc, argv, console);
 }
 
 }  // namespace prelude::client

@@ -1,12 +1,11 @@
 #include "client/render.h"
 
 #include <google/protobuf/util/json_util.h>
-#include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <sstream>
+
+#include "engine/job_spec.h"
 
 namespace prelude::client {
 
@@ -14,180 +13,371 @@ namespace v1 = prelude::v1;
 
 namespace {
 
-template <typename... Args>
-std::string fmt(const char* f, Args... args) {
-  char buf[1024];
-  std::snprintf(buf, sizeof buf, f, args...);
-  return buf;
+constexpr int kBarWidth = 20;
+constexpr size_t kNameColumnWidth = 24;
+constexpr int kLabelWidth = 11;
+
+// Joins the non-empty parts with `separator`.
+std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string text;
+  for (const auto& p : parts) {
+    if (p.empty()) continue;
+    if (!text.empty()) text += separator;
+    text += p;
+  }
+  return text;
 }
 
-std::string short_kind(v1::ActivationSpec::Kind k) {
-  switch (k) {
-    case v1::ActivationSpec::RELU: return "relu";
-    case v1::ActivationSpec::LEAKY_RELU: return "leaky";
-    case v1::ActivationSpec::PRELU_SHARED: return "prelu-shared";
-    case v1::ActivationSpec::PRELU_CHANNELWISE: return "prelu-cw";
-    default: return "?";
-  }
+std::string plural(double n, const std::string& one, const std::string& many) {
+  return compact(n) + " " + (n == 1 ? one : many);
 }
 
-std::string short_init(const v1::InitSpec& i) {
-  std::string s;
-  switch (i.scheme()) {
-    case v1::InitSpec::XAVIER_UNIFORM: s = "xavier-u"; break;
-    case v1::InitSpec::XAVIER_NORMAL: s = "xavier-n"; break;
-    case v1::InitSpec::KAIMING_NORMAL: s = "kaiming-n"; break;
-    case v1::InitSpec::KAIMING_UNIFORM: s = "kaiming-u"; break;
-    default: s = "?";
-  }
-  if (i.mode() == v1::InitSpec::FAN_OUT) s += "/out";
-  if (i.kaiming_factor() == v1::InitSpec::ONE_PLUS_A) s += "/(1+a)";
+std::string epoch_of(int epoch, const JobShape& shape) {
+  return "epoch " + std::to_string(epoch) + "/" + compact(shape.epochs);
+}
+
+// "loss 0.4521 acc 0.8412" from whichever of the two are set.
+std::string loss_and_accuracy(bool has_loss, double loss, bool has_accuracy, double accuracy) {
+  return join({has_loss ? "loss " + fixed(loss, 4) : "", has_accuracy ? "acc " + fixed(accuracy, 4) : ""}, " ");
+}
+
+std::string images_per_second(double v) { return compact(std::round(v)) + " img/s"; }
+
+std::string step_of(const v1::TrainingEvent& e) {
+  std::string s = std::to_string(e.step());
+  if (e.has_total_steps()) s += "/" + std::to_string(e.total_steps());
   return s;
 }
 
-std::string time_text(const google::protobuf::Timestamp& t) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  return google::protobuf::util::TimeUtil::ToString(t).substr(0, 19) + "Z";
+// Loss, accuracy, learning rate, speed and ETA of a step event.
+std::string step_figures(const v1::TrainingEvent& e, const JobShape& shape, bool with_eta) {
+  std::vector<std::string> parts = {
+      e.has_loss() ? "loss " + fixed(e.loss(), 4) : "",
+      e.has_accuracy() ? "acc " + fixed(e.accuracy(), 4) : "",
+      e.has_learning_rate() ? "lr " + compact(e.learning_rate()) : "",
+      e.has_images_per_second() ? images_per_second(e.images_per_second()) : "",
+  };
+  if (with_eta)
+    if (const auto eta = eta_seconds(e, shape)) parts.push_back("ETA " + duration(*eta));
+  return join(parts, "  ");
 }
 
-std::string num(bool has, double v, const char* f = "%.6g") { return has ? fmt(f, v) : ""; }
+std::string step_text(const v1::TrainingEvent& e, const JobShape& shape, bool with_eta) {
+  return join({"step " + step_of(e), e.has_epoch() ? epoch_of(e.epoch(), shape) : "", step_figures(e, shape, with_eta)},
+              "  ");
+}
+
+std::string epoch_text(const v1::TrainingEvent& e, const JobShape& shape) {
+  const std::string train = loss_and_accuracy(e.has_train_loss(), e.train_loss(), e.has_train_accuracy(),
+                                              e.train_accuracy());
+  const std::string test = loss_and_accuracy(e.has_test_loss(), e.test_loss(), e.has_test_accuracy(),
+                                             e.test_accuracy());
+  return join({e.has_epoch() ? epoch_of(e.epoch(), shape) : "epoch", train.empty() ? "" : "train " + train,
+               test.empty() ? "" : "test " + test},
+              "  ");
+}
+
+std::string summary_text(const v1::TrainingEvent& e) {
+  const std::string train = loss_and_accuracy(e.has_train_loss(), e.train_loss(), e.has_train_accuracy(),
+                                              e.train_accuracy());
+  const std::string test = loss_and_accuracy(e.has_test_loss(), e.test_loss(), e.has_test_accuracy(),
+                                             e.test_accuracy());
+  std::string steps;
+  if (e.has_steps()) steps = plural(e.steps(), "step", "steps");
+  if (e.has_seconds()) steps = join({steps, "in " + duration(e.seconds())}, " ");
+  return join({"summary", test.empty() ? "" : "test " + test, train.empty() ? "" : "train " + train, steps,
+               e.has_train_images_per_second() ? images_per_second(e.train_images_per_second()) : ""},
+              "  ");
+}
+
+// A CSV cell: the number when set, else empty.
+std::string cell(bool has, double v) { return has ? exact(v) : ""; }
+
+std::string csv_text(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string quoted = "\"";
+  for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+
+std::string to_json(const google::protobuf::Message& message, bool proto_names, bool indent) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = proto_names;
+  options.add_whitespace = indent;
+  std::string json;
+  const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) throw std::runtime_error("cannot print " + message.GetTypeName() + " as JSON: " +
+                                             std::string(status.message()));
+  if (json.empty() || json.back() != '\n') json += '\n';
+  return json;
+}
+
+// The PROGRESS column: "350/2811", the step count of a finished job, or "-".
+std::string progress_cell(const v1::Job& job) {
+  const auto& latest = job.latest_metrics();
+  const auto& progress = job.progress();
+  if (latest.event() == "summary" && latest.has_steps()) {
+    std::string s = std::to_string(latest.steps());
+    if (progress.has_total_steps()) s += "/" + std::to_string(progress.total_steps());
+    return s;
+  }
+  if (progress.has_step()) return step_of(progress);
+  return "-";
+}
+
+class Details {
+ public:
+  void add(const std::string& label, const std::string& value) {
+    if (value.empty()) return;
+    text_ += label + std::string(std::max<int>(2, kLabelWidth - static_cast<int>(label.size())), ' ') + value + "\n";
+  }
+  std::string text() const { return text_; }
+
+ private:
+  std::string text_;
+};
+
+std::string dataset_text(const v1::DatasetSpec& d) {
+  std::string text = d.name().empty() ? d.train_images() + ", " + d.test_images() : d.name();
+  std::vector<std::string> limits = {
+      d.train_limit() > 0 ? "first " + std::to_string(d.train_limit()) + " training images" : "",
+      d.test_limit() > 0 ? "first " + std::to_string(d.test_limit()) + " test images" : ""};
+  const std::string l = join(limits, ", ");
+  return l.empty() ? text : text + " (" + l + ")";
+}
+
+std::string training_spec_text(const v1::TrainingSpec& t) {
+  std::string lr = "lr " + compact(t.learning_rate());
+  switch (t.lr_schedule().kind()) {
+    case v1::LrScheduleSpec::STEP: lr += " (step)"; break;
+    case v1::LrScheduleSpec::COSINE: lr += " (cosine)"; break;
+    default: break;
+  }
+  return join({plural(t.epochs(), "epoch", "epochs"), "batch " + std::to_string(t.batch_size()), lr,
+               "momentum " + compact(t.momentum()), "weight decay " + compact(t.weight_decay()),
+               "seed " + std::to_string(t.seed()),
+               t.max_steps() > 0 ? "at most " + std::to_string(t.max_steps()) + " steps" : ""},
+              ", ");
+}
+
+std::string time_with_age(const google::protobuf::Timestamp& t, Clock::time_point now) {
+  if (!is_set(t)) return "";
+  return timestamp(t) + " (" + age(t, now) + " ago)";
+}
 
 }  // namespace
 
-std::string format_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  const long t = std::lround(s);
-  if (t >= 3600) return fmt("%ldh%02ldm", t / 3600, (t % 3600) / 60);
-  if (t >= 60) return fmt("%ldm%02lds", t / 60, t % 60);
-  return fmt("%lds", t);
+JobShape job_shape(const v1::JobSpec& spec) {
+  const v1::TrainingSpec t = with_defaults(spec).training();
+  JobShape shape;
+  if (t.has_epochs() && t.epochs() > 0) shape.epochs = t.epochs();
+  if (t.has_batch_size() && t.batch_size() > 0) shape.batch_size = t.batch_size();
+  return shape;
 }
 
-std::string describe_model(const v1::JobSpec& spec) {
-  const auto& m = spec.model();
-  std::string preset = m.preset().empty() ? fmt("%d layers", m.layers_size()) : m.preset();
-  std::string act = short_kind(m.activation().kind());
-  if (m.activation().kind() != v1::ActivationSpec::RELU && m.activation().has_alpha_init())
-    act += fmt("(%g)", m.activation().alpha_init());
-  return preset + " " + act + " " + short_init(m.init());
+// ---- list / get
+
+std::string jobs_table(const std::vector<v1::Job>& jobs, Clock::time_point now) {
+  Table table({"ID", "STATE", "NAME", "MODEL", "PROGRESS", "TEST ACC", "POOL", "AGE"});
+  for (const auto& job : jobs) {
+    const auto& latest = job.latest_metrics();
+    table.add({job.job_id(), state_name(job.state()),
+               job.spec().name().empty() ? "-" : truncate(job.spec().name(), kNameColumnWidth),
+               model_summary(job.spec()), progress_cell(job),
+               latest.has_test_accuracy() ? fixed(latest.test_accuracy(), 4) : "-",
+               job.pool_id().empty() ? "-" : job.pool_id(), age(job.create_time(), now)});
+  }
+  return table.render();
 }
 
-std::string jobs_table(const std::vector<v1::Job>& jobs, int64_t now) {
-  std::vector<std::vector<std::string>> rows{{"ID", "STATE", "NAME", "MODEL", "PROGRESS", "TEST ACC", "POOL", "AGE"}};
-  for (const auto& j : jobs) {
-    std::string progress = "-";
-    if (j.progress().has_step())
-      progress = fmt("%d/%d", j.progress().step(), j.progress().total_steps());
-    const auto& lm = j.latest_metrics();
-    rows.push_back({j.job_id(), v1::JobState_Name(j.state()), j.spec().name().empty() ? "-" : j.spec().name(),
-                    describe_model(j.spec()), progress, lm.has_test_accuracy() ? fmt("%.4f", lm.test_accuracy()) : "-",
-                    j.pool_id().empty() ? "-" : j.pool_id(),
-                    format_duration(static_cast<double>(now - j.create_time().seconds()))});
-  }
-  std::vector<size_t> width(rows[0].size(), 0);
-  for (const auto& r : rows)
-    for (size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t c = 0; c < r.size(); ++c) line += r[c] + (c + 1 < r.size() ? std::string(width[c] - r[c].size() + 2, ' ') : "");
-    out += line + "\n";
-  }
-  return out;
-}
-
-std::string job_text(const v1::Job& j) {
-  std::ostringstream o;
-  o << "job        " << j.job_id() << (j.spec().name().empty() ? "" : "  (" + j.spec().name() + ")") << "\n";
-  o << "state      " << v1::JobState_Name(j.state()) << (j.cancel_requested() ? " (cancel requested)" : "") << "\n";
-  if (!j.error().empty()) o << "error      " << j.error() << "\n";
-  o << "model      " << describe_model(j.spec()) << "\n";
-  const auto& t = j.spec().training();
-  o << fmt("training   %g epochs, batch %d, lr %g, momentum %g, weight decay %g, seed %lld\n", t.epochs(),
-           t.batch_size(), t.learning_rate(), t.momentum(), t.weight_decay(), static_cast<long long>(t.seed()));
-  if (!j.pool_id().empty()) o << "pool       " << j.pool_id() << fmt(" (%d ranks), attempt %d\n", j.ranks(), j.attempts());
-  o << "created    " << time_text(j.create_time()) << "\n";
-  o << "started    " << time_text(j.start_time()) << "\n";
-  o << "ended      " << time_text(j.end_time()) << "\n";
-  const auto& p = j.progress();
-  if (p.has_step())
-    o << fmt("progress   step %d/%d, loss %.4f, accuracy %.4f\n", p.step(), p.total_steps(), p.loss(), p.accuracy());
-  const auto& m = j.latest_metrics();
-  if (m.has_train_loss()) {
-    o << fmt("metrics    (%s) train loss %.4f acc %.4f", m.event().c_str(), m.train_loss(), m.train_accuracy());
-    if (m.has_test_accuracy()) o << fmt(", test loss %.4f acc %.4f", m.test_loss(), m.test_accuracy());
-    if (m.has_train_images_per_second()) o << fmt(", %.0f images/s", m.train_images_per_second());
-    o << "\n";
-  }
-  if (m.alphas_size() > 0) {
-    o << "slopes     layer          mean      min      max  (channels)\n";
-    for (const auto& a : m.alphas()) {
-      if (a.values_size() == 0) continue;
-      double sum = 0, lo = a.values(0), hi = a.values(0);
-      for (float v : a.values()) sum += v, lo = std::min<double>(lo, v), hi = std::max<double>(hi, v);
-      o << fmt("           %-12s %8.4f %8.4f %8.4f  (%d)\n", a.layer().c_str(), sum / a.values_size(), lo, hi,
-               a.values_size());
+std::string job_details(const v1::Job& job, Clock::time_point now) {
+  const v1::JobSpec spec = with_defaults(job.spec());
+  const JobShape shape = job_shape(spec);
+  Details d;
+  d.add("ID", job.job_id());
+  d.add("Name", spec.name());
+  std::string state = state_name(job.state());
+  if (job.cancel_requested()) state += " (cancel requested: stopping at its next step)";
+  d.add("State", state);
+  d.add("Error", job.error());
+  d.add("Model", model_summary(spec));
+  if (spec.model().layers_size() > 0) {
+    try {
+      d.add("Layers", describe_layers(expand_model(spec.model(), 10)));
+    } catch (const std::exception&) {
+      // An explicit model the client cannot expand: the summary above says enough.
     }
   }
-  return o.str();
-}
-
-std::string metrics_csv(const std::vector<v1::JobEvent>& events) {
-  std::string out =
-      "event,epoch,step,loss,accuracy,learning_rate,train_loss,train_accuracy,test_loss,test_accuracy,"
-      "images_per_second\n";
-  for (const auto& e : events) {
-    if (!e.has_training()) continue;
-    const auto& t = e.training();
-    if (t.event() != "step" && t.event() != "epoch" && t.event() != "summary") continue;
-    const bool has_ips = t.has_images_per_second() || t.has_train_images_per_second();
-    const double ips = t.has_images_per_second() ? t.images_per_second() : t.train_images_per_second();
-    out += t.event() + "," + (t.has_epoch() ? std::to_string(t.epoch()) : "") + "," +
-           (t.has_step() ? std::to_string(t.step()) : t.has_steps() ? std::to_string(t.steps()) : "") + "," +
-           num(t.has_loss(), t.loss()) + "," + num(t.has_accuracy(), t.accuracy()) + "," +
-           num(t.has_learning_rate(), t.learning_rate()) + "," + num(t.has_train_loss(), t.train_loss()) + "," +
-           num(t.has_train_accuracy(), t.train_accuracy()) + "," + num(t.has_test_loss(), t.test_loss()) + "," +
-           num(t.has_test_accuracy(), t.test_accuracy()) + "," + num(has_ips, ips, "%.1f") + "\n";
+  d.add("Dataset", dataset_text(spec.dataset()));
+  d.add("Training", training_spec_text(spec.training()));
+  std::string pool = job.pool_id();
+  if (!pool.empty() && job.ranks() > 0) pool += " (" + plural(job.ranks(), "rank", "ranks") + ")";
+  d.add("Pool", pool);
+  d.add("Attempts", job.attempts() > 0 ? std::to_string(job.attempts()) : "");
+  d.add("Created", time_with_age(job.create_time(), now));
+  d.add("Started", time_with_age(job.start_time(), now));
+  std::string ended = time_with_age(job.end_time(), now);
+  if (!ended.empty() && is_set(job.start_time()))
+    ended += ", ran " + duration(seconds_between(job.start_time(), job.end_time()));
+  d.add("Ended", ended);
+  if (job.has_progress() && job.progress().has_step())
+    d.add("Progress", step_text(job.progress(), shape, job.state() == v1::RUNNING));
+  const auto& latest = job.latest_metrics();
+  if (job.has_latest_metrics()) d.add("Metrics", training_text(latest, shape));
+  // The learned slopes, one aligned line per activation layer under their heading.
+  std::string slopes;
+  if (latest.alphas_size() > 0) {
+    const std::string when = latest.event() == "summary" ? "at the end"
+                             : latest.has_epoch()        ? "after epoch " + std::to_string(latest.epoch())
+                                                         : "latest";
+    d.add("Slopes", "learned per activation layer, " + when + ":");
+    size_t width = 0;
+    for (const auto& layer : latest.alphas()) width = std::max(width, layer.layer().size());
+    for (const auto& layer : latest.alphas())
+      slopes += "  " + layer.layer() + std::string(width - layer.layer().size() + 2, ' ') + slopes_text(layer) + "\n";
   }
-  return out;
+  return d.text() + slopes;
 }
 
-std::string to_json_line(const google::protobuf::Message& m) {
-  google::protobuf::util::JsonPrintOptions opt;
-  opt.preserve_proto_field_names = true;
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opt);
-  return out + "\n";
-}
+std::string job_json(const v1::Job& job) { return to_json(job, /*proto_names=*/false, /*indent=*/true); }
 
-std::string event_line(const v1::JobEvent& e) {
-  if (e.has_state_change()) {
-    const auto& s = e.state_change();
-    return fmt("%s %s", v1::JobState_Name(s.state()).c_str(), s.reason().c_str());
+std::string slopes_text(const v1::LayerSlopes& slopes) {
+  const auto& v = slopes.values();
+  if (v.empty()) return "-";
+  if (v.size() <= 4) {
+    std::vector<std::string> values;
+    for (float x : v) values.push_back(fixed(x, 4));
+    return join(values, " ");
   }
-  const auto& t = e.training();
-  if (t.event() == "step")
-    return fmt("step %d/%d epoch %d loss %.4f acc %.4f lr %.4g %.0f img/s", t.step(), t.total_steps(), t.epoch(),
-               t.loss(), t.accuracy(), t.learning_rate(), t.images_per_second());
-  if (t.event() == "epoch")
-    return fmt("epoch %d: train loss %.4f acc %.4f, test loss %.4f acc %.4f", t.epoch(), t.train_loss(),
-               t.train_accuracy(), t.test_loss(), t.test_accuracy());
-  if (t.event() == "summary")
-    return fmt("summary: %d steps, test loss %.4f acc %.4f, %.0f img/s on %d rank(s), %s", t.steps(), t.test_loss(),
-               t.test_accuracy(), t.train_images_per_second(), t.ranks(), format_duration(t.seconds()).c_str());
+  double sum = 0;
+  for (float x : v) sum += x;
+  const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+  return std::to_string(v.size()) + " channels: mean " + fixed(sum / v.size(), 4) + ", min " + fixed(*lo, 4) +
+         ", max " + fixed(*hi, 4);
+}
+
+// ---- metrics
+
+const char* const kMetricsCsvHeader =
+    "event,epoch,step,loss,accuracy,learning_rate,train_loss,train_accuracy,test_loss,test_accuracy,"
+    "images_per_second";
+
+std::string metrics_csv(const v1::GetMetricsResponse& metrics) {
+  std::string csv = std::string(kMetricsCsvHeader) + "\n";
+  for (const auto& event : metrics.events()) {
+    if (!event.has_training()) continue;
+    const auto& e = event.training();
+    if (e.event() != "step" && e.event() != "epoch" && e.event() != "summary") continue;
+    const bool summary = e.event() == "summary";
+    const bool has_step = e.has_step() || (summary && e.has_steps());
+    const int step = e.has_step() ? e.step() : e.steps();
+    const bool has_speed = e.has_images_per_second() || (summary && e.has_train_images_per_second());
+    const double speed = e.has_images_per_second() ? e.images_per_second() : e.train_images_per_second();
+    const std::vector<std::string> row = {
+        csv_text(e.event()),
+        e.has_epoch() ? std::to_string(e.epoch()) : "",
+        has_step ? std::to_string(step) : "",
+        cell(e.has_loss(), e.loss()),
+        cell(e.has_accuracy(), e.accuracy()),
+        cell(e.has_learning_rate(), e.learning_rate()),
+        cell(e.has_train_loss(), e.train_loss()),
+        cell(e.has_train_accuracy(), e.train_accuracy()),
+        cell(e.has_test_loss(), e.test_loss()),
+        cell(e.has_test_accuracy(), e.test_accuracy()),
+        cell(has_speed, speed),
+    };
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) line += (i ? "," : "") + row[i];
+    csv += line + "\n";
+  }
+  return csv;
+}
+
+std::string metrics_json_lines(const v1::GetMetricsResponse& metrics) {
+  std::string lines;
+  for (const auto& event : metrics.events())
+    if (event.has_training()) lines += to_json(event.training(), /*proto_names=*/true, /*indent=*/false);
+  return lines;
+}
+
+// ---- watch
+
+std::optional<double> eta_seconds(const v1::TrainingEvent& step, const JobShape& shape) {
+  if (!step.has_step() || !step.has_total_steps() || !step.has_images_per_second()) return std::nullopt;
+  if (!(step.images_per_second() > 0) || step.total_steps() < step.step()) return std::nullopt;
+  return static_cast<double>(step.total_steps() - step.step()) * shape.batch_size / step.images_per_second();
+}
+
+std::string training_text(const v1::TrainingEvent& event, const JobShape& shape) {
+  if (event.event() == "step") return step_text(event, shape, /*with_eta=*/true);
+  if (event.event() == "epoch") return epoch_text(event, shape);
+  if (event.event() == "summary") return summary_text(event);
   return "";
 }
 
-std::string progress_line(const v1::TrainingEvent& t, const v1::JobSpec& spec, int width) {
-  const double total = std::max(1, t.total_steps());
-  const double frac = std::min(1.0, t.step() / total);
-  const int filled = static_cast<int>(std::lround(frac * width));
-  const std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
-  const double epochs = spec.training().epochs();
-  std::string eta = "?";
-  if (t.images_per_second() > 0)
-    eta = format_duration((total - t.step()) * spec.training().batch_size() / t.images_per_second());
-  return fmt("epoch %d/%g [%s] step %d/%d loss %.4f acc %.3f %.0f img/s ETA %s", t.epoch(), std::ceil(epochs),
-             bar.c_str(), t.step(), t.total_steps(), t.loss(), t.accuracy(), t.images_per_second(), eta.c_str());
+std::string state_change_text(const v1::StateChange& change) {
+  // "<STATE> <reason>", as the coordinator logs it; the final "done" says nothing.
+  std::string text = state_name(change.state());
+  if (!change.reason().empty() && change.state() != v1::SUCCEEDED) text += " " + change.reason();
+  if (change.state() == v1::RUNNING) {
+    if (change.reason().empty() && !change.pool_id().empty()) text += " on pool " + change.pool_id();
+    if (change.attempt() > 0) text += "; attempt " + std::to_string(change.attempt());
+  }
+  return text;
+}
+
+std::string event_line(const v1::JobEvent& event, const JobShape& shape) {
+  std::string text;
+  if (event.has_state_change()) text = state_change_text(event.state_change());
+  else if (event.has_training()) text = training_text(event.training(), shape);
+  if (text.empty()) return "";
+  // Reasons come from the coordinator: keep a line one line.
+  for (auto& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return is_set(event.time()) ? timestamp(event.time()) + "  " + text : text;
+}
+
+std::string progress_line(v1::JobState state, const v1::TrainingEvent& step, const JobShape& shape, int columns) {
+  std::string bar;
+  if (step.has_total_steps() && step.total_steps() > 0) {
+    const double done = std::clamp(static_cast<double>(step.step()) / step.total_steps(), 0.0, 1.0);
+    const int filled = static_cast<int>(std::lround(done * kBarWidth));
+    bar = "[" + std::string(filled, '#') + std::string(kBarWidth - filled, '-') + "]";
+  }
+  const auto eta = eta_seconds(step, shape);
+  // The parts in display order, each with its rank: on a narrow terminal the parts
+  // of the highest rank go first (learning rate, then accuracy, ...), never mid-word.
+  std::vector<std::pair<std::string, int>> parts = {
+      {state_name(state), 0},
+      {step.has_epoch() ? epoch_of(step.epoch(), shape) : "", 3},
+      {bar, 4},
+      {step_of(step), 0},
+      {step.has_loss() ? "loss " + fixed(step.loss(), 4) : "", 2},
+      {step.has_accuracy() ? "acc " + fixed(step.accuracy(), 4) : "", 6},
+      {step.has_learning_rate() ? "lr " + compact(step.learning_rate()) : "", 7},
+      {step.has_images_per_second() ? images_per_second(step.images_per_second()) : "", 5},
+      {eta ? "ETA " + duration(*eta) : "", 1},
+  };
+  auto text = [&] {
+    std::vector<std::string> shown;
+    for (const auto& p : parts) shown.push_back(p.first);
+    return join(shown, "  ");
+  };
+  std::string line = text();
+  const size_t width = columns > 1 ? static_cast<size_t>(columns - 1) : 0;
+  for (int rank = 7; width > 0 && line.size() > width && rank > 0; --rank) {
+    for (auto& p : parts)
+      if (p.second == rank) p.first.clear();
+    line = text();
+  }
+  if (width > 0 && line.size() > width) line.resize(width);
+  return line;
+}
+
+std::string final_line(const std::string& job_id, v1::JobState state, const std::string& reason) {
+  std::string line = "job " + job_id + " " + state_name(state);
+  if (state != v1::SUCCEEDED && !reason.empty()) line += ": " + reason;
+  return line;
 }
 
 }  // namespace prelude::client

@@ -1,40 +1,79 @@
-// How the client shows jobs and metrics: pure functions of the messages, so they
-// are tested without a server.
+// What the client prints for jobs, metrics and events: pure functions of the API's
+// messages, so they are tested without a coordinator.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "client/format.h"
 #include "prelude/v1/service.pb.h"
 
 namespace prelude::client {
 
-// "PRELU_CHANNELWISE" -> "prelu-cw", etc.; the model column of `prelude list`.
-std::string describe_model(const prelude::v1::JobSpec& spec);
+// What showing a job's progress needs from its spec (defaults applied).
+struct JobShape {
+  double epochs = 1;   // training.epochs; fractions allowed
+  int batch_size = 64; // training.batchSize, the global batch
+};
+JobShape job_shape(const prelude::v1::JobSpec& spec);
 
-// `prelude list`: a header and one aligned row per job.
-std::string jobs_table(const std::vector<prelude::v1::Job>& jobs, int64_t now_unix_seconds);
+// ---- list / get
 
-// `prelude get`: the job, readably: state, error, pool, attempts, times, metrics
-// and the learned slopes per activation layer (mean, min and max).
-std::string job_text(const prelude::v1::Job& job);
+// `prelude list`: ID, STATE, NAME, MODEL, PROGRESS, TEST ACC, POOL, AGE; one row
+// per job, in the order given.
+std::string jobs_table(const std::vector<prelude::v1::Job>& jobs, Clock::time_point now);
 
-// `prelude metrics --format csv`: a header and one row per step, epoch or summary
-// event; unset values are empty cells.
-std::string metrics_csv(const std::vector<prelude::v1::JobEvent>& events);
+// `prelude get`: the job's fields, one "Label  value" line each (unset ones left
+// out), then the learned slopes per activation layer.
+std::string job_details(const prelude::v1::Job& job, Clock::time_point now);
 
-// One JSON object per line (proto field names).
-std::string to_json_line(const google::protobuf::Message& m);
+// `prelude get --format json`: the Job in protobuf JSON (camelCase, as job files),
+// indented, ending with a newline.
+std::string job_json(const prelude::v1::Job& job);
 
-// `prelude watch`: one plain line for an event (no control characters), or "" for
-// events not worth a line (diagnostics).
-std::string event_line(const prelude::v1::JobEvent& e);
+// One activation layer's slopes: "0.2500" for one value, all of them for a few,
+// "32 channels: mean 0.2512, min 0.1023, max 0.4410" for many.
+std::string slopes_text(const prelude::v1::LayerSlopes& slopes);
 
-// The live progress line of `prelude watch` on a terminal, for the latest step
-// event: epoch e/E, a bar, step s/total, loss, accuracy, images/s and ETA.
-std::string progress_line(const prelude::v1::TrainingEvent& step, const prelude::v1::JobSpec& spec, int width = 24);
+// ---- metrics
 
-// "1h02m", "3m05s", "42s".
-std::string format_duration(double seconds);
+// The CSV header and the columns of `prelude metrics --format csv`.
+extern const char* const kMetricsCsvHeader;
+// One row per training event of kind step, epoch or summary (diagnostics are left
+// out), unset values as empty cells. A summary row gives its `steps` as the step and
+// its `train_images_per_second` as images_per_second.
+std::string metrics_csv(const prelude::v1::GetMetricsResponse& metrics);
+// One JSON object per line per training event (every kind), with proto field names:
+// the same lines `prelude-worker run` prints.
+std::string metrics_json_lines(const prelude::v1::GetMetricsResponse& metrics);
+
+// ---- watch
+
+// Seconds left: (total_steps - step) * batch size / images_per_second; nullopt when
+// the step event does not carry what it takes.
+std::optional<double> eta_seconds(const prelude::v1::TrainingEvent& step, const JobShape& shape);
+
+// A training event as text, without time: step, epoch and summary events (e.g.
+// "epoch 1/3  train loss 0.3837 acc 0.8700  test loss 0.2927 acc 0.8959"); "" for
+// others (diagnostics).
+std::string training_text(const prelude::v1::TrainingEvent& event, const JobShape& shape);
+// A state change as text, "<STATE> <reason>": "RUNNING started on pool-1.1 (2 ranks
+// on vm); attempt 2", "FAILED diverged at step 60: loss is nan", "SUCCEEDED".
+std::string state_change_text(const prelude::v1::StateChange& change);
+
+// A watch line for the event: its time (UTC), then the state change or training
+// event. "" for events that get no line (diagnostics). No control characters.
+std::string event_line(const prelude::v1::JobEvent& event, const JobShape& shape);
+
+// The live line on a terminal, for the latest step event:
+// "RUNNING  epoch 1/3  [#####---------------]  350/2811  loss 0.4521  acc 0.8412  1023 img/s  ETA 2m31s".
+// When columns > 0 it fits in columns - 1 characters: the learning rate, accuracy,
+// speed, bar and epoch are left out, in that order, as needed.
+std::string progress_line(prelude::v1::JobState state, const prelude::v1::TrainingEvent& step, const JobShape& shape,
+                          int columns);
+
+// The last line of a watch: "job job-1 SUCCEEDED", "job job-1 FAILED: <reason>".
+std::string final_line(const std::string& job_id, prelude::v1::JobState state, const std::string& reason);
 
 }  // namespace prelude::client

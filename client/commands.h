@@ -1,0 +1,28 @@
+// The commands of `prelude`: their help and what they do.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "client/options.h"
+#include "client/session.h"
+
+namespace prelude::client {
+
+struct CommandSpec {
+  std::string name;
+  std::vector<std::string> arguments;  // required positional arguments, e.g. {"JOB.json"}
+  std::string summary;                 // one line in `prelude --help`
+  std::string description;             // `prelude NAME --help`
+  std::vector<FlagSpec> flags;
+  std::vector<std::string> examples;
+  // Runs the command once its arguments are counted; returns the exit code. Throws
+  // UsageError / UserError (exit 2) or CallError (exit 3).
+  int (*run)(Session& session, const CommandLine& line);
+};
+
+// submit, list, get, watch, cancel, metrics, in the order of `prelude --help`.
+const std::vector<CommandSpec>& commands();
+const CommandSpec* find_command(const std::string& name);
+
+}  // namespace prelude::client

@@ -1,0 +1,127 @@
+#include "client/coordinator.h"
+
+#include <chrono>
+#include <cstdio>
+
+namespace prelude::client {
+
+namespace v1 = prelude::v1;
+
+const char* status_code_name(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+CallError::CallError(grpc::StatusCode code, const std::string& message)
+    : std::runtime_error(std::string(status_code_name(code)) + ": " + message), code_(code), message_(message) {}
+
+namespace {
+
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
+  grpc::ChannelArguments args;
+  // A long job's full history (GetMetrics) can pass gRPC's default 4 MB limit.
+  args.SetMaxReceiveMessageSize(-1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+Coordinator::Coordinator(const GlobalOptions& options)
+    : options_(options), stub_(v1::JobService::NewStub(make_channel(options.coordinator))) {}
+
+void Coordinator::add_token(grpc::ClientContext* context) const {
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+}
+
+template <typename Request, typename Response, typename Method>
+Response Coordinator::unary(Method method, const Request& request) {
+  grpc::ClientContext context;
+  add_token(&context);
+  context.set_wait_for_ready(false);
+  context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  Response response;
+  const grpc::Status status = ((*stub_).*method)(&context, request, &response);
+  if (!status.ok()) throw error(status);
+  return response;
+}
+
+v1::Job Coordinator::submit_job(const v1::JobSpec& spec) {
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = spec;
+  return unary<v1::SubmitJobRequest, v1::Job>(&v1::JobService::Stub::SubmitJob, request);
+}
+
+v1::Job Coordinator::get_job(const std::string& job_id) {
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  return unary<v1::GetJobRequest, v1::Job>(&v1::JobService::Stub::GetJob, request);
+}
+
+v1::ListJobsResponse Coordinator::list_jobs(const v1::ListJobsRequest& request) {
+  return unary<v1::ListJobsRequest, v1::ListJobsResponse>(&v1::JobService::Stub::ListJobs, request);
+}
+
+v1::Job Coordinator::cancel_job(const std::string& job_id) {
+  v1::CancelJobRequest request;
+  request.set_job_id(job_id);
+  return unary<v1::CancelJobRequest, v1::Job>(&v1::JobService::Stub::CancelJob, request);
+}
+
+v1::GetMetricsResponse Coordinator::get_metrics(const std::string& job_id) {
+  v1::GetMetricsRequest request;
+  request.set_job_id(job_id);
+  return unary<v1::GetMetricsRequest, v1::GetMetricsResponse>(&v1::JobService::Stub::GetMetrics, request);
+}
+
+std::unique_ptr<Coordinator::EventStream> Coordinator::watch_job(const std::string& job_id, int64_t after_seq) {
+  auto stream = std::make_unique<EventStream>();
+  add_token(&stream->context_);
+  stream->context_.set_wait_for_ready(false);
+  v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  request.set_after_seq(after_seq);
+  stream->reader_ = stub_->WatchJob(&stream->context_, request);
+  return stream;
+}
+
+CallError Coordinator::error(const grpc::Status& status) const {
+  const std::string& message = status.error_message();
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return CallError(status.error_code(), "cannot reach the coordinator at " + options_.coordinator + ": " + message);
+    case grpc::StatusCode::DEADLINE_EXCEEDED: {
+      const double seconds = static_cast<double>(options_.timeout.count()) / 1000;
+      char limit[32];
+      std::snprintf(limit, sizeof limit, "%g", seconds);
+      return CallError(status.error_code(), "the coordinator at " + options_.coordinator + " did not answer within " +
+                                                limit + " s (--timeout)");
+    }
+    case grpc::StatusCode::UNAUTHENTICATED:
+      if (options_.token.empty())
+        return CallError(status.error_code(),
+                         message + " (no token was sent: give one with --token-file, --token or $PRELUDE_TOKEN)");
+      return CallError(status.error_code(), message);
+    default:
+      return CallError(status.error_code(), message);
+  }
+}
+
+}  // namespace prelude::client

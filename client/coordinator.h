@@ -1,0 +1,75 @@
+// The client's connection to the coordinator's JobService: an insecure channel,
+// the bearer token on every call, a deadline on unary calls, and failed calls
+// turned into CallErrors that say what went wrong.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "client/options.h"
+#include "prelude/v1/service.grpc.pb.h"
+
+namespace prelude::client {
+
+// "INVALID_ARGUMENT", "NOT_FOUND", ...
+const char* status_code_name(grpc::StatusCode code);
+
+// A call the coordinator refused or could not answer (exit 3). what() is
+// "<CODE>: <message>", e.g. "NOT_FOUND: job-7: no such job".
+class CallError : public std::runtime_error {
+ public:
+  CallError(grpc::StatusCode code, const std::string& message);
+  grpc::StatusCode code() const { return code_; }
+  // The message without the code name.
+  const std::string& message() const { return message_; }
+
+ private:
+  grpc::StatusCode code_;
+  std::string message_;
+};
+
+class Coordinator {
+ public:
+  // Creates the channel; nothing is sent until the first call. Calls do not wait
+  // for the coordinator to come up: one that is down fails at once (UNAVAILABLE).
+  explicit Coordinator(const GlobalOptions& options);
+
+  // Each throws CallError when the call fails.
+  prelude::v1::Job submit_job(const prelude::v1::JobSpec& spec);
+  prelude::v1::Job get_job(const std::string& job_id);
+  prelude::v1::ListJobsResponse list_jobs(const prelude::v1::ListJobsRequest& request);
+  prelude::v1::Job cancel_job(const std::string& job_id);
+  prelude::v1::GetMetricsResponse get_metrics(const std::string& job_id);
+
+  // A WatchJob stream (no deadline: a job may train for hours).
+  class EventStream {
+   public:
+    // False at the end of the stream; then finish() tells why.
+    bool next(prelude::v1::JobEvent* event) { return reader_->Read(event); }
+    grpc::Status finish() { return reader_->Finish(); }
+
+   private:
+    friend class Coordinator;
+    grpc::ClientContext context_;
+    std::unique_ptr<grpc::ClientReader<prelude::v1::JobEvent>> reader_;
+  };
+  std::unique_ptr<EventStream> watch_job(const std::string& job_id, int64_t after_seq);
+
+  // The CallError for a failed status, with the help a user needs: the address of
+  // a coordinator that cannot be reached, the deadline that passed, how to give a
+  // token when none was sent.
+  CallError error(const grpc::Status& status) const;
+
+ private:
+  template <typename Request, typename Response, typename Method>
+  Response unary(Method method, const Request& request);
+  void add_token(grpc::ClientContext* context) const;
+
+  GlobalOptions options_;
+  std::unique_ptr<prelude::v1::JobService::Stub> stub_;
+};
+
+}  // namespace prelude::client

@@ -1,0 +1,175 @@
+#include "client/options.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "common/token.h"
+
+namespace prelude::client {
+
+namespace v1 = prelude::v1;
+
+namespace {
+
+const FlagSpec* find_flag(const std::vector<FlagSpec>* flags, const std::string& name) {
+  if (flags == nullptr) return nullptr;
+  for (const auto& f : *flags)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+// Printable ASCII without spaces: what an HTTP/2 header value of a bearer token may hold.
+void check_token(const std::string& where, const std::string& token) {
+  if (token.empty()) throw UsageError(where + ": the token is empty");
+  for (unsigned char c : token)
+    if (c <= 0x20 || c >= 0x7f)
+      throw UsageError(where + ": the token must be printable ASCII without spaces or control characters");
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+double parse_seconds(const std::string& flag, const std::string& value) {
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0' || errno != 0 || !std::isfinite(v) || v <= 0 || v > 86400)
+    throw UsageError(flag + ": must be a number of seconds above 0 and at most 86400, got '" + value + "'");
+  return v;
+}
+
+}  // namespace
+
+std::string CommandLine::value_or(const std::string& flag, const std::string& fallback) const {
+  const auto it = flags.find(flag);
+  return it == flags.end() ? fallback : it->second;
+}
+
+const std::vector<FlagSpec>& global_flags() {
+  static const std::vector<FlagSpec> flags = {
+      {"--coordinator", "ADDR", "the coordinator's host:port (default $PRELUDE_COORDINATOR, else localhost:50051)"},
+      {"--token-file", "FILE", "send the token in FILE as 'authorization: Bearer <token>' with every call"},
+      {"--token", "TOKEN", "the token itself (visible to other users in `ps`: prefer --token-file or $PRELUDE_TOKEN)"},
+      {"--timeout", "SECONDS", "deadline of each call, except the watch stream (default 30)"},
+      {"--help", "", "show help (also -h); `prelude COMMAND --help` for a command"},
+  };
+  return flags;
+}
+
+CommandLine parse_command_line(const std::vector<std::string>& args, const CommandFlagsLookup& command_flags) {
+  CommandLine line;
+  const std::vector<FlagSpec>* flags_of_command = nullptr;
+  bool flags_ended = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    const bool is_flag = !flags_ended && arg.size() > 1 && arg[0] == '-';
+    if (!is_flag) {
+      if (line.command.empty()) {
+        line.command = arg;
+        flags_of_command = command_flags(arg);
+        if (flags_of_command == nullptr) throw UsageError("unknown command '" + arg + "'");
+      } else {
+        line.arguments.push_back(arg);
+      }
+      continue;
+    }
+    if (arg == "--") {
+      flags_ended = true;
+      continue;
+    }
+    if (arg == "-h" || arg == "--help") {
+      line.help = true;
+      continue;
+    }
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    const FlagSpec* spec = find_flag(&global_flags(), name);
+    if (spec == nullptr) spec = find_flag(flags_of_command, name);
+    if (spec == nullptr) {
+      std::string message = "unknown option '" + name + "'";
+      if (line.command.empty()) message += " (a command's options go after the command)";
+      else message += " for '" + line.command + "'";
+      throw UsageError(message);
+    }
+    std::string value;
+    if (spec->value_name.empty()) {
+      if (eq != std::string::npos) throw UsageError(name + ": takes no value");
+    } else if (eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+    } else {
+      if (i + 1 >= args.size()) throw UsageError(name + ": needs a value (" + spec->value_name + ")");
+      value = args[++i];
+    }
+    if (!line.flags.emplace(name, value).second) throw UsageError(name + ": given more than once");
+  }
+  return line;
+}
+
+GlobalOptions resolve_global_options(const CommandLine& line, const Environment& env) {
+  GlobalOptions options;
+
+  options.coordinator = kDefaultCoordinator;
+  if (const auto v = env("PRELUDE_COORDINATOR"); v && !v->empty()) options.coordinator = *v;
+  if (line.has("--coordinator")) options.coordinator = line.value_or("--coordinator", "");
+  const std::string where = line.has("--coordinator") ? "--coordinator" : "PRELUDE_COORDINATOR";
+  if (options.coordinator.empty()) throw UsageError(where + ": must be HOST:PORT, got an empty address");
+  for (unsigned char c : options.coordinator)
+    if (std::isspace(c) || std::iscntrl(c))
+      throw UsageError(where + ": must be HOST:PORT, got '" + options.coordinator + "'");
+
+  if (line.has("--token") && line.has("--token-file"))
+    throw UsageError("--token and --token-file: give only one of them");
+  if (line.has("--token")) {
+    options.token = line.value_or("--token", "");
+    check_token("--token", options.token);
+  } else if (line.has("--token-file")) {
+    const std::string path = line.value_or("--token-file", "");
+    if (path.empty()) throw UsageError("--token-file: needs a file name");
+    options.token = read_token_file(path);  // UserError naming the file
+    check_token(path, options.token);
+  } else if (const auto v = env("PRELUDE_TOKEN"); v && !v->empty()) {
+    options.token = *v;
+    check_token("PRELUDE_TOKEN", options.token);
+  }
+
+  if (line.has("--timeout")) {
+    const double seconds = parse_seconds("--timeout", line.value_or("--timeout", ""));
+    options.timeout = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
+  }
+  return options;
+}
+
+int parse_count(const std::string& flag, const std::string& value, int min, int max) {
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno != 0 || v < min || v > max)
+    throw UsageError(flag + ": must be a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
+                     ", got '" + value + "'");
+  return static_cast<int>(v);
+}
+
+std::string parse_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& choices) {
+  if (std::find(choices.begin(), choices.end(), value) != choices.end()) return value;
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  throw UsageError(flag + ": must be one of " + list + ", got '" + value + "'");
+}
+
+prelude::v1::JobState parse_job_state(const std::string& flag, const std::string& value) {
+  static const std::vector<std::pair<std::string, v1::JobState>> states = {
+      {"queued", v1::QUEUED},       {"running", v1::RUNNING},     {"succeeded", v1::SUCCEEDED},
+      {"failed", v1::FAILED},       {"cancelled", v1::CANCELLED}, {"canceled", v1::CANCELLED},
+  };
+  const std::string key = lower(value);
+  for (const auto& [name, state] : states)
+    if (name == key) return state;
+  throw UsageError(flag + ": must be one of queued, running, succeeded, failed, cancelled, got '" + value + "'");
+}
+
+}  // namespace prelude::client

@@ -1,0 +1,74 @@
+// The command line of `prelude`: flags and their values, the global options
+// (coordinator address, token, timeout) and the checked values of command flags.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "client/console.h"
+#include "engine/errors.h"
+#include "prelude/v1/service.pb.h"
+
+namespace prelude::client {
+
+// A command line that does not make sense (unknown flag, missing argument, bad
+// flag value). Reported with a pointer to --help; exit 2. Bad local input that is
+// not about the command line itself (an unreadable job file) is a plain UserError.
+class UsageError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
+struct FlagSpec {
+  std::string name;        // "--limit"
+  std::string value_name;  // "N"; empty for a switch such as --watch
+  std::string help;        // one line, shown by --help
+};
+
+// A command line split into its parts. Flags may come anywhere after the program
+// name, as `--flag VALUE` or `--flag=VALUE`; `--` ends the flags.
+struct CommandLine {
+  std::string command;                       // empty when none was given
+  std::vector<std::string> arguments;        // the command's positional arguments
+  std::map<std::string, std::string> flags;  // given flags by name; switches map to ""
+  bool help = false;                         // --help or -h anywhere
+
+  bool has(const std::string& flag) const { return flags.count(flag) != 0; }
+  std::string value_or(const std::string& flag, const std::string& fallback) const;
+};
+
+// Flags every command takes, before or after the command name.
+const std::vector<FlagSpec>& global_flags();
+
+// The flags of a command, or nullptr when there is no such command.
+using CommandFlagsLookup = std::function<const std::vector<FlagSpec>*(const std::string& command)>;
+
+// Splits `args` (without the program name). Throws UsageError for an unknown
+// command or flag, a flag without its value, a switch given a value or a flag given
+// twice. Command flags are recognised after the command name only.
+CommandLine parse_command_line(const std::vector<std::string>& args, const CommandFlagsLookup& command_flags);
+
+// How to reach the coordinator.
+struct GlobalOptions {
+  std::string coordinator;  // host:port
+  std::string token;        // empty: no authorization metadata
+  std::chrono::milliseconds timeout{30000};  // deadline of each unary call
+};
+
+constexpr const char* kDefaultCoordinator = "localhost:50051";
+
+// --coordinator, else $PRELUDE_COORDINATOR, else localhost:50051; --token or
+// --token-file, else $PRELUDE_TOKEN; --timeout. Throws UsageError (or UserError for
+// an unreadable token file) naming the flag or variable.
+GlobalOptions resolve_global_options(const CommandLine& line, const Environment& env);
+
+// Checked flag values; each throws UsageError naming the flag and the value.
+int parse_count(const std::string& flag, const std::string& value, int min, int max);
+std::string parse_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& choices);
+// A job state by name, any case: queued, running, succeeded, failed, cancelled.
+prelude::v1::JobState parse_job_state(const std::string& flag, const std::string& value);
+
+}  // namespace prelude::client

@@ -1,0 +1,166 @@
+#include "fake_coordinator.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
+namespace prelude::client::testing {
+
+namespace v1 = prelude::v1;
+
+FakeJobService::Record FakeJobService::record() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return record_;
+}
+
+void FakeJobService::add_job(const v1::Job& job) {
+  jobs[job.job_id()] = job;
+  newest_first.insert(newest_first.begin(), job.job_id());
+}
+
+grpc::Status FakeJobService::begin_call(grpc::ServerContext* ctx) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++record_.calls;
+  const auto& metadata = ctx->client_metadata();
+  const auto it = metadata.find("authorization");
+  const std::string given = it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
+  record_.authorization.push_back(given);
+  if (required_token.empty()) return grpc::Status::OK;
+  if (given.empty())
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this coordinator needs a token");
+  if (given != "Bearer " + required_token) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong token");
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::find_job(const std::string& id, v1::Job* job) const {
+  const auto it = jobs.find(id);
+  if (it == jobs.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, id + ": no such job");
+  *job = it->second;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req, v1::Job* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.submitted.push_back(req->spec());
+  if (!submit_status.ok()) return submit_status;
+  v1::Job job;
+  job.set_job_id("job-" + std::to_string(jobs.size() + 1));
+  *job.mutable_spec() = req->spec();
+  job.set_state(v1::QUEUED);
+  add_job(job);
+  *resp = job;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::Job* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  return find_job(req->job_id(), resp);
+}
+
+grpc::Status FakeJobService::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
+                                      v1::ListJobsResponse* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.list_requests.push_back(*req);
+  std::vector<const v1::Job*> matching;
+  for (const auto& id : newest_first) {
+    const v1::Job& job = jobs.at(id);
+    if (req->state() == v1::JOB_STATE_UNSPECIFIED || job.state() == req->state()) matching.push_back(&job);
+  }
+  size_t start = 0;
+  if (!req->page_token().empty()) {
+    try {
+      start = std::stoul(req->page_token());
+    } catch (const std::exception&) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_token: not one of ours");
+    }
+  }
+  const size_t size = std::min<size_t>(req->page_size() > 0 ? req->page_size() : 50, max_page_size);
+  const size_t end = std::min(matching.size(), start + size);
+  for (size_t i = start; i < end; ++i) *resp->add_jobs() = *matching[i];
+  if (end < matching.size()) resp->set_next_page_token(std::to_string(end));
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::Job* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto s = find_job(req->job_id(), resp); !s.ok()) return s;
+  record_.cancelled.push_back(req->job_id());
+  switch (resp->state()) {
+    case v1::QUEUED: resp->set_state(v1::CANCELLED); break;
+    case v1::RUNNING: resp->set_cancel_requested(true); break;
+    default:
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          req->job_id() + ": has already ended (" + v1::JobState_Name(resp->state()) + ")");
+  }
+  jobs[req->job_id()] = *resp;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
+                                      grpc::ServerWriter<v1::JobEvent>* writer) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::vector<v1::JobEvent> to_send;
+  int limit = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    record_.watch_requests.push_back(*req);
+    v1::Job job;
+    if (auto s = find_job(req->job_id(), &job); !s.ok()) return s;
+    for (const auto& e : events[req->job_id()])
+      if (e.seq() > req->after_seq()) to_send.push_back(e);
+    if (watch_calls_++ == 0) limit = break_first_watch_after;
+  }
+  for (size_t i = 0; i < to_send.size(); ++i) {
+    if (limit >= 0 && static_cast<int>(i) == limit)
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the coordinator is restarting");
+    if (!writer->Write(to_send[i])) return grpc::Status::OK;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::GetMetrics(grpc::ServerContext* ctx, const v1::GetMetricsRequest* req,
+                                        v1::GetMetricsResponse* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto s = find_job(req->job_id(), resp->mutable_job()); !s.ok()) return s;
+  for (const auto& e : events[req->job_id()])
+    if (e.has_training()) *resp->add_events() = e;
+  return grpc::Status::OK;
+}
+
+FakeCoordinator::FakeCoordinator() {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+  builder.RegisterService(&service);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) throw std::runtime_error("cannot start the fake coordinator");
+}
+
+FakeCoordinator::~FakeCoordinator() {
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+}
+
+std::string unused_address() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("cannot find a free port");
+  close(fd);
+  return "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+}
+
+}  // namespace prelude::client::testing

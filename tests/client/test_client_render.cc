@@ -1,0 +1,183 @@
+// How the client shows values, jobs and progress: pure functions, no coordinator.
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include "client/format.h"
+#include "client/render.h"
+#include "engine/job_spec.h"
+
+namespace prelude::client {
+namespace {
+
+namespace v1 = prelude::v1;
+
+v1::TrainingEvent step(int done, int total, double images_per_second) {
+  v1::TrainingEvent e;
+  e.set_event("step");
+  e.set_epoch(2);
+  e.set_step(done);
+  e.set_total_steps(total);
+  e.set_loss(0.25);
+  e.set_images_per_second(images_per_second);
+  return e;
+}
+
+TEST(ClientFormat, DurationsReadAsPeopleSayThem) {
+  EXPECT_EQ(duration(0), "0s");
+  EXPECT_EQ(duration(42.4), "42s");
+  EXPECT_EQ(duration(185), "3m05s");
+  EXPECT_EQ(duration(3720), "1h02m");
+  EXPECT_EQ(duration(2 * 86400 + 3 * 3600), "2d03h");
+  EXPECT_EQ(duration(-1), "?");
+}
+
+TEST(ClientFormat, ExactNumbersAreTheShortestThatReadBack) {
+  EXPECT_EQ(exact(0.1), "0.1");
+  EXPECT_EQ(exact(0.4521), "0.4521");
+  EXPECT_EQ(exact(640), "640");
+  EXPECT_EQ(exact(1e-5), "1e-05");
+  EXPECT_EQ(exact(1.0 / 3), "0.3333333333333333");
+  EXPECT_EQ(std::stod(exact(0.1 + 0.2)), 0.1 + 0.2);
+}
+
+TEST(ClientFormat, TimestampsAreUtcAndAgesCoarse) {
+  google::protobuf::Timestamp t;
+  EXPECT_EQ(timestamp(t), "-");
+  t.set_seconds(1767323045);
+  EXPECT_EQ(timestamp(t), "2026-01-02T03:04:05Z");
+  const auto then = to_time_point(t);
+  EXPECT_EQ(age(t, then + std::chrono::seconds(42)), "42s");
+  EXPECT_EQ(age(t, then + std::chrono::seconds(90)), "1m");
+  EXPECT_EQ(age(t, then + std::chrono::hours(5)), "5h");
+  EXPECT_EQ(age(t, then + std::chrono::hours(49)), "2d");
+}
+
+TEST(ClientFormat, ModelSummaryNamesPresetActivationAndInit) {
+  EXPECT_EQ(model_summary(v1::JobSpec()), "cnn-small prelu-cw kaiming-normal");
+  v1::JobSpec spec;
+  spec.mutable_model()->set_preset("plain-30");
+  spec.mutable_model()->mutable_activation()->set_kind(v1::ActivationSpec::PRELU_SHARED);
+  spec.mutable_model()->mutable_init()->set_scheme(v1::InitSpec::XAVIER_NORMAL);
+  spec.mutable_model()->mutable_init()->set_mode(v1::InitSpec::FAN_OUT);
+  EXPECT_EQ(model_summary(spec), "plain-30 prelu-shared xavier-normal/fan-out");
+  v1::JobSpec layers = parse_job_json(
+      R"({ "model": { "activation": { "kind": "RELU" },
+                      "layers": [ { "fc": { "outFeatures": 32 } }, { "activation": {} }, { "fc": { "outFeatures": 10 } } ] } })",
+      "test");
+  EXPECT_EQ(model_summary(layers), "custom(3 layers) relu kaiming-normal");
+}
+
+TEST(ClientFormat, TablesAlignColumnsWithoutTrailingSpaces) {
+  Table t({"ID", "STATE"});
+  t.add({"job-10", "RUNNING"});
+  t.add({"job-9", "QUEUED"});
+  EXPECT_EQ(t.render(), "ID      STATE\njob-10  RUNNING\njob-9   QUEUED\n");
+  EXPECT_EQ(truncate("a-very-long-job-name", 10), "a-very-...");
+  EXPECT_EQ(truncate("short", 10), "short");
+}
+
+TEST(ClientRender, EtaIsRemainingStepsTimesBatchOverImagesPerSecond) {
+  JobShape shape;
+  shape.batch_size = 64;
+  EXPECT_DOUBLE_EQ(*eta_seconds(step(100, 1100, 640), shape), 100.0);  // 1000 * 64 / 640
+  EXPECT_FALSE(eta_seconds(step(100, 1100, 0), shape).has_value());
+  v1::TrainingEvent no_total = step(100, 1100, 640);
+  no_total.clear_total_steps();
+  EXPECT_FALSE(eta_seconds(no_total, shape).has_value());
+}
+
+TEST(ClientRender, ProgressLineHasEpochBarStepLossSpeedAndEta) {
+  JobShape shape;
+  shape.epochs = 3;
+  shape.batch_size = 64;
+  EXPECT_EQ(progress_line(v1::RUNNING, step(550, 1100, 640), shape, 0),
+            "RUNNING  epoch 2/3  [##########----------]  550/1100  loss 0.2500  640 img/s  ETA 55s");
+  // Narrow terminals lose the least useful parts first, whole.
+  EXPECT_EQ(progress_line(v1::RUNNING, step(550, 1100, 640), shape, 80),
+            "RUNNING  epoch 2/3  [##########----------]  550/1100  loss 0.2500  ETA 55s");
+  EXPECT_EQ(progress_line(v1::RUNNING, step(550, 1100, 640), shape, 40), "RUNNING  550/1100  loss 0.2500  ETA 55s");
+  EXPECT_EQ(progress_line(v1::RUNNING, step(550, 1100, 640), shape, 12), "RUNNING  55");
+  shape.epochs = 0.5;
+  EXPECT_NE(progress_line(v1::RUNNING, step(1, 1100, 640), shape, 0).find("epoch 2/0.5"), std::string::npos);
+}
+
+TEST(ClientRender, SlopesShowOneValueAFewOrMeanMinMax) {
+  v1::LayerSlopes s;
+  s.set_layer("act1");
+  s.add_values(0.25f);
+  EXPECT_EQ(slopes_text(s), "0.2500");
+  s.add_values(0.5f);
+  EXPECT_EQ(slopes_text(s), "0.2500 0.5000");
+  for (float v : {0.0f, 1.0f, 0.25f}) s.add_values(v);
+  EXPECT_EQ(slopes_text(s), "5 channels: mean 0.4000, min 0.0000, max 1.0000");
+}
+
+TEST(ClientRender, StateChangesSayPoolAttemptAndReason) {
+  v1::StateChange c;
+  c.set_state(v1::RUNNING);
+  c.set_pool_id("pool-b");
+  c.set_attempt(2);
+  EXPECT_EQ(state_change_text(c), "RUNNING on pool pool-b; attempt 2");
+  c.set_reason("started on pool-b (2 ranks on vm)");
+  EXPECT_EQ(state_change_text(c), "RUNNING started on pool-b (2 ranks on vm); attempt 2");
+  c.Clear();
+  c.set_state(v1::QUEUED);
+  c.set_reason("pool-a stopped responding; requeued after attempt 1 of 3");
+  EXPECT_EQ(state_change_text(c), "QUEUED pool-a stopped responding; requeued after attempt 1 of 3");
+  c.Clear();
+  c.set_state(v1::SUCCEEDED);
+  c.set_reason("done");
+  EXPECT_EQ(state_change_text(c), "SUCCEEDED");
+  EXPECT_EQ(final_line("job-1", v1::FAILED, "bad data"), "job job-1 FAILED: bad data");
+}
+
+TEST(ClientRender, EventLinesHaveNoControlCharactersAndSkipDiagnostics) {
+  v1::JobEvent e;
+  e.mutable_state_change()->set_state(v1::FAILED);
+  e.mutable_state_change()->set_reason("line one\nline two\r");
+  EXPECT_EQ(event_line(e, JobShape()), "FAILED line one line two ");
+  v1::JobEvent d;
+  d.mutable_training()->set_event("diagnostics");
+  EXPECT_EQ(event_line(d, JobShape()), "");
+}
+
+TEST(ClientRender, JobJsonSpecIsAJobFileAgain) {
+  v1::Job job;
+  job.set_job_id("job-1");
+  *job.mutable_spec() = parse_job_json(
+      R"({ "name": "again", "model": { "preset": "plain-10", "activation": { "kind": "LEAKY_RELU", "alphaInit": 0.2 } },
+           "training": { "epochs": 2, "batchSize": 32, "lrSchedule": { "kind": "COSINE" } } })",
+      "test");
+  apply_defaults(job.mutable_spec());
+  const std::string json = job_json(job);
+  const size_t start = json.find("\"spec\": ");
+  ASSERT_NE(start, std::string::npos) << json;
+  // The "spec" object: from its brace to the matching one.
+  size_t open = json.find('{', start), depth = 0, end = open;
+  for (; end < json.size(); ++end) {
+    if (json[end] == '{') ++depth;
+    if (json[end] == '}' && --depth == 0) break;
+  }
+  const v1::JobSpec again = parse_job_json(json.substr(open, end - open + 1), "spec");
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(again, job.spec())) << json;
+}
+
+TEST(ClientRender, JobsTableRowsInTheOrderGiven) {
+  v1::Job a, b;
+  a.set_job_id("job-2");
+  a.set_state(v1::RUNNING);
+  a.mutable_spec()->set_name("a-name-far-too-long-for-the-name-column");
+  a.mutable_create_time()->set_seconds(1000);
+  *a.mutable_progress() = step(10, 100, 500);
+  b.set_job_id("job-1");
+  b.set_state(v1::QUEUED);
+  b.mutable_create_time()->set_seconds(900);
+  const auto now = Clock::time_point(std::chrono::seconds(1090));
+  EXPECT_EQ(jobs_table({a, b}, now),
+            "ID     STATE    NAME                      MODEL                              PROGRESS  TEST ACC  POOL  AGE\n"
+            "job-2  RUNNING  a-name-far-too-long-f...  cnn-small prelu-cw kaiming-normal  10/100    -         -     1m\n"
+            "job-1  QUEUED   -                         cnn-small prelu-cw kaiming-normal  -         -         -     3m\n");
+}
+
+}  // namespace
+}  // namespace prelude::client
