@@ -10,12 +10,10 @@
 #include <string>
 
 #include "client/options.h"
+#include "common/status_name.h"
 #include "prelude/v1/service.grpc.pb.h"
 
 namespace prelude::client {
-
-// "INVALID_ARGUMENT", "NOT_FOUND", ...
-const char* status_code_name(grpc::StatusCode code);
 
 // A call the coordinator refused or could not answer (exit 3). what() is
 // "<CODE>: <message>", e.g. "NOT_FOUND: job-7: no such job".

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/status_name.h"
 #include "common/token.h"
 #include "engine/comm.h"
 #include "engine/errors.h"
@@ -58,12 +59,7 @@ struct ServeOptions {
 void log(const std::string& line) { std::fprintf(stderr, "prelude-worker: %s\n", line.c_str()); }
 
 std::string describe(const grpc::Status& s) {
-  static const char* names[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                                "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-                                "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-  const int c = s.error_code();
-  return std::string(c >= 0 && c <= 16 ? names[c] : "UNKNOWN") + ": " + s.error_message();
+  return std::string(status_code_name(s.error_code())) + ": " + s.error_message();
 }
 
 // Rank 0's connection to the coordinator: the pool's registration and its calls.
