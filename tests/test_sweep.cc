@@ -1,0 +1,108 @@
+// Sweep expansion: grid points in order, every spec defaulted and validated, and
+// every mistake in a sweep file reported with its place.
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "engine/errors.h"
+#include "engine/sweep.h"
+
+using namespace prelude;
+namespace v1 = prelude::v1;
+
+namespace {
+
+v1::SweepSpec sweep_json(const std::string& json) {
+  v1::SweepSpec s;
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &s);
+  EXPECT_TRUE(status.ok()) << status.message();
+  return s;
+}
+
+// The message of the UserError expand_sweep throws ("" if none).
+std::string error_of(const std::string& json, int max_points = 1000) {
+  try {
+    expand_sweep(sweep_json(json), max_points);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Sweep, RectifiersTimesSeedsInOrderWithDefaults) {
+  const auto points = expand_sweep(sweep_json(R"({
+    "name": "rectifiers", "base": {"training": {"epochs": 2}},
+    "grid": [{"field": "model.activation.kind",
+              "values": ["RELU", "LEAKY_RELU", "PRELU_SHARED", "PRELU_CHANNELWISE"]}],
+    "seeds": [1, 2, 3]})"));
+  ASSERT_EQ(points.size(), 12u);
+  const v1::ActivationSpec::Kind kinds[] = {v1::ActivationSpec::RELU, v1::ActivationSpec::LEAKY_RELU,
+                                            v1::ActivationSpec::PRELU_SHARED, v1::ActivationSpec::PRELU_CHANNELWISE};
+  for (size_t i = 0; i < points.size(); ++i) {
+    const auto& s = points[i].spec;
+    EXPECT_EQ(s.model().activation().kind(), kinds[i / 3]) << i;  // first axis slowest
+    EXPECT_EQ(s.training().seed(), static_cast<int64_t>(i % 3 + 1)) << i;  // seeds fastest
+    EXPECT_EQ(s.training().epochs(), 2) << "the base is kept";
+    EXPECT_EQ(s.training().learning_rate(), 0.01) << "defaults are applied";
+  }
+  // Each kind gets its own default slope: 0 for ReLU, 0.01 leaky, 0.25 PReLU.
+  EXPECT_EQ(points[0].spec.model().activation().alpha_init(), 0.0);
+  EXPECT_EQ(points[3].spec.model().activation().alpha_init(), 0.01);
+  EXPECT_EQ(points[6].spec.model().activation().alpha_init(), 0.25);
+  EXPECT_EQ(points[4].label, "model.activation.kind=LEAKY_RELU training.seed=2");
+  EXPECT_EQ(points[4].spec.name(), "rectifiers model.activation.kind=LEAKY_RELU training.seed=2");
+}
+
+TEST(Sweep, DepthTimesInitWithSnakeCaseAndNumbers) {
+  const auto points = expand_sweep(sweep_json(R"({
+    "base": {"name": "depth", "model": {"width": 16}},
+    "grid": [{"field": "model.preset", "values": ["plain-22", "plain-30"]},
+             {"field": "model.init.scheme", "values": ["XAVIER_NORMAL", "KAIMING_NORMAL"]},
+             {"field": "training.learning_rate", "values": [0.01]}]})"));
+  ASSERT_EQ(points.size(), 4u);
+  EXPECT_EQ(points[0].spec.model().preset(), "plain-22");
+  EXPECT_EQ(points[0].spec.model().init().scheme(), v1::InitSpec::XAVIER_NORMAL);
+  EXPECT_EQ(points[3].spec.model().preset(), "plain-30");
+  EXPECT_EQ(points[3].spec.model().init().scheme(), v1::InitSpec::KAIMING_NORMAL);
+  EXPECT_EQ(points[3].label, "model.preset=plain-30 model.init.scheme=KAIMING_NORMAL training.learningRate=0.01");
+  EXPECT_EQ(points[3].spec.name(), "depth " + points[3].label) << "the base's name when the sweep has none";
+}
+
+TEST(Sweep, NoGridIsTheBaseAlone) {
+  const auto points = expand_sweep(sweep_json(R"({"base": {"training": {"batchSize": 32}}})"));
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].spec.training().batch_size(), 32);
+}
+
+TEST(Sweep, MistakesNameTheirPlace) {
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "training.lerningRate", "values": [1]}]})"),
+            "grid[0].field: 'training.lerningRate': training has no field 'lerningRate'");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "model.activation.kind", "values": ["RELU", "RELUX"]}]})"),
+            "grid[0].values[1]: model.activation.kind: unknown value 'RELUX' (one of RELU, LEAKY_RELU, "
+            "PRELU_SHARED, PRELU_CHANNELWISE)");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "training.learningRate", "values": ["fast"]}]})"),
+            "grid[0].values[0]: training.learningRate: needs a number, got 'fast'");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "training.batchSize", "values": [32.5]}]})"),
+            "grid[0].values[0]: training.batchSize: needs a whole number in range, got 32.5");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "model.layers", "values": [1]}]})"),
+            "grid[0].field: 'model.layers': layers is a list; sweep over single values");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "model.init", "values": [1]}]})"),
+            "grid[0].field: 'model.init' is a message; name one of its fields");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "training.seed", "values": [1]}], "seeds": [1, 2]})"),
+            "seeds: also given as grid[0]");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "model.width", "values": []}]})"),
+            "grid[0].values: must list at least one value");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "model.width", "values": [8]},
+                                  {"field": "model.width", "values": [16]}]})"),
+            "grid[1].field: model.width is already an axis");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "training.seed", "values": [1, 2, 3]}], "seeds": []})", 2),
+            "grid: has 3 points; at most 2 are allowed");
+}
+
+TEST(Sweep, InvalidPointNamesThePointAndTheField) {
+  const std::string e = error_of(R"({"grid": [{"field": "training.learningRate", "values": [0.1, -1]}]})");
+  EXPECT_EQ(e.rfind("grid point training.learningRate=-1: training.learningRate:", 0), 0u) << e;
+}

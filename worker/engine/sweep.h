@@ -1,0 +1,27 @@
+// Sweeps: a base JobSpec and a grid over its fields, expanded into one defaulted,
+// validated JobSpec per grid point (see SweepSpec in job.proto).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "prelude/v1/job.pb.h"
+
+namespace prelude {
+
+struct SweepPoint {
+  // "model.activation.kind=RELU training.seed=2": the point's values, in axis order.
+  std::string label;
+  prelude::v1::JobSpec spec;  // defaulted and validated; its name is "<sweep name> <label>"
+};
+
+// The cartesian product of the axes (the first axis varies slowest, seeds
+// fastest). Every problem is a UserError naming its place: "grid[1].field:
+// 'training.lerningRate': training has no field 'lerningRate'", "grid[0].values[2]:
+// model.activation.kind: unknown value 'RELUX'", "seeds: also given as grid[2]",
+// or, for a point whose spec is invalid, "grid point model.init.mode=FAN_OUT
+// training.learningRate=-1: training.learningRate: must be positive, got -1".
+// At most `max_points` points (a larger grid is an error saying how large).
+std::vector<SweepPoint> expand_sweep(const prelude::v1::SweepSpec& sweep, int max_points = 1000);
+
+}  // namespace prelude
