@@ -9,6 +9,7 @@
 #include "engine/dataset.h"
 #include "engine/errors.h"
 #include "engine/job_spec.h"
+#include "engine/sweep.h"
 #include "server/errors.h"
 
 namespace prelude::server {
@@ -28,6 +29,12 @@ bool is_final(v1::JobState s) {
 std::string job_id_for(int64_t number) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "job-%06" PRId64, number);
+  return buf;
+}
+
+std::string sweep_id_for(int64_t number) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "sweep-%06" PRId64, number);
   return buf;
 }
 
@@ -53,6 +60,11 @@ JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), op
     if (rec.job.state() == v1::QUEUED) queue_.insert(rec.number);
     if (rec.job.state() == v1::RUNNING) lose_job(rec, "the coordinator restarted while the job was running");
   }
+  for (auto& sweep : store_.load_sweeps()) {
+    const std::string id = sweep.sweep_id();
+    sweeps_[id] = std::move(sweep);
+  }
+  next_sweep_ = static_cast<int64_t>(sweeps_.size()) + 1;
   if (options_.reaper_thread) reaper_ = std::thread([this] { reaper_loop(); });
 }
 
@@ -183,15 +195,70 @@ v1::Job JobManager::submit(v1::JobSpec spec) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) throw unavailable("the coordinator is shutting down");
   check_submittable(&spec);
+  return add_job(std::move(spec), "", "").job;
+}
+
+JobManager::Record& JobManager::add_job(v1::JobSpec spec, const std::string& sweep_id, const std::string& point) {
   Record r;
   r.number = next_number_;
   r.job.set_job_id(job_id_for(r.number));
   *r.job.mutable_spec() = std::move(spec);
   *r.job.mutable_create_time() = TimeUtil::GetCurrentTime();
+  r.job.set_sweep_id(sweep_id);
+  r.job.set_sweep_point(point);
   transition(r, v1::QUEUED, "submitted");  // written before it exists for anyone
   ++next_number_;
   by_number_[r.number] = r.job.job_id();
-  return (jobs_[r.job.job_id()] = std::move(r)).job;
+  return jobs_[r.job.job_id()] = std::move(r);
+}
+
+v1::SweepStatus JobManager::submit_sweep(const v1::SweepSpec& spec) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_) throw unavailable("the coordinator is shutting down");
+  std::vector<SweepPoint> points;
+  try {
+    points = expand_sweep(spec, options_.max_sweep_points);
+  } catch (const UserError& e) {
+    throw invalid_argument(std::string("sweep.") + e.what());
+  }
+  for (auto& p : points) {  // every point must be runnable before any is queued
+    try {
+      check_submittable(&p.spec);
+    } catch (const ServiceError& e) {
+      throw invalid_argument("sweep: grid point " + p.label + ": " + e.what());
+    }
+  }
+  v1::Sweep sweep;
+  const int64_t number = next_sweep_++;
+  sweep.set_sweep_id(sweep_id_for(number));
+  *sweep.mutable_spec() = spec;
+  *sweep.mutable_create_time() = TimeUtil::GetCurrentTime();
+  for (auto& p : points) sweep.add_job_ids(add_job(std::move(p.spec), sweep.sweep_id(), p.label).job.job_id());
+  store_.save_sweep(number, sweep);
+  sweeps_[sweep.sweep_id()] = sweep;
+  return sweep_status(sweep.sweep_id());
+}
+
+v1::SweepStatus JobManager::sweep_status(const std::string& sweep_id) const {
+  auto it = sweeps_.find(sweep_id);
+  if (it == sweeps_.end()) throw not_found("sweep '" + sweep_id + "' does not exist");
+  v1::SweepStatus status;
+  *status.mutable_sweep() = it->second;
+  for (const auto& id : it->second.job_ids()) *status.add_jobs() = find(id).job;
+  return status;
+}
+
+v1::SweepStatus JobManager::get_sweep(const std::string& sweep_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sweep_status(sweep_id);
+}
+
+v1::SweepStatus JobManager::cancel_sweep(const std::string& sweep_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const v1::SweepStatus before = sweep_status(sweep_id);
+  for (const auto& job : before.jobs())
+    if (!is_final(job.state())) cancel_locked(find(job.job_id()));
+  return sweep_status(sweep_id);
 }
 
 v1::Job JobManager::get(const std::string& job_id) const {
@@ -199,7 +266,8 @@ v1::Job JobManager::get(const std::string& job_id) const {
   return find(job_id).job;
 }
 
-JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobState state) const {
+JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobState state,
+                         const std::string& sweep_id) const {
   if (page_size < 0 || page_size > kMaxPageSize)
     throw invalid_argument("page_size: must be between 0 and " + std::to_string(kMaxPageSize) + ", got " +
                            std::to_string(page_size));
@@ -217,6 +285,7 @@ JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobSt
     --it;
     const v1::Job& job = jobs_.at(it->second).job;
     if (state != v1::JOB_STATE_UNSPECIFIED && job.state() != state) continue;
+    if (!sweep_id.empty() && job.sweep_id() != sweep_id) continue;
     if (static_cast<int>(page.jobs.size()) == page_size) {
       page.next_page_token = std::to_string(it->first + 1);
       break;
@@ -229,23 +298,20 @@ JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobSt
 v1::Job JobManager::cancel(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
   Record& r = find(job_id);
-  switch (r.job.state()) {
-    case v1::QUEUED:
-      transition(r, v1::CANCELLED, "cancelled before it started");
-      break;
-    case v1::RUNNING:
-      if (!r.job.cancel_requested()) {
-        Record next = r;
-        next.job.set_cancel_requested(true);
-        commit(r, std::move(next), {});
-      }
-      break;
-    case v1::CANCELLED:
-      break;
-    default:
-      throw failed_precondition("job '" + job_id + "' has already ended (" + state_name(r.job.state()) + ")");
-  }
+  if (r.job.state() != v1::CANCELLED && is_final(r.job.state()))
+    throw failed_precondition("job '" + job_id + "' has already ended (" + state_name(r.job.state()) + ")");
+  cancel_locked(r);
   return r.job;
+}
+
+void JobManager::cancel_locked(Record& r) {
+  if (r.job.state() == v1::QUEUED) {
+    transition(r, v1::CANCELLED, "cancelled before it started");
+  } else if (r.job.state() == v1::RUNNING && !r.job.cancel_requested()) {
+    Record next = r;
+    next.job.set_cancel_requested(true);
+    commit(r, std::move(next), {});
+  }
 }
 
 std::vector<v1::JobEvent> JobManager::metrics(const std::string& job_id) const {

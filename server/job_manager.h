@@ -49,6 +49,8 @@ struct ManagerOptions {
   // Run reap_lost_pools() every second on a thread of the manager (tests that
   // drive the clock themselves turn it off and call it).
   bool reaper_thread = true;
+  // The largest sweep accepted, in jobs.
+  int max_sweep_points = 1000;
   // Told of every state change ("job-000003 QUEUED: submitted"), for the log.
   std::function<void(const std::string&)> log;
 };
@@ -79,11 +81,19 @@ class JobManager {
   prelude::v1::Job submit(prelude::v1::JobSpec spec);
   prelude::v1::Job get(const std::string& job_id) const;
   // Newest first; state JOB_STATE_UNSPECIFIED lists all.
-  JobPage list(int page_size, const std::string& page_token, prelude::v1::JobState state) const;
+  // A non-empty sweep_id lists only that sweep's jobs.
+  JobPage list(int page_size, const std::string& page_token, prelude::v1::JobState state,
+               const std::string& sweep_id = "") const;
   // QUEUED: cancelled at once. RUNNING: its pool is told to stop at the next step
   // (cancel_requested until it confirms). CANCELLED: returned as is. Any other
   // final state: FAILED_PRECONDITION.
   prelude::v1::Job cancel(const std::string& job_id);
+  // Expands the sweep (INVALID_ARGUMENT naming the axis, value or grid point; every
+  // point checked as submit checks a job) and queues its jobs in grid order.
+  prelude::v1::SweepStatus submit_sweep(const prelude::v1::SweepSpec& spec);
+  prelude::v1::SweepStatus get_sweep(const std::string& sweep_id) const;
+  // Cancels (as cancel does) every job of the sweep that has not ended.
+  prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
   // Every training event of the job.
   std::vector<prelude::v1::JobEvent> metrics(const std::string& job_id) const;
 
@@ -128,6 +138,9 @@ class JobManager {
   const Record& find(const std::string& job_id) const;
   PoolInfo& find_pool(const std::string& pool_id);
   void check_submittable(prelude::v1::JobSpec* spec) const;
+  Record& add_job(prelude::v1::JobSpec spec, const std::string& sweep_id, const std::string& point);
+  void cancel_locked(Record& r);
+  prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;
   bool pool_can_run(const PoolInfo& pool, const Record& r) const;
   // Changes the job's state, records the StateChange event, saves and notifies.
   void transition(Record& r, prelude::v1::JobState state, const std::string& reason);
@@ -148,6 +161,8 @@ class JobManager {
   std::map<int64_t, std::string> by_number_;  // every job, for listing
   std::set<int64_t> queue_;                    // numbers of QUEUED jobs: FIFO
   std::map<std::string, PoolInfo> pools_;
+  std::map<std::string, prelude::v1::Sweep> sweeps_;
+  int64_t next_sweep_ = 1;
   int64_t next_number_ = 1, next_pool_ = 1, boot_ = 1;
   bool shutdown_ = false;
   std::thread reaper_;

@@ -11,11 +11,13 @@ namespace v1 = prelude::v1;
 
 namespace {
 
-// A job id must name something before we look: an empty one is a request error.
-const std::string& job_id_of(const std::string& id) {
-  if (id.empty()) throw invalid_argument("job_id: must be given");
+// An id must name something before we look: an empty one is a request error.
+const std::string& id_of(const char* field, const std::string& id) {
+  if (id.empty()) throw invalid_argument(std::string(field) + ": must be given");
   return id;
 }
+
+const std::string& job_id_of(const std::string& id) { return id_of("job_id", id); }
 
 }  // namespace
 
@@ -32,7 +34,7 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRe
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                                       v1::ListJobsResponse* resp) {
   return handle(ctx, auth_, [&] {
-    JobPage page = jobs_.list(req->page_size(), req->page_token(), req->state());
+    JobPage page = jobs_.list(req->page_size(), req->page_token(), req->state(), req->sweep_id());
     for (auto& j : page.jobs) *resp->add_jobs() = std::move(j);
     resp->set_next_page_token(page.next_page_token);
   });
@@ -66,6 +68,21 @@ grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetM
     *resp->mutable_job() = jobs_.get(id);
     for (auto& e : jobs_.metrics(id)) *resp->add_events() = std::move(e);
   });
+}
+
+grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext* ctx, const v1::SubmitSweepRequest* req,
+                                         v1::SweepStatus* resp) {
+  return handle(ctx, auth_, [&] { *resp = jobs_.submit_sweep(req->sweep()); });
+}
+
+grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req,
+                                      v1::SweepStatus* resp) {
+  return handle(ctx, auth_, [&] { *resp = jobs_.get_sweep(id_of("sweep_id", req->sweep_id())); });
+}
+
+grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* ctx, const v1::CancelSweepRequest* req,
+                                         v1::SweepStatus* resp) {
+  return handle(ctx, auth_, [&] { *resp = jobs_.cancel_sweep(id_of("sweep_id", req->sweep_id())); });
 }
 
 // ---------------------------------------------------------------- WorkerService

@@ -27,6 +27,12 @@ class JobServiceImpl final : public prelude::v1::JobService::Service {
                         grpc::ServerWriter<prelude::v1::JobEvent>* writer) override;
   grpc::Status GetMetrics(grpc::ServerContext* ctx, const prelude::v1::GetMetricsRequest* req,
                           prelude::v1::GetMetricsResponse* resp) override;
+  grpc::Status SubmitSweep(grpc::ServerContext* ctx, const prelude::v1::SubmitSweepRequest* req,
+                           prelude::v1::SweepStatus* resp) override;
+  grpc::Status GetSweep(grpc::ServerContext* ctx, const prelude::v1::GetSweepRequest* req,
+                        prelude::v1::SweepStatus* resp) override;
+  grpc::Status CancelSweep(grpc::ServerContext* ctx, const prelude::v1::CancelSweepRequest* req,
+                           prelude::v1::SweepStatus* resp) override;
 
  private:
   JobManager& jobs_;

@@ -84,6 +84,8 @@ Store::Store(const std::string& path) : path_(path) {
     exec("CREATE TABLE IF NOT EXISTS events(job_id TEXT NOT NULL, seq INTEGER NOT NULL,"
          " training INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY(job_id, seq)) WITHOUT ROWID");
     exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)");
+    exec("CREATE TABLE IF NOT EXISTS sweeps(number INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+         " sweep BLOB NOT NULL)");
   } catch (const std::exception& e) {
     sqlite3_close(db_);
     throw std::runtime_error(path + ": " + e.what());
@@ -140,6 +142,19 @@ void Store::save(int64_t number, const v1::Job& job, const std::vector<v1::JobEv
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
+}
+
+std::vector<v1::Sweep> Store::load_sweeps() {
+  std::vector<v1::Sweep> sweeps;
+  Statement s(db_, "SELECT sweep FROM sweeps ORDER BY number");
+  while (s.step()) sweeps.push_back(parse<v1::Sweep>(s.blob(0), "sweep"));
+  return sweeps;
+}
+
+void Store::save_sweep(int64_t number, const v1::Sweep& sweep) {
+  Statement put(db_, "INSERT INTO sweeps(number, id, sweep) VALUES(?, ?, ?)"
+                     " ON CONFLICT(number) DO UPDATE SET sweep = excluded.sweep");
+  put.bind(1, number).bind(2, sweep.sweep_id()).bind_blob(3, sweep.SerializeAsString()).run();
 }
 
 std::vector<v1::JobEvent> Store::events(const std::string& job_id, int64_t after_seq, bool training_only,

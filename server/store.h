@@ -41,6 +41,10 @@ class Store {
   // Inserts or updates the job and appends its new events, in one transaction.
   void save(int64_t number, const prelude::v1::Job& job, const std::vector<prelude::v1::JobEvent>& events);
 
+  // Sweeps, in creation order; save_sweep inserts or replaces one.
+  std::vector<prelude::v1::Sweep> load_sweeps();
+  void save_sweep(int64_t number, const prelude::v1::Sweep& sweep);
+
   // The job's events with seq > after_seq, in order; at most `limit` (0: all).
   // With training_only, state changes are left out.
   std::vector<prelude::v1::JobEvent> events(const std::string& job_id, int64_t after_seq, bool training_only,
