@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "engine/errors.h"
@@ -145,4 +146,43 @@ TEST(Training, BatchLargerThanTheDataIsAUserError) {
   RunOptions opt;
   opt.data_root = kRoot;
   EXPECT_THROW(run_training(spec, opt, rec), UserError);
+}
+
+TEST(Training, LossThatStopsImprovingEndsTheRunAsStalled) {
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  // A learning rate far too small to move the loss: window means differ only by
+  // which images they saw, so within a few windows one fails to beat the best by 1%.
+  const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":2048},
+      "training":{"batchSize":32,"learningRate":1e-9,"maxSteps":200,"skipTest":true,"stallWindowSteps":10}})");
+  Recorder rec;
+  RunOptions opt;
+  opt.data_root = kRoot;
+  int64_t last_step = 0;
+  opt.after_step = [&](int64_t step, ParamStore&) { last_step = step; };
+  try {
+    run_training(spec, opt, rec);
+    FAIL() << "expected a StalledError";
+  } catch (const StalledError& e) {
+    // "... over steps A-B is not 1% below the best earlier window's L (steps C-D)"
+    long long a = 0, b = 0, c = 0, d = 0;
+    double mean = 0, best = 0;
+    ASSERT_EQ(std::sscanf(e.what(), "training stalled: mean loss %lf over steps %lld-%lld is not 1%% below the best "
+                          "earlier window's %lf (steps %lld-%lld)", &mean, &a, &b, &best, &c, &d), 6) << e.what();
+    EXPECT_EQ(b % 10, 0) << e.what();
+    EXPECT_EQ(a, b - 9);
+    EXPECT_LT(d, b) << "the best window is an earlier one";
+    EXPECT_GE(mean, 0.99 * best) << "it did not improve by 1%";
+    EXPECT_EQ(last_step, b - 1) << "the run stops at the end of that window";
+    EXPECT_LT(b, 200) << "an unmoving loss stalls well before the end";
+  }
+}
+
+TEST(Training, LossThatFallsIsNotStalled) {
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":2048},
+      "training":{"batchSize":32,"learningRate":0.01,"maxSteps":30,"skipTest":true,"stallWindowSteps":10}})");
+  Recorder rec;
+  RunOptions opt;
+  opt.data_root = kRoot;
+  EXPECT_EQ(run_training(spec, opt, rec).steps(), 30);
 }

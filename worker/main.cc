@@ -130,6 +130,8 @@ int main(int argc, char** argv) {
     return fail(std::string("error: ") + e.what(), 2);
   } catch (const prelude::DivergedError& e) {
     return fail(e.what(), 1);
+  } catch (const prelude::StalledError& e) {
+    return fail(e.what(), 1);
   } catch (const prelude::DesyncError& e) {
     return fail(e.what(), 1);
   } catch (const std::exception& e) {

@@ -284,6 +284,8 @@ void run_job(const v1::Job& job, Communicator& comm, CoordinatorLink* link, cons
     state = v1::FAILED, error = std::string("bad input: ") + e.what();
   } catch (const DivergedError& e) {
     state = v1::FAILED, error = e.what();
+  } catch (const StalledError& e) {
+    state = v1::FAILED, error = e.what();
   } catch (const DesyncError& e) {
     state = v1::FAILED, error = e.what();
   } catch (const std::exception& e) {

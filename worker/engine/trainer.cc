@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 
 #include "engine/comm.h"
@@ -141,6 +142,7 @@ class Run {
         if (!std::isfinite(r.loss_sum))
           throw DivergedError(fmt("training diverged: the loss is %g at step %lld", r.loss_sum,
                                   static_cast<long long>(step)));
+        check_stall(step, r.count > 0 ? r.loss_sum / static_cast<double>(r.count) : 0.0);
         if (options_.after_step) options_.after_step(step, params);
         if (Communicator* c = group_.comm(); c && step % t_.data_parallel().check_every_steps() == 0) {
           if (!c->all_equal(checksum_bytes(params.values(), params.total_floats() * sizeof(float))))
@@ -239,6 +241,25 @@ class Run {
     if (root != 0) error = "rank " + std::to_string(root) + ": " + error;
     if (*first == 1) throw UserError(error);
     throw std::runtime_error(error);
+  }
+
+  // Every training.stallWindowSteps steps: the window's mean loss must be at least
+  // 1% below the best earlier window's (the global loss: every rank decides alike).
+  void check_stall(int64_t step, double loss) {
+    const int64_t w = t_.stall_window_steps();
+    if (w <= 0) return;
+    stall_sum_ += loss;
+    if (step % w != 0) return;
+    const double mean = stall_sum_ / static_cast<double>(w);
+    stall_sum_ = 0;
+    if (std::isfinite(best_window_) && !(mean < 0.99 * best_window_))
+      throw StalledError(fmt("training stalled: mean loss %.4f over steps %lld-%lld is not 1%% below the best "
+                             "earlier window's %.4f (steps %lld-%lld)",
+                             mean, static_cast<long long>(step - w + 1), static_cast<long long>(step), best_window_,
+                             static_cast<long long>(best_window_end_ - w + 1),
+                             static_cast<long long>(best_window_end_)));
+    best_window_ = mean;
+    best_window_end_ = step;
   }
 
   void emit(const v1::TrainingEvent& e) {
@@ -386,6 +407,8 @@ class Run {
   std::vector<Bucket> buckets_;
   double allreduce_seconds_ = 0;
   int64_t total_steps_ = 0;
+  double stall_sum_ = 0, best_window_ = std::numeric_limits<double>::infinity();
+  int64_t best_window_end_ = 0;
   double last_test_loss_ = 0, last_test_acc_ = 0;
 };
 

@@ -49,9 +49,17 @@ class DivergedError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown when the loss stops improving (training.stallWindowSteps): a result of
+// the job, like divergence.
+class StalledError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Runs a defaulted and validated spec (see job_spec.h) and returns the summary
 // event, which has also been sent to `sink`. Throws UserError for bad data files,
 // shapes or a batch the ranks cannot share, DivergedError when training diverges,
+// StalledError when its loss stops improving (when asked to watch for that),
 // DesyncError when ranks disagree. With several ranks every rank must call it.
 prelude::v1::TrainingEvent run_training(const prelude::v1::JobSpec& spec, const RunOptions& options,
                                         EventSink& sink);
