@@ -1,9 +1,19 @@
 #include "client/commands.h"
 
+#include <google/protobuf/util/json_util.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
 #include <algorithm>
 #include <iterator>
 #include <set>
 
+#include "client/compare.h"
 #include "client/render.h"
 #include "client/watch.h"
 #include "engine/job_spec.h"
@@ -98,6 +108,70 @@ int metrics(Session& session, const CommandLine& line) {
   return kExitOk;
 }
 
+// A sweep file: the JSON form of prelude.v1.SweepSpec.
+v1::SweepSpec read_sweep(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw user_error(path, std::string("cannot read: ") + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  v1::SweepSpec sweep;
+  const auto status = google::protobuf::util::JsonStringToMessage(text.str(), &sweep);
+  if (!status.ok()) throw user_error(path, "not a sweep file: " + std::string(status.message()));
+  return sweep;
+}
+
+// Polls the sweep until every job has ended, printing each job's state changes.
+int watch_sweep(Session& session, const std::string& sweep_id) {
+  std::map<std::string, v1::JobState> seen;
+  for (;;) {
+    const v1::SweepStatus st = session.coordinator().get_sweep(sweep_id);
+    int open = 0, bad = 0;
+    for (const auto& j : st.jobs()) {
+      if (seen[j.job_id()] != j.state()) {
+        seen[j.job_id()] = j.state();
+        std::string line = j.job_id() + "  " + state_name(j.state()) + "  " + j.sweep_point();
+        if (!j.error().empty()) line += ": " + j.error();
+        session.console().out << line << '\n' << std::flush;
+      }
+      const bool ended = j.state() == v1::SUCCEEDED || j.state() == v1::FAILED || j.state() == v1::CANCELLED;
+      open += ended ? 0 : 1;
+      bad += ended && j.state() != v1::SUCCEEDED ? 1 : 0;
+    }
+    if (open == 0) {
+      session.console().out << sweep_id << ": " << st.jobs_size() - bad << " of " << st.jobs_size()
+                            << " jobs succeeded; `prelude compare " << sweep_id << "` compares them\n";
+      return bad ? kExitJobFailed : kExitOk;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+}
+
+int sweep(Session& session, const CommandLine& line) {
+  const v1::SweepSpec spec = read_sweep(line.arguments.at(0));
+  const v1::SweepStatus st = session.coordinator().submit_sweep(spec);
+  session.console().out << st.sweep().sweep_id() << '\n' << std::flush;
+  for (const auto& j : st.jobs()) session.console().err << j.job_id() << "  " << j.sweep_point() << '\n';
+  return line.has("--watch") ? watch_sweep(session, st.sweep().sweep_id()) : kExitOk;
+}
+
+int compare(Session& session, const CommandLine& line) {
+  const std::string format =
+      parse_choice("--format", line.value_or("--format", "text"), {"text", "markdown", "csv", "json"});
+  double target = 0;
+  if (line.has("--target-loss")) {
+    const std::string v = line.value_or("--target-loss", "");
+    char* end = nullptr;
+    target = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end || !(target > 0)) throw UsageError("--target-loss: must be a positive number, got '" + v + "'");
+  }
+  const v1::SweepStatus st = session.coordinator().get_sweep(line.arguments.at(0));
+  std::map<std::string, v1::GetMetricsResponse> metrics;
+  if (target > 0)
+    for (const auto& j : st.jobs()) metrics[j.job_id()] = session.coordinator().get_metrics(j.job_id());
+  session.console().out << render_comparison(compare_rows(st, metrics, target), format, target);
+  return kExitOk;
+}
+
 }  // namespace
 
 const std::vector<CommandSpec>& commands() {
@@ -168,6 +242,27 @@ const std::vector<CommandSpec>& commands() {
        {{"--format", "FORMAT", "csv (default) or json"}},
        {"prelude metrics job-000001 > curves.csv", "prelude metrics job-000001 --format json | jq -c .alphas"},
        metrics},
+      {"sweep",
+       {"SWEEP.json"},
+       "queue a sweep: one job per grid point; prints its id",
+       "Reads SWEEP.json (the JSON form of prelude.v1.SweepSpec: a base job spec, a grid over its\n"
+       "fields and seeds), submits it and prints the sweep id on stdout and each job and its grid\n"
+       "point on stderr. The coordinator refuses the whole sweep if any point is invalid, naming the\n"
+       "axis, value or point. With --watch, follows every job to its end (exit 4 if any failed).",
+       {{"--watch", "", "follow the sweep's jobs to their end"}},
+       {"prelude sweep examples/experiments/rectifiers.json --watch"},
+       sweep},
+      {"compare",
+       {"SWEEP_ID"},
+       "compare a sweep's grid points: accuracy, loss, speed, learned slopes",
+       "One row per grid point, seeds pooled: jobs that succeeded, mean +- standard deviation over\n"
+       "seeds of the final test accuracy and loss, training images/s, the steps until the training\n"
+       "loss first reached --target-loss, and the mean learned slope per activation layer. Failed\n"
+       "jobs (diverged, stalled) are listed with their reasons.",
+       {{"--format", "FORMAT", "text (default), markdown, csv or json"},
+        {"--target-loss", "LOSS", "also report the steps to reach this training loss"}},
+       {"prelude compare sweep-000001", "prelude compare sweep-000001 --format markdown --target-loss 0.5"},
+       compare},
   };
   return all;
 }

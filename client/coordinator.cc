@@ -68,6 +68,18 @@ v1::GetMetricsResponse Coordinator::get_metrics(const std::string& job_id) {
   return unary<v1::GetMetricsRequest, v1::GetMetricsResponse>(&v1::JobService::Stub::GetMetrics, request);
 }
 
+v1::SweepStatus Coordinator::submit_sweep(const v1::SweepSpec& sweep) {
+  v1::SubmitSweepRequest request;
+  *request.mutable_sweep() = sweep;
+  return unary<v1::SubmitSweepRequest, v1::SweepStatus>(&v1::JobService::Stub::SubmitSweep, request);
+}
+
+v1::SweepStatus Coordinator::get_sweep(const std::string& sweep_id) {
+  v1::GetSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  return unary<v1::GetSweepRequest, v1::SweepStatus>(&v1::JobService::Stub::GetSweep, request);
+}
+
 std::unique_ptr<Coordinator::EventStream> Coordinator::watch_job(const std::string& job_id, int64_t after_seq) {
   auto stream = std::make_unique<EventStream>();
   add_token(&stream->context_);

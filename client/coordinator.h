@@ -41,6 +41,8 @@ class Coordinator {
   prelude::v1::ListJobsResponse list_jobs(const prelude::v1::ListJobsRequest& request);
   prelude::v1::Job cancel_job(const std::string& job_id);
   prelude::v1::GetMetricsResponse get_metrics(const std::string& job_id);
+  prelude::v1::SweepStatus submit_sweep(const prelude::v1::SweepSpec& sweep);
+  prelude::v1::SweepStatus get_sweep(const std::string& sweep_id);
 
   // A WatchJob stream (no deadline: a job may train for hours).
   class EventStream {

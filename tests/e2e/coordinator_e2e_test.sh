@@ -125,6 +125,26 @@ check "restart: the first job is still SUCCEEDED" [ "$(field "$id" state)" = SUC
 check "restart: its metrics are all there ($events_before events)" \
   [ "$(cli metrics "$id" --format json | grep -c .)" -eq "$events_before" ]
 check "restart: list shows the 3 accepted jobs" [ "$(cli list | grep -c '^job-')" -eq 3 ]
+
+# ---- a sweep: one job per grid point, compared side by side
+cat > "$work/sweep.json" <<'JOB'
+{ "name": "e2e-sweep",
+  "base": { "dataset": { "name": "fashion-mnist", "trainLimit": 1024, "testLimit": 256 },
+            "training": { "batchSize": 64, "maxSteps": 12, "logEverySteps": 4 } },
+  "grid": [ { "field": "model.activation.kind", "values": ["RELU", "PRELU_CHANNELWISE"] } ] }
+JOB
+sweep=$(cli sweep "$work/sweep.json" 2> /dev/null)
+check "sweep prints a sweep id" [ "${sweep#sweep-}" != "$sweep" ]
+cli sweep "$work/sweep.json" --watch > /dev/null 2>&1 || true   # a second one, to watch to its end
+cli compare "$sweep" --format csv --target-loss 5 > "$work/compare.csv"
+check "compare: a header and one row per grid point" [ "$(grep -c . "$work/compare.csv")" -eq 3 ]
+check "compare: both points succeeded, the PReLU row shows its learned slopes" \
+  bash -c "grep -q '^\"model.activation.kind=RELU\",1,1,0' '$work/compare.csv' &&
+           grep -q '^\"model.activation.kind=PRELU_CHANNELWISE\",1,1,0,.*conv1.act=' '$work/compare.csv'"
+echo '{"grid": [{"field": "model.activation.kind", "values": ["RELUX"]}]}' > "$work/bad-sweep.json"
+cli sweep "$work/bad-sweep.json" > /dev/null 2> "$work/err.txt"; rc=$?
+check "a bad sweep: exit 3, INVALID_ARGUMENT naming the grid value" \
+  bash -c "[ $rc -eq 3 ] && grep -q 'sweep.grid\[0\].values\[0\]' '$work/err.txt'"
 stop_coordinator
 
 # ---- a pool killed mid-job: requeued, then finished by another pool
