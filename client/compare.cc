@@ -61,9 +61,19 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
-std::string slopes_text(const CompareRow& r) {
+// Every layer's mean slope; with `brief`, a deep net shows its first three and last
+// two layers ("... 24 more ...") so a table row stays readable.
+std::string slopes_text(const CompareRow& r, bool brief = false) {
   std::string s;
-  for (const auto& [layer, stat] : r.slopes) s += (s.empty() ? "" : " ") + layer + "=" + num(stat.mean, "%.3f");
+  const size_t n = r.slopes.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (brief && n > 6 && i == 3) {
+      s += " ... " + std::to_string(n - 5) + " more ...";
+      i = n - 3;
+      continue;
+    }
+    s += (s.empty() ? "" : " ") + r.slopes[i].first + "=" + num(r.slopes[i].second.mean, "%.3f");
+  }
   return s.empty() ? "-" : s;
 }
 
@@ -173,7 +183,7 @@ std::string render_comparison(const std::vector<CompareRow>& rows, const std::st
   for (const auto& r : rows)
     table.push_back({r.point, std::to_string(r.succeeded) + "/" + std::to_string(r.jobs), pm(r.test_accuracy, "%.4f"),
                      pm(r.test_loss, "%.4f"), pm(r.images_per_second, "%.0f"), pm(r.steps_to_target, "%.0f"),
-                     slopes_text(r)});
+                     slopes_text(r, /*brief=*/true)});
   if (format == "markdown") {
     for (size_t i = 0; i < table.size(); ++i) {
       o << "|";

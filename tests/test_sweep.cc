@@ -3,6 +3,9 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "engine/errors.h"
@@ -105,4 +108,18 @@ TEST(Sweep, MistakesNameTheirPlace) {
 TEST(Sweep, InvalidPointNamesThePointAndTheField) {
   const std::string e = error_of(R"({"grid": [{"field": "training.learningRate", "values": [0.1, -1]}]})");
   EXPECT_EQ(e.rfind("grid point training.learningRate=-1: training.learningRate:", 0), 0u) << e;
+}
+
+TEST(Sweep, ShippedExperimentsExpand) {
+  const char* src = std::getenv("PRELUDE_SOURCE_DIR");
+  if (!src) GTEST_SKIP() << "PRELUDE_SOURCE_DIR not set";
+  const std::pair<const char*, size_t> files[] = {
+      {"rectifiers.json", 12}, {"depth-init.json", 4}, {"slopes.json", 2}, {"kaiming-factor.json", 4}};
+  for (const auto& [name, count] : files) {
+    std::ifstream in(std::string(src) + "/examples/experiments/" + name);
+    ASSERT_TRUE(in) << name;
+    std::stringstream text;
+    text << in.rdbuf();
+    EXPECT_EQ(expand_sweep(sweep_json(text.str())).size(), count) << name;
+  }
 }
