@@ -61,6 +61,7 @@ int list(Session& session, const CommandLine& line) {
   const int limit = parse_count("--limit", line.value_or("--limit", std::to_string(kDefaultListLimit)), 1, 1000000);
   v1::ListJobsRequest request;
   if (line.has("--state")) request.set_state(parse_job_state("--state", line.value_or("--state", "")));
+  if (line.has("--sweep")) request.set_sweep_id(line.value_or("--sweep", ""));
 
   std::vector<v1::Job> jobs;
   std::set<std::string> tokens_seen;  // a coordinator that hands out a token twice would loop forever
@@ -195,6 +196,7 @@ const std::vector<CommandSpec>& commands() {
        "PROGRESS (steps done/total), TEST ACC (latest), POOL and AGE. Fetches as many pages as --limit\n"
        "needs.",
        {{"--state", "STATE", "only jobs in STATE: queued, running, succeeded, failed or cancelled"},
+        {"--sweep", "SWEEP_ID", "only the jobs of this sweep"},
         {"--limit", "N", "at most N jobs (default 50)"}},
        {"prelude list", "prelude list --state running", "prelude list --limit 500"},
        list},

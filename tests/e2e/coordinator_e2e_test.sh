@@ -137,6 +137,7 @@ sweep=$(cli sweep "$work/sweep.json" 2> /dev/null)
 check "sweep prints a sweep id" [ "${sweep#sweep-}" != "$sweep" ]
 cli sweep "$work/sweep.json" --watch > /dev/null 2>&1 || true   # a second one, to watch to its end
 cli compare "$sweep" --format csv --target-loss 5 > "$work/compare.csv"
+check "list --sweep shows the sweep's 2 jobs" [ "$(cli list --sweep "$sweep" | grep -c '^job-')" -eq 2 ]
 check "compare: a header and one row per grid point" [ "$(grep -c . "$work/compare.csv")" -eq 3 ]
 check "compare: both points succeeded, the PReLU row shows its learned slopes" \
   bash -c "grep -q '^\"model.activation.kind=RELU\",1,1,0' '$work/compare.csv' &&
