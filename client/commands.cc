@@ -1,22 +1,17 @@
 #include "client/commands.h"
 
-#include <google/protobuf/util/json_util.h>
-
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-#include <fstream>
-#include <map>
-#include <sstream>
-#include <thread>
 #include <algorithm>
+#include <chrono>
 #include <iterator>
+#include <map>
 #include <set>
+#include <thread>
 
 #include "client/compare.h"
 #include "client/render.h"
 #include "client/watch.h"
 #include "engine/job_spec.h"
+#include "engine/sweep.h"
 
 namespace prelude::client {
 
@@ -109,18 +104,6 @@ int metrics(Session& session, const CommandLine& line) {
   return kExitOk;
 }
 
-// A sweep file: the JSON form of prelude.v1.SweepSpec.
-v1::SweepSpec read_sweep(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw user_error(path, std::string("cannot read: ") + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  v1::SweepSpec sweep;
-  const auto status = google::protobuf::util::JsonStringToMessage(text.str(), &sweep);
-  if (!status.ok()) throw user_error(path, "not a sweep file: " + std::string(status.message()));
-  return sweep;
-}
-
 // Polls the sweep until every job has ended, printing each job's state changes.
 int watch_sweep(Session& session, const std::string& sweep_id) {
   std::map<std::string, v1::JobState> seen;
@@ -148,7 +131,7 @@ int watch_sweep(Session& session, const std::string& sweep_id) {
 }
 
 int sweep(Session& session, const CommandLine& line) {
-  const v1::SweepSpec spec = read_sweep(line.arguments.at(0));
+  const v1::SweepSpec spec = load_sweep_file(line.arguments.at(0));
   const v1::SweepStatus st = session.coordinator().submit_sweep(spec);
   session.console().out << st.sweep().sweep_id() << '\n' << std::flush;
   for (const auto& j : st.jobs()) session.console().err << j.job_id() << "  " << j.sweep_point() << '\n';

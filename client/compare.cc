@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "client/format.h"
+
 namespace prelude::client {
 
 namespace v1 = prelude::v1;
@@ -177,34 +179,29 @@ std::string render_comparison(const std::vector<CompareRow>& rows, const std::st
         << slopes_text(r) << "\"\n";
     return o.str();
   }
-  std::vector<std::vector<std::string>> table{
-      {"POINT", "OK/JOBS", "TEST ACC", "TEST LOSS", "IMG/S", "STEPS TO " + (target.empty() ? "-" : target),
-       "SLOPES (mean per layer)"}};
-  for (const auto& r : rows)
-    table.push_back({r.point, std::to_string(r.succeeded) + "/" + std::to_string(r.jobs), pm(r.test_accuracy, "%.4f"),
-                     pm(r.test_loss, "%.4f"), pm(r.images_per_second, "%.0f"), pm(r.steps_to_target, "%.0f"),
-                     slopes_text(r, /*brief=*/true)});
+  const std::vector<std::string> header{"POINT", "OK/JOBS", "TEST ACC", "TEST LOSS", "IMG/S",
+                                        "STEPS TO " + (target.empty() ? "-" : target), "SLOPES (mean per layer)"};
+  auto cells = [&](const CompareRow& r) {
+    return std::vector<std::string>{r.point, std::to_string(r.succeeded) + "/" + std::to_string(r.jobs),
+                                    pm(r.test_accuracy, "%.4f"), pm(r.test_loss, "%.4f"),
+                                    pm(r.images_per_second, "%.0f"), pm(r.steps_to_target, "%.0f"),
+                                    slopes_text(r, /*brief=*/true)};
+  };
   if (format == "markdown") {
-    for (size_t i = 0; i < table.size(); ++i) {
+    auto line = [&](const std::vector<std::string>& row) {
       o << "|";
-      for (const auto& c : table[i]) o << " " << c << " |";
+      for (const auto& c : row) o << " " << c << " |";
       o << "\n";
-      if (i == 0) {
-        o << "|";
-        for (size_t c = 0; c < table[0].size(); ++c) o << "---|";
-        o << "\n";
-      }
-    }
+    };
+    line(header);
+    o << "|";
+    for (size_t c = 0; c < header.size(); ++c) o << "---|";
+    o << "\n";
+    for (const auto& r : rows) line(cells(r));
   } else {
-    std::vector<size_t> w(table[0].size(), 0);
-    for (const auto& row : table)
-      for (size_t c = 0; c < row.size(); ++c) w[c] = std::max(w[c], row[c].size());
-    for (const auto& row : table) {
-      std::string line;
-      for (size_t c = 0; c < row.size(); ++c)
-        line += row[c] + (c + 1 < row.size() ? std::string(w[c] - row[c].size() + 2, ' ') : "");
-      o << line << "\n";
-    }
+    Table table(header);
+    for (const auto& r : rows) table.add(cells(r));
+    o << table.render();
   }
   for (const auto& r : rows)
     for (const auto& f : r.failures) o << (format == "markdown" ? "\n- failed: " : "failed: ") << f << "\n";

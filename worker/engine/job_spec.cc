@@ -1073,7 +1073,7 @@ v1::JobSpec parse_job_json(const std::string& json, const std::string& source) {
   return spec;
 }
 
-v1::JobSpec load_job_file(const std::string& path) {
+std::string read_spec_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) throw user_error(path, std::string("cannot read: ") + std::strerror(errno));
   std::string text;
@@ -1089,8 +1089,10 @@ v1::JobSpec load_job_file(const std::string& path) {
   const int read_errno = std::ferror(f) ? errno : 0;  // e.g. EISDIR for a directory
   std::fclose(f);
   if (read_errno != 0) throw user_error(path, std::string("cannot read: ") + std::strerror(read_errno));
-  return parse_job_json(text, path);
+  return text;
 }
+
+v1::JobSpec load_job_file(const std::string& path) { return parse_job_json(read_spec_file(path), path); }
 
 void apply_defaults(v1::JobSpec* spec) {
   default_dataset(spec->mutable_dataset());

@@ -27,6 +27,10 @@ namespace prelude {
 // line and column. Only the form is checked here; see validate_job_spec.
 prelude::v1::JobSpec parse_job_json(const std::string& json, const std::string& source);
 
+// The text of a job or sweep file (at most 16 MiB). An unreadable or too large
+// file is a UserError naming the path and the reason.
+std::string read_spec_file(const std::string& path);
+
 // Reads and parses a job file (at most 16 MiB). An unreadable file is a UserError
 // naming the path and the system's reason, e.g. "x.json: cannot read: No such file
 // or directory".

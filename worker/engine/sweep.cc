@@ -2,6 +2,7 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
+#include <google/protobuf/util/json_util.h>
 
 #include <cmath>
 #include <limits>
@@ -190,6 +191,13 @@ std::vector<SweepPoint> expand_sweep(const v1::SweepSpec& sweep, int max_points)
     if (a == 0) break;
   }
   return points;
+}
+
+v1::SweepSpec load_sweep_file(const std::string& path) {
+  v1::SweepSpec sweep;
+  const auto status = pb::util::JsonStringToMessage(read_spec_file(path), &sweep);
+  if (!status.ok()) throw user_error(path, "not a sweep file: " + std::string(status.message()));
+  return sweep;
 }
 
 }  // namespace prelude

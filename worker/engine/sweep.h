@@ -24,4 +24,8 @@ struct SweepPoint {
 // At most `max_points` points (a larger grid is an error saying how large).
 std::vector<SweepPoint> expand_sweep(const prelude::v1::SweepSpec& sweep, int max_points = 1000);
 
+// Reads a sweep file (the JSON form of SweepSpec). Unreadable files and JSON that
+// is not a SweepSpec are UserErrors starting with the path.
+prelude::v1::SweepSpec load_sweep_file(const std::string& path);
+
 }  // namespace prelude
