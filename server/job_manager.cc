@@ -154,8 +154,6 @@ void JobManager::transition(Record& r, v1::JobState state, const std::string& re
 }
 
 void JobManager::lose_job(Record& r, const std::string& reason) {
-  for (auto& [id, pool] : pools_)
-    if (pool.job_id == r.job.job_id()) pool.job_id.clear();
   if (r.job.cancel_requested()) {
     transition(r, v1::CANCELLED, "cancelled; " + reason);
   } else if (r.job.attempts() >= options_.max_attempts) {

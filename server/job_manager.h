@@ -145,6 +145,7 @@ class JobManager {
   // Changes the job's state, records the StateChange event, saves and notifies.
   void transition(Record& r, prelude::v1::JobState state, const std::string& reason);
   // The job's pool was lost (or the coordinator restarted): requeue or fail it.
+  // The caller has already detached it from its pool.
   void lose_job(Record& r, const std::string& reason);
   prelude::v1::JobEvent new_event(Record& r);
   // Writes `next` (the record's new version) and its events to the store, and
