@@ -17,14 +17,12 @@ namespace prelude::server {
 namespace v1 = prelude::v1;
 using google::protobuf::util::TimeUtil;
 
+bool is_final(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
+
 namespace {
 
 constexpr int kDefaultPageSize = 50, kMaxPageSize = 1000;
 constexpr int kWatchBatch = 500;
-
-bool is_final(v1::JobState s) {
-  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
-}
 
 std::string job_id_for(int64_t number) {
   char buf[32];
@@ -249,6 +247,31 @@ v1::SweepStatus JobManager::sweep_status(const std::string& sweep_id) const {
 v1::SweepStatus JobManager::get_sweep(const std::string& sweep_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   return sweep_status(sweep_id);
+}
+
+int64_t JobManager::sweep_version(const v1::Sweep& sweep) const {
+  int64_t version = 0;
+  for (const auto& id : sweep.job_ids()) {
+    const Record& r = find(id);
+    version += r.last_seq + (r.job.cancel_requested() ? 1 : 0);
+  }
+  return version;
+}
+
+std::optional<v1::SweepStatus> JobManager::wait_sweep(const std::string& sweep_id, int64_t* version,
+                                                      SteadyClock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    auto it = sweeps_.find(sweep_id);
+    if (it == sweeps_.end()) throw not_found("sweep '" + sweep_id + "' does not exist");
+    const int64_t now = sweep_version(it->second);
+    if (now > *version) {
+      *version = now;
+      return sweep_status(sweep_id);
+    }
+    if (shutdown_) throw unavailable("the coordinator is shutting down");
+    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) return std::nullopt;
+  }
 }
 
 v1::SweepStatus JobManager::cancel_sweep(const std::string& sweep_id) {

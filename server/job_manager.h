@@ -29,6 +29,9 @@ namespace prelude::server {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// SUCCEEDED, FAILED or CANCELLED: the job will not change again.
+bool is_final(prelude::v1::JobState state);
+
 struct ManagerOptions {
   // Where data sets live, for checking a spec's data files at submit.
   std::string data_root = "/usr/share/datasets";
@@ -94,6 +97,12 @@ class JobManager {
   prelude::v1::SweepStatus get_sweep(const std::string& sweep_id) const;
   // Cancels (as cancel does) every job of the sweep that has not ended.
   prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
+  // The sweep's status once its version (a count that grows with every event of
+  // its jobs and every cancel request) exceeds `*version`, which is then updated;
+  // waits until it does, `deadline` passes (nullopt) or the manager shuts down
+  // (UNAVAILABLE). Start from *version = -1 to get the current status at once.
+  std::optional<prelude::v1::SweepStatus> wait_sweep(const std::string& sweep_id, int64_t* version,
+                                                     SteadyClock::time_point deadline);
   // Every training event of the job.
   std::vector<prelude::v1::JobEvent> metrics(const std::string& job_id) const;
 
@@ -141,6 +150,7 @@ class JobManager {
   Record& add_job(prelude::v1::JobSpec spec, const std::string& sweep_id, const std::string& point);
   void cancel_locked(Record& r);
   prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;
+  int64_t sweep_version(const prelude::v1::Sweep& sweep) const;
   bool pool_can_run(const PoolInfo& pool, const Record& r) const;
   // Changes the job's state, records the StateChange event, saves and notifies.
   void transition(Record& r, prelude::v1::JobState state, const std::string& reason);

@@ -1,6 +1,9 @@
 #include "server/services.h"
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
+#include <thread>
 
 #include "server/errors.h"
 #include "server/grpc_status.h"
@@ -10,6 +13,8 @@ namespace prelude::server {
 namespace v1 = prelude::v1;
 
 namespace {
+
+constexpr std::chrono::milliseconds kSweepWatchInterval{500};
 
 // An id must name something before we look: an empty one is a request error.
 const std::string& id_of(const char* field, const std::string& id) {
@@ -78,6 +83,27 @@ grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext* ctx, const v1::Sub
 grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req,
                                       v1::SweepStatus* resp) {
   return handle(ctx, auth_, [&] { *resp = jobs_.get_sweep(id_of("sweep_id", req->sweep_id())); });
+}
+
+grpc::Status JobServiceImpl::WatchSweep(grpc::ServerContext* ctx, const v1::WatchSweepRequest* req,
+                                        grpc::ServerWriter<v1::SweepStatus>* writer) {
+  return handle(ctx, auth_, [&] {
+    const std::string& id = id_of("sweep_id", req->sweep_id());
+    int64_t version = -1;
+    // Wake up every second to notice a client that went away.
+    while (!ctx->IsCancelled()) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      const std::optional<v1::SweepStatus> status = jobs_.wait_sweep(id, &version, deadline);
+      if (!status) continue;
+      if (!writer->Write(*status)) return;  // the client is gone
+      if (std::all_of(status->jobs().begin(), status->jobs().end(),
+                      [](const v1::Job& j) { return is_final(j.state()); }))
+        return;
+      // Progress of many running jobs arrives many times a second: send at most
+      // two statuses a second, each with every change so far.
+      std::this_thread::sleep_for(kSweepWatchInterval);
+    }
+  });
 }
 
 grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* ctx, const v1::CancelSweepRequest* req,

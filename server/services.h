@@ -33,6 +33,8 @@ class JobServiceImpl final : public prelude::v1::JobService::Service {
                         prelude::v1::SweepStatus* resp) override;
   grpc::Status CancelSweep(grpc::ServerContext* ctx, const prelude::v1::CancelSweepRequest* req,
                            prelude::v1::SweepStatus* resp) override;
+  grpc::Status WatchSweep(grpc::ServerContext* ctx, const prelude::v1::WatchSweepRequest* req,
+                          grpc::ServerWriter<prelude::v1::SweepStatus>* writer) override;
 
  private:
   JobManager& jobs_;

@@ -566,6 +566,73 @@ TEST_F(ServicesTest, WatchJobStartedOnAQueuedJobFollowsItToTheEnd) {
   EXPECT_EQ(events[3].state_change().reason(), "diverged");
 }
 
+TEST_F(ServicesTest, WatchSweepStreamsStatusesUntilEveryJobHasEnded) {
+  start();
+  v1::SubmitSweepRequest sreq;
+  *sreq.mutable_sweep()->mutable_base() = small_spec("swept");
+  sreq.mutable_sweep()->add_seeds(1);
+  sreq.mutable_sweep()->add_seeds(2);
+  v1::SweepStatus submitted;
+  ASSERT_TRUE(jobs_->SubmitSweep(ctx().get(), sreq, &submitted).ok());
+  const std::string sweep = submitted.sweep().sweep_id();
+  ASSERT_EQ(submitted.jobs_size(), 2);
+
+  std::promise<void> first_read;
+  std::thread driver([&] {
+    first_read.get_future().wait();
+    const std::string pool = register_pool(1);
+    for (const v1::JobState end : {v1::SUCCEEDED, v1::FAILED}) {
+      const std::string id = acquire(pool, 1000).job().job_id();
+      report(pool, id, {step_event(1, 2.0)});
+      EXPECT_TRUE(finish(pool, id, end, end == v1::FAILED ? "training stalled" : "").ok());
+    }
+  });
+
+  v1::WatchSweepRequest req;
+  req.set_sweep_id(sweep);
+  auto c = ctx();
+  auto reader = jobs_->WatchSweep(c.get(), req);
+  std::vector<v1::SweepStatus> statuses(1);
+  ASSERT_TRUE(reader->Read(&statuses[0]));
+  first_read.set_value();
+  for (v1::SweepStatus st; reader->Read(&st);) statuses.push_back(st);
+  const grpc::Status status = reader->Finish();
+  driver.join();
+
+  EXPECT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
+  ASSERT_GE(statuses.size(), 2u) << "the status at once, then at least the final one";
+  // Six changes (2 x RUNNING, step, end) arrive in at most a few statuses: at most
+  // two a second, each with everything so far.
+  EXPECT_LE(statuses.size(), 7u);
+  EXPECT_EQ(statuses.front().sweep().sweep_id(), sweep);
+  EXPECT_EQ(statuses.front().jobs(0).state(), v1::QUEUED);
+  EXPECT_EQ(statuses.front().jobs(1).state(), v1::QUEUED);
+  const v1::SweepStatus& last = statuses.back();
+  EXPECT_EQ(last.jobs(0).state(), v1::SUCCEEDED);
+  EXPECT_EQ(last.jobs(1).state(), v1::FAILED);
+  EXPECT_EQ(last.jobs(1).error(), "training stalled");
+
+  // An ended sweep: one status, then the end. Unknown and empty ids are refused.
+  auto c2 = ctx();
+  auto again = jobs_->WatchSweep(c2.get(), req);
+  v1::SweepStatus st;
+  EXPECT_TRUE(again->Read(&st));
+  EXPECT_FALSE(again->Read(&st));
+  EXPECT_TRUE(again->Finish().ok());
+  req.set_sweep_id("sweep-000099");
+  auto c3 = ctx();
+  auto missing = jobs_->WatchSweep(c3.get(), req);
+  EXPECT_FALSE(missing->Read(&st));
+  EXPECT_EQ(missing->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  req.clear_sweep_id();
+  auto c4 = ctx();
+  auto empty = jobs_->WatchSweep(c4.get(), req);
+  EXPECT_FALSE(empty->Read(&st));
+  const grpc::Status e = empty->Finish();
+  EXPECT_EQ(e.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(e.error_message().find("sweep_id"), std::string::npos) << e.error_message();
+}
+
 TEST_F(ServicesTest, WatchJobResumesAfterSeqAndEndsAtOnceForEndedJobs) {
   start();
   const std::string pool = register_pool(1);

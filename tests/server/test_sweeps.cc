@@ -107,3 +107,46 @@ TEST(Sweeps, KeptAcrossARestart) {
   EXPECT_EQ(st.sweep().spec().name(), "rect");
   EXPECT_EQ(m.submit_sweep(sweep_json(kRectifiers)).sweep().sweep_id(), "sweep-000002") << "ids keep counting";
 }
+
+TEST(Sweeps, WaitSweepReturnsOnlyWhenOneOfItsJobsChanged) {
+  Store store(":memory:");
+  JobManager m(store, quiet_options());
+  const std::string id = m.submit_sweep(sweep_json(kRectifiers)).sweep().sweep_id();
+  const std::string other = m.submit(small_spec("alone")).job_id();
+  const auto soon = [] { return SteadyClock::now() + std::chrono::milliseconds(50); };
+
+  int64_t version = -1;
+  auto st = m.wait_sweep(id, &version, soon());
+  ASSERT_TRUE(st.has_value()) << "the current status at once";
+  EXPECT_EQ(st->jobs_size(), 4);
+  const int64_t first = version;
+  EXPECT_GE(first, 4) << "each queued job has its QUEUED event";
+  EXPECT_FALSE(m.wait_sweep(id, &version, soon()).has_value()) << "nothing changed: waits, then nullopt";
+
+  m.cancel(other);  // a job outside the sweep: no new status
+  EXPECT_FALSE(m.wait_sweep(id, &version, soon()).has_value());
+
+  const auto pool = m.register_pool(pool_request(2)).pool_id();
+  const auto job = m.acquire(pool, std::chrono::milliseconds(0));
+  st = m.wait_sweep(id, &version, soon());
+  ASSERT_TRUE(st.has_value()) << "a job of the sweep started";
+  EXPECT_EQ(st->jobs(0).state(), v1::RUNNING);
+  EXPECT_GT(version, first);
+
+  // A cancel request on a running job is a change too, though it records no event.
+  const int64_t before_cancel = version;
+  m.cancel(job->job_id());
+  st = m.wait_sweep(id, &version, soon());
+  ASSERT_TRUE(st.has_value()) << "the running job's cancel request";
+  EXPECT_TRUE(st->jobs(0).cancel_requested());
+  EXPECT_EQ(st->jobs(0).state(), v1::RUNNING);
+  EXPECT_GT(version, before_cancel);
+  m.cancel_sweep(id);
+  st = m.wait_sweep(id, &version, soon());
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->jobs(1).state(), v1::CANCELLED);
+
+  EXPECT_SERVICE_ERROR(m.wait_sweep("sweep-000077", &version, soon()), ErrorCode::kNotFound, "sweep-000077");
+  m.shutdown();
+  EXPECT_SERVICE_ERROR(m.wait_sweep(id, &version, soon()), ErrorCode::kUnavailable, "shutting down");
+}
