@@ -20,7 +20,8 @@ const char* const kExitCodes =
     "  3  the coordinator refused or failed the call; stderr says `prelude: CODE: message`, e.g.\n"
     "     INVALID_ARGUMENT (with the field), NOT_FOUND, UNAUTHENTICATED, FAILED_PRECONDITION,\n"
     "     UNAVAILABLE (cannot reach it), DEADLINE_EXCEEDED\n"
-    "  4  the watched job ended FAILED or CANCELLED (watch, submit --watch)\n"
+    "  4  the watched job ended FAILED or CANCELLED, or a job of the watched sweep did (watch,\n"
+    "     submit --watch, sweep --watch)\n"
     "  1  an internal error of the client (a bug)\n";
 
 std::string pad(const std::string& s, size_t width) {
@@ -87,7 +88,10 @@ std::string command_help(const CommandSpec& c) {
   const bool watches = c.name == "watch" || std::any_of(c.flags.begin(), c.flags.end(),
                                                         [](const FlagSpec& f) { return f.name == "--watch"; });
   text += "\nexit codes: 0 ok, 2 usage or bad local input, 3 the coordinator refused or failed the call";
-  text += watches ? ", 4 the job ended FAILED or CANCELLED\n" : "\n";
+  if (!watches) text += "\n";
+  else if (c.name == "submit") text += ", 4 the job ended FAILED or CANCELLED\n";
+  else if (c.name == "sweep") text += ", 4 a job of the sweep ended FAILED or CANCELLED\n";
+  else text += ", 4 the job (or a job of the sweep) ended FAILED or CANCELLED\n";
   return text;
 }
 
@@ -103,6 +107,15 @@ std::string named_command(const std::vector<std::string>& args) {
   for (const auto& a : args)
     if (find_command(a) != nullptr) return a;
   return "";
+}
+
+// "submit, list, ... or compare": the commands by name, for a missing one.
+std::string command_names() {
+  std::string names;
+  const auto& all = commands();
+  for (size_t i = 0; i < all.size(); ++i)
+    names += (i == 0 ? "" : i + 1 == all.size() ? " or " : ", ") + all[i].name;
+  return names;
 }
 
 bool asks_for_help(const std::vector<std::string>& args) {
@@ -133,7 +146,7 @@ int run(const std::vector<std::string>& args, Console& console) {
     console.out << help_text(line.command);
     return kExitOk;
   }
-  if (line.command.empty()) throw UsageError("missing command (submit, list, get, watch, cancel or metrics)");
+  if (line.command.empty()) throw UsageError("missing command (" + command_names() + ")");
   const CommandSpec& command = *find_command(line.command);
   check_arguments(command, line);
   Session session(console, resolve_global_options(line, console.env));

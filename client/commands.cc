@@ -1,11 +1,9 @@
 #include "client/commands.h"
 
 #include <algorithm>
-#include <chrono>
 #include <iterator>
 #include <map>
 #include <set>
-#include <thread>
 
 #include "client/compare.h"
 #include "client/render.h"
@@ -39,11 +37,15 @@ v1::JobSpec read_job(const std::string& path, std::istream& in) {
 }
 
 // The ID argument of a command.
-const std::string& job_id_argument(const CommandLine& line) {
+const std::string& id_argument(const CommandLine& line) {
   const std::string& id = line.arguments.at(0);
   if (id.empty()) throw UsageError("ID: must not be empty");
   return id;
 }
+
+// get, watch and cancel take a job id or a sweep id; the coordinator names sweeps
+// "sweep-000001" and jobs "job-000001".
+bool is_sweep_id(const std::string& id) { return id.rfind("sweep-", 0) == 0; }
 
 int submit(Session& session, const CommandLine& line) {
   const v1::JobSpec spec = read_job(line.arguments.at(0), session.console().in);
@@ -82,52 +84,45 @@ int list(Session& session, const CommandLine& line) {
 
 int get(Session& session, const CommandLine& line) {
   const std::string format = parse_choice("--format", line.value_or("--format", "text"), {"text", "json"});
-  const v1::Job job = session.coordinator().get_job(job_id_argument(line));
+  const std::string& id = id_argument(line);
+  if (is_sweep_id(id)) {
+    const v1::SweepStatus status = session.coordinator().get_sweep(id);
+    session.console().out << (format == "json" ? sweep_json(status) : sweep_details(status, Clock::now()));
+    return kExitOk;
+  }
+  const v1::Job job = session.coordinator().get_job(id);
   session.console().out << (format == "json" ? job_json(job) : job_details(job, Clock::now()));
   return kExitOk;
 }
 
-int watch(Session& session, const CommandLine& line) { return watch_job(session, job_id_argument(line)); }
+int watch(Session& session, const CommandLine& line) {
+  const std::string& id = id_argument(line);
+  return is_sweep_id(id) ? watch_sweep(session, id) : watch_job(session, id);
+}
 
 int cancel(Session& session, const CommandLine& line) {
-  const v1::Job job = session.coordinator().cancel_job(job_id_argument(line));
-  std::string text = job.job_id() + " " + state_name(job.state());
-  if (job.cancel_requested()) text += ": cancel requested, stopping at its next step";
-  session.console().out << text << '\n';
+  const std::string& id = id_argument(line);
+  if (is_sweep_id(id)) {
+    // CancelSweep answers with the sweep after it; the sweep before tells which jobs
+    // this call cancelled and which had ended (or been cancelled) already.
+    const v1::SweepStatus before = session.coordinator().get_sweep(id);
+    const v1::SweepStatus after = session.coordinator().cancel_sweep(id);
+    session.console().out << sweep_cancel_text(before, after);
+    return kExitOk;
+  }
+  session.console().out << cancel_line(session.coordinator().cancel_job(id)) << '\n';
   return kExitOk;
 }
 
 int metrics(Session& session, const CommandLine& line) {
   const std::string format = parse_choice("--format", line.value_or("--format", "csv"), {"csv", "json"});
-  const v1::GetMetricsResponse response = session.coordinator().get_metrics(job_id_argument(line));
+  const std::string& id = id_argument(line);
+  if (is_sweep_id(id))
+    throw UsageError("ID: metrics takes a job id, not a sweep id ('" + id + "'); `prelude compare " + id +
+                     "` compares a sweep's jobs, `prelude get " + id + "` lists them");
+  const v1::GetMetricsResponse response = session.coordinator().get_metrics(id);
   session.console().out << (format == "csv" ? metrics_csv(response) : metrics_json_lines(response));
   return kExitOk;
-}
-
-// Polls the sweep until every job has ended, printing each job's state changes.
-int watch_sweep(Session& session, const std::string& sweep_id) {
-  std::map<std::string, v1::JobState> seen;
-  for (;;) {
-    const v1::SweepStatus st = session.coordinator().get_sweep(sweep_id);
-    int open = 0, bad = 0;
-    for (const auto& j : st.jobs()) {
-      if (seen[j.job_id()] != j.state()) {
-        seen[j.job_id()] = j.state();
-        std::string line = j.job_id() + "  " + state_name(j.state()) + "  " + j.sweep_point();
-        if (!j.error().empty()) line += ": " + j.error();
-        session.console().out << line << '\n' << std::flush;
-      }
-      const bool ended = j.state() == v1::SUCCEEDED || j.state() == v1::FAILED || j.state() == v1::CANCELLED;
-      open += ended ? 0 : 1;
-      bad += ended && j.state() != v1::SUCCEEDED ? 1 : 0;
-    }
-    if (open == 0) {
-      session.console().out << sweep_id << ": " << st.jobs_size() - bad << " of " << st.jobs_size()
-                            << " jobs succeeded; `prelude compare " << sweep_id << "` compares them\n";
-      return bad ? kExitJobFailed : kExitOk;
-    }
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-  }
 }
 
 int sweep(Session& session, const CommandLine& line) {
@@ -185,34 +180,50 @@ const std::vector<CommandSpec>& commands() {
        list},
       {"get",
        {"ID"},
-       "show a job: state, error, metrics, learned slopes",
-       "The job's state (and error), model, data set, training settings, pool, attempts, times, its\n"
+       "show a job (state, error, metrics, learned slopes) or a sweep (its jobs)",
+       "ID is a job id (job-000001) or a sweep id (sweep-000001).\n"
+       "A job: its state (and error), model, data set, training settings, pool, attempts, times, its\n"
        "latest progress and metrics (test accuracy, losses) and the slopes its PReLU layers learned\n"
        "(per activation layer: the value, or mean, min and max over channels). --format json prints\n"
-       "the Job message in protobuf JSON; its \"spec\" is a valid job file.",
+       "the Job message in protobuf JSON; its \"spec\" is a valid job file.\n"
+       "A sweep: its name, creation time and how many jobs are in each state, then a table of its\n"
+       "jobs in grid order (ID, STATE, POINT, PROGRESS, TEST ACC) and the errors of the failed ones;\n"
+       "`prelude compare SWEEP_ID` compares its grid points. --format json prints the SweepStatus\n"
+       "message (the sweep and every job) in protobuf JSON.",
        {{"--format", "FORMAT", "text (default) or json"}},
-       {"prelude get job-000001", "prelude get job-000001 --format json | jq .spec > again.json"},
+       {"prelude get job-000001", "prelude get job-000001 --format json | jq .spec > again.json",
+        "prelude get sweep-000001"},
        get},
       {"watch",
        {"ID"},
-       "follow a job to its end",
-       "Prints the job's history, then its events as they happen, until it ends; then its final state.\n"
+       "follow a job, or every job of a sweep, to its end",
+       "ID is a job id (job-000001) or a sweep id (sweep-000001).\n"
+       "A job: prints its history, then its events as they happen, until it ends; then its final state.\n"
        "On a terminal, training steps redraw one live line (state, epoch, progress bar, step, loss,\n"
        "accuracy, images/s, ETA) and epochs and state changes print permanent lines. Otherwise (a\n"
        "pipe, a file) each state change, step, epoch and summary is one plain line starting with its\n"
        "time in UTC. A broken stream (a coordinator restart) is resumed after the last event seen, a\n"
-       "few times. Exit 0 if the job SUCCEEDED, 4 if it FAILED or was CANCELLED.",
+       "few times. Exit 0 if the job SUCCEEDED, 4 if it FAILED or was CANCELLED.\n"
+       "A sweep: prints each job's state, then one line whenever a job's state changes, e.g.\n"
+       "  job-000003  FAILED  model.preset=plain-22 training.seed=1: diverged at step 60: loss is nan\n"
+       "until every job has ended; then how many succeeded. On a terminal, one live line below them\n"
+       "shows the whole sweep's progress. A broken stream is resumed a few times, printing only what\n"
+       "changed meanwhile. Exit 0 if every job SUCCEEDED, 4 if any FAILED or was CANCELLED.",
        {},
-       {"prelude watch job-000001", "prelude watch job-000001 > job-000001.log"},
+       {"prelude watch job-000001", "prelude watch job-000001 > job-000001.log", "prelude watch sweep-000001"},
        watch},
       {"cancel",
        {"ID"},
-       "cancel a job",
+       "cancel a job, or every job of a sweep that has not ended",
+       "ID is a job id (job-000002) or a sweep id (sweep-000001).\n"
        "A queued job is cancelled at once; a running one stops at its next step on every rank (the\n"
        "printed state is then still RUNNING, with the cancel requested). Cancelling a job that has\n"
-       "already ended is FAILED_PRECONDITION (exit 3).",
+       "already ended is FAILED_PRECONDITION (exit 3).\n"
+       "A sweep: cancels each of its jobs that has not ended, as above, printing a line for each, then\n"
+       "a summary: how many were cancelled, how many are stopping, how many had already ended. A\n"
+       "sweep whose jobs have all ended has nothing to cancel (exit 0).",
        {},
-       {"prelude cancel job-000002"},
+       {"prelude cancel job-000002", "prelude cancel sweep-000001"},
        cancel},
       {"metrics",
        {"ID"},
@@ -233,9 +244,11 @@ const std::vector<CommandSpec>& commands() {
        "Reads SWEEP.json (the JSON form of prelude.v1.SweepSpec: a base job spec, a grid over its\n"
        "fields and seeds), submits it and prints the sweep id on stdout and each job and its grid\n"
        "point on stderr. The coordinator refuses the whole sweep if any point is invalid, naming the\n"
-       "axis, value or point. With --watch, follows every job to its end (exit 4 if any failed).",
-       {{"--watch", "", "follow the sweep's jobs to their end"}},
-       {"prelude sweep examples/experiments/rectifiers.json --watch"},
+       "axis, value or point. With --watch, then follows the sweep like `prelude watch SWEEP_ID` and\n"
+       "exits as it does (4 if any job failed or was cancelled).",
+       {{"--watch", "", "follow the sweep's jobs to their end (exit 4 if any fails or is cancelled)"}},
+       {"prelude sweep examples/experiments/rectifiers.json --watch",
+        "id=$(prelude sweep examples/experiments/slopes.json) && prelude watch \"$id\""},
        sweep},
       {"compare",
        {"SWEEP_ID"},

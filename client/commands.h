@@ -21,7 +21,8 @@ struct CommandSpec {
   int (*run)(Session& session, const CommandLine& line);
 };
 
-// submit, list, get, watch, cancel, metrics, in the order of `prelude --help`.
+// submit, list, get, watch, cancel, metrics, sweep, compare, in the order of
+// `prelude --help`.
 const std::vector<CommandSpec>& commands();
 const CommandSpec* find_command(const std::string& name);
 

@@ -16,7 +16,7 @@ enum ExitCode : int {
   kExitInternal = 1,     // a bug in the client
   kExitUsage = 2,        // usage error or bad local input (flags, job file, token file)
   kExitCallFailed = 3,   // the coordinator refused or failed the call
-  kExitJobFailed = 4,    // the watched job ended FAILED or CANCELLED
+  kExitJobFailed = 4,    // the watched job (or a job of the watched sweep) ended FAILED or CANCELLED
 };
 
 // An environment variable, or nullopt when it is not set.

@@ -80,14 +80,34 @@ v1::SweepStatus Coordinator::get_sweep(const std::string& sweep_id) {
   return unary<v1::GetSweepRequest, v1::SweepStatus>(&v1::JobService::Stub::GetSweep, request);
 }
 
-std::unique_ptr<Coordinator::EventStream> Coordinator::watch_job(const std::string& job_id, int64_t after_seq) {
-  auto stream = std::make_unique<EventStream>();
+v1::SweepStatus Coordinator::cancel_sweep(const std::string& sweep_id) {
+  v1::CancelSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  return unary<v1::CancelSweepRequest, v1::SweepStatus>(&v1::JobService::Stub::CancelSweep, request);
+}
+
+template <typename Message>
+std::unique_ptr<Coordinator::Stream<Message>> Coordinator::open_stream() const {
+  auto stream = std::make_unique<Stream<Message>>();
   add_token(&stream->context_);
   stream->context_.set_wait_for_ready(false);
+  return stream;
+}
+
+std::unique_ptr<Coordinator::EventStream> Coordinator::watch_job(const std::string& job_id, int64_t after_seq) {
+  auto stream = open_stream<v1::JobEvent>();
   v1::WatchJobRequest request;
   request.set_job_id(job_id);
   request.set_after_seq(after_seq);
   stream->reader_ = stub_->WatchJob(&stream->context_, request);
+  return stream;
+}
+
+std::unique_ptr<Coordinator::SweepStream> Coordinator::watch_sweep(const std::string& sweep_id) {
+  auto stream = open_stream<v1::SweepStatus>();
+  v1::WatchSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  stream->reader_ = stub_->WatchSweep(&stream->context_, request);
   return stream;
 }
 

@@ -43,20 +43,27 @@ class Coordinator {
   prelude::v1::GetMetricsResponse get_metrics(const std::string& job_id);
   prelude::v1::SweepStatus submit_sweep(const prelude::v1::SweepSpec& sweep);
   prelude::v1::SweepStatus get_sweep(const std::string& sweep_id);
+  prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
 
-  // A WatchJob stream (no deadline: a job may train for hours).
-  class EventStream {
+  // A server stream: WatchJob's events or WatchSweep's statuses. No deadline: a job
+  // may train for hours, a sweep for days.
+  template <typename Message>
+  class Stream {
    public:
     // False at the end of the stream; then finish() tells why.
-    bool next(prelude::v1::JobEvent* event) { return reader_->Read(event); }
+    bool next(Message* message) { return reader_->Read(message); }
     grpc::Status finish() { return reader_->Finish(); }
 
    private:
     friend class Coordinator;
     grpc::ClientContext context_;
-    std::unique_ptr<grpc::ClientReader<prelude::v1::JobEvent>> reader_;
+    std::unique_ptr<grpc::ClientReader<Message>> reader_;
   };
+  using EventStream = Stream<prelude::v1::JobEvent>;
+  using SweepStream = Stream<prelude::v1::SweepStatus>;
+
   std::unique_ptr<EventStream> watch_job(const std::string& job_id, int64_t after_seq);
+  std::unique_ptr<SweepStream> watch_sweep(const std::string& sweep_id);
 
   // The CallError for a failed status, with the help a user needs: the address of
   // a coordinator that cannot be reached, the deadline that passed, how to give a
@@ -67,6 +74,9 @@ class Coordinator {
   template <typename Request, typename Response, typename Method>
   Response unary(Method method, const Request& request);
   void add_token(grpc::ClientContext* context) const;
+  // A stream's context: the token, and no waiting for a coordinator that is down.
+  template <typename Message>
+  std::unique_ptr<Stream<Message>> open_stream() const;
 
   GlobalOptions options_;
   std::unique_ptr<prelude::v1::JobService::Stub> stub_;

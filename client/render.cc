@@ -3,7 +3,9 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <map>
 
 #include "engine/job_spec.h"
 
@@ -164,6 +166,40 @@ std::string time_with_age(const google::protobuf::Timestamp& t, Clock::time_poin
   if (!is_set(t)) return "";
   return timestamp(t) + " (" + age(t, now) + " ago)";
 }
+
+// Text from the coordinator (reasons, errors) on one line: control characters
+// become spaces.
+std::string one_line(std::string text) {
+  for (auto& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return text;
+}
+
+// "[#####---------------]" for a fraction done.
+std::string bar(double done) {
+  const int filled = static_cast<int>(std::lround(std::clamp(done, 0.0, 1.0) * kBarWidth));
+  return "[" + std::string(filled, '#') + std::string(kBarWidth - filled, '-') + "]";
+}
+
+// "3 succeeded, 1 failed, 2 running": the jobs per state, in the order people ask
+// about them (outcomes first); states no job is in are left out.
+std::string state_counts(const std::vector<v1::JobState>& states) {
+  std::vector<std::string> parts;
+  size_t counted = 0;
+  for (const v1::JobState state : {v1::SUCCEEDED, v1::FAILED, v1::CANCELLED, v1::RUNNING, v1::QUEUED}) {
+    const auto n = static_cast<size_t>(std::count(states.begin(), states.end(), state));
+    if (n == 0) continue;
+    std::string name = state_name(state);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    parts.push_back(std::to_string(n) + " " + name);
+    counted += n;
+  }
+  if (counted < states.size()) parts.push_back(std::to_string(states.size() - counted) + " in an unknown state");
+  return join(parts, ", ");
+}
+
+// A running job whose cancel was requested: it stops at its next step.
+bool stopping(const v1::Job& job) { return job.cancel_requested() && !is_final(job.state()); }
 
 }  // namespace
 
@@ -332,25 +368,20 @@ std::string event_line(const v1::JobEvent& event, const JobShape& shape) {
   else if (event.has_training()) text = training_text(event.training(), shape);
   if (text.empty()) return "";
   // Reasons come from the coordinator: keep a line one line.
-  for (auto& c : text)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  text = one_line(text);
   return is_set(event.time()) ? timestamp(event.time()) + "  " + text : text;
 }
 
 std::string progress_line(v1::JobState state, const v1::TrainingEvent& step, const JobShape& shape, int columns) {
-  std::string bar;
-  if (step.has_total_steps() && step.total_steps() > 0) {
-    const double done = std::clamp(static_cast<double>(step.step()) / step.total_steps(), 0.0, 1.0);
-    const int filled = static_cast<int>(std::lround(done * kBarWidth));
-    bar = "[" + std::string(filled, '#') + std::string(kBarWidth - filled, '-') + "]";
-  }
+  const std::string step_bar =
+      step.has_total_steps() && step.total_steps() > 0 ? bar(static_cast<double>(step.step()) / step.total_steps()) : "";
   const auto eta = eta_seconds(step, shape);
   // The parts in display order, each with its rank: on a narrow terminal the parts
   // of the highest rank go first (learning rate, then accuracy, ...), never mid-word.
   std::vector<std::pair<std::string, int>> parts = {
       {state_name(state), 0},
       {step.has_epoch() ? epoch_of(step.epoch(), shape) : "", 3},
-      {bar, 4},
+      {step_bar, 4},
       {step_of(step), 0},
       {step.has_loss() ? "loss " + fixed(step.loss(), 4) : "", 2},
       {step.has_accuracy() ? "acc " + fixed(step.accuracy(), 4) : "", 6},
@@ -378,6 +409,112 @@ std::string final_line(const std::string& job_id, v1::JobState state, const std:
   std::string line = "job " + job_id + " " + state_name(state);
   if (state != v1::SUCCEEDED && !reason.empty()) line += ": " + reason;
   return line;
+}
+
+std::string cancel_line(const v1::Job& job) {
+  std::string line = job.job_id() + " " + state_name(job.state());
+  if (job.cancel_requested() && !is_final(job.state())) line += ": cancel requested, stopping at its next step";
+  return line;
+}
+
+// ---- sweeps
+
+std::string sweep_counts(const v1::SweepStatus& status) {
+  std::vector<v1::JobState> states;
+  for (const auto& job : status.jobs()) states.push_back(job.state());
+  const std::string counts = state_counts(states);
+  return plural(status.jobs_size(), "job", "jobs") + (counts.empty() ? "" : ": " + counts);
+}
+
+std::string sweep_details(const v1::SweepStatus& status, Clock::time_point now) {
+  const std::string& id = status.sweep().sweep_id();
+  Details d;
+  d.add("ID", id);
+  d.add("Name", status.sweep().spec().name());
+  d.add("Created", time_with_age(status.sweep().create_time(), now));
+  d.add("Jobs", sweep_counts(status));
+
+  Table table({"ID", "STATE", "POINT", "PROGRESS", "TEST ACC"});
+  std::string failures;
+  for (const auto& job : status.jobs()) {
+    const auto& latest = job.latest_metrics();
+    table.add({job.job_id(), state_name(job.state()) + (stopping(job) ? " (stopping)" : ""),
+               job.sweep_point().empty() ? "-" : job.sweep_point(), progress_cell(job),
+               latest.has_test_accuracy() ? fixed(latest.test_accuracy(), 4) : "-"});
+    if (job.state() == v1::FAILED) failures += "  " + job.job_id() + "  " + one_line(job.error()) + "\n";
+  }
+  std::string text = d.text() + "\n" + table.render();
+  if (!failures.empty()) text += "\nFailed:\n" + failures;
+  // The per-point view (seeds pooled) is what a sweep is for.
+  return text + "\nCompare its grid points: prelude compare " + id + "\n";
+}
+
+std::string sweep_json(const v1::SweepStatus& status) { return to_json(status, /*proto_names=*/false, /*indent=*/true); }
+
+std::string sweep_job_line(const v1::Job& job) {
+  std::string line = join({job.job_id(), state_name(job.state()), job.sweep_point()}, "  ");
+  const std::string detail = stopping(job) ? "cancel requested, stopping at its next step" : job.error();
+  if (!detail.empty()) line += ": " + detail;
+  return one_line(line);
+}
+
+std::string sweep_progress_line(const v1::SweepStatus& status, int columns) {
+  // Ended jobs count whole, running ones by the steps they have done.
+  double done = 0;
+  for (const auto& job : status.jobs()) {
+    const auto& p = job.progress();
+    if (is_final(job.state())) done += 1;
+    else if (job.state() == v1::RUNNING && p.has_total_steps() && p.total_steps() > 0)
+      done += std::clamp(static_cast<double>(p.step()) / p.total_steps(), 0.0, 1.0);
+  }
+  const double fraction = status.jobs_size() > 0 ? done / status.jobs_size() : 1.0;
+  const std::string percent = std::to_string(static_cast<int>(std::floor(fraction * 100))) + "%";
+  const std::string& id = status.sweep().sweep_id();
+  std::string line = join({id, bar(fraction), percent, sweep_counts(status)}, "  ");
+  const size_t width = columns > 1 ? static_cast<size_t>(columns - 1) : 0;
+  if (width > 0 && line.size() > width) line = join({id, percent, sweep_counts(status)}, "  ");
+  if (width > 0 && line.size() > width) line.resize(width);
+  return line;
+}
+
+std::string sweep_final_line(const v1::SweepStatus& status) {
+  const std::string& id = status.sweep().sweep_id();
+  const auto succeeded = std::count_if(status.jobs().begin(), status.jobs().end(),
+                                       [](const v1::Job& j) { return j.state() == v1::SUCCEEDED; });
+  return id + ": " + std::to_string(succeeded) + " of " + std::to_string(status.jobs_size()) +
+         " jobs succeeded; `prelude compare " + id + "` compares them";
+}
+
+std::string sweep_cancel_text(const v1::SweepStatus& before, const v1::SweepStatus& after) {
+  std::map<std::string, v1::JobState> earlier;
+  for (const auto& job : before.jobs()) earlier[job.job_id()] = job.state();
+  std::string lines;
+  int cancelled = 0, asked_to_stop = 0, untouched = 0;
+  std::vector<v1::JobState> ended;  // by themselves: before the call, or while it ran
+  for (const auto& job : after.jobs()) {
+    const auto it = earlier.find(job.job_id());
+    const bool ended_before = it != earlier.end() && is_final(it->second);
+    if (job.state() == v1::CANCELLED && !ended_before) ++cancelled;
+    else if (is_final(job.state())) {
+      ended.push_back(job.state());
+      continue;
+    } else if (stopping(job)) ++asked_to_stop;
+    else ++untouched;  // a coordinator that left a job alone: show it rather than hide it
+    lines += cancel_line(job) + "\n";
+  }
+  const std::string& id = after.sweep().sweep_id();
+  if (after.jobs_size() == 0) return id + ": nothing to cancel; it has no jobs\n";
+  const std::string outcomes = "(" + state_counts(ended) + ")";
+  if (cancelled + asked_to_stop + untouched == 0)
+    return id + ": nothing to cancel; all " + std::to_string(ended.size()) + " jobs had already ended " + outcomes + "\n";
+  std::vector<std::string> parts = {
+      cancelled > 0 ? std::to_string(cancelled) + " cancelled" : "",
+      asked_to_stop > 0 ? std::to_string(asked_to_stop) + " stopping at " +
+                              (asked_to_stop == 1 ? "its" : "their") + " next step"
+                        : "",
+      untouched > 0 ? std::to_string(untouched) + " not cancelled" : "",
+      ended.empty() ? "" : std::to_string(ended.size()) + " had already ended " + outcomes};
+  return lines + id + ": " + join(parts, ", ") + "\n";
 }
 
 }  // namespace prelude::client

@@ -76,4 +76,44 @@ std::string progress_line(prelude::v1::JobState state, const prelude::v1::Traini
 // The last line of a watch: "job job-1 SUCCEEDED", "job job-1 FAILED: <reason>".
 std::string final_line(const std::string& job_id, prelude::v1::JobState state, const std::string& reason);
 
+// What `prelude cancel` says of a job: "job-1 CANCELLED", "job-2 RUNNING: cancel
+// requested, stopping at its next step".
+std::string cancel_line(const prelude::v1::Job& job);
+
+// ---- sweeps
+
+// "12 jobs: 3 succeeded, 1 failed, 2 running, 6 queued": how many jobs are in each
+// state, in the order succeeded, failed, cancelled, running, queued; states no job
+// is in are left out.
+std::string sweep_counts(const prelude::v1::SweepStatus& status);
+
+// `prelude get SWEEP_ID`: the sweep's id, name, creation time and job counts, a
+// table of its jobs in grid order (ID, STATE, POINT, PROGRESS, TEST ACC), the
+// errors of the failed ones, and a pointer to `prelude compare`.
+std::string sweep_details(const prelude::v1::SweepStatus& status, Clock::time_point now);
+
+// `prelude get SWEEP_ID --format json`: the SweepStatus in protobuf JSON, indented.
+std::string sweep_json(const prelude::v1::SweepStatus& status);
+
+// A sweep watch line for a job's state: "job-000003  FAILED  model.preset=plain-22
+// training.seed=1: diverged at step 60: loss is nan"; a running job whose cancel was
+// requested says so. No control characters.
+std::string sweep_job_line(const prelude::v1::Job& job);
+
+// The live line of a sweep watch on a terminal: "sweep-000001  [####----------------]
+// 23%  12 jobs: 2 succeeded, 2 running, 8 queued", the percentage counting ended
+// jobs whole and running ones by their steps. When columns > 0 it fits in
+// columns - 1 characters (the bar goes first).
+std::string sweep_progress_line(const prelude::v1::SweepStatus& status, int columns);
+
+// The last line of a sweep watch: "sweep-000001: 9 of 10 jobs succeeded; `prelude
+// compare sweep-000001` compares them".
+std::string sweep_final_line(const prelude::v1::SweepStatus& status);
+
+// What `prelude cancel SWEEP_ID` did, from the sweep before and after CancelSweep:
+// one line per job it cancelled or asked to stop (as `prelude cancel JOB` prints
+// them), then "sweep-000001: 6 cancelled, 2 stopping at their next step, 4 had
+// already ended (3 succeeded, 1 failed)".
+std::string sweep_cancel_text(const prelude::v1::SweepStatus& before, const prelude::v1::SweepStatus& after);
+
 }  // namespace prelude::client

@@ -9,6 +9,9 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "engine/errors.h"
+#include "engine/sweep.h"
+
 namespace prelude::client::testing {
 
 namespace v1 = prelude::v1;
@@ -21,6 +24,17 @@ FakeJobService::Record FakeJobService::record() const {
 void FakeJobService::add_job(const v1::Job& job) {
   jobs[job.job_id()] = job;
   newest_first.insert(newest_first.begin(), job.job_id());
+}
+
+void FakeJobService::add_sweep(const v1::Sweep& sweep, const std::vector<v1::Job>& sweep_jobs) {
+  v1::Sweep copy = sweep;
+  copy.clear_job_ids();
+  for (v1::Job job : sweep_jobs) {
+    job.set_sweep_id(sweep.sweep_id());
+    copy.add_job_ids(job.job_id());
+    add_job(job);
+  }
+  sweeps[sweep.sweep_id()] = copy;
 }
 
 grpc::Status FakeJobService::begin_call(grpc::ServerContext* ctx) {
@@ -41,6 +55,14 @@ grpc::Status FakeJobService::find_job(const std::string& id, v1::Job* job) const
   const auto it = jobs.find(id);
   if (it == jobs.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, id + ": no such job");
   *job = it->second;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::sweep_status(const std::string& id, v1::SweepStatus* status) const {
+  const auto it = sweeps.find(id);
+  if (it == sweeps.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "sweep '" + id + "' does not exist");
+  *status->mutable_sweep() = it->second;
+  for (const auto& job_id : it->second.job_ids()) *status->add_jobs() = jobs.at(job_id);
   return grpc::Status::OK;
 }
 
@@ -135,6 +157,92 @@ grpc::Status FakeJobService::GetMetrics(grpc::ServerContext* ctx, const v1::GetM
   for (const auto& e : events[req->job_id()])
     if (e.has_training()) *resp->add_events() = e;
   return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::SubmitSweep(grpc::ServerContext* ctx, const v1::SubmitSweepRequest* req,
+                                         v1::SweepStatus* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.submitted_sweeps.push_back(req->sweep());
+  std::vector<SweepPoint> points;
+  try {
+    points = expand_sweep(req->sweep());
+  } catch (const UserError& e) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e.what());
+  }
+  v1::Sweep sweep;
+  sweep.set_sweep_id("sweep-" + std::to_string(sweeps.size() + 1));
+  *sweep.mutable_spec() = req->sweep();
+  std::vector<v1::Job> sweep_jobs;
+  for (const auto& point : points) {
+    v1::Job job;
+    job.set_job_id("job-" + std::to_string(jobs.size() + sweep_jobs.size() + 1));
+    *job.mutable_spec() = point.spec;
+    job.set_state(v1::QUEUED);
+    job.set_sweep_point(point.label);
+    sweep_jobs.push_back(job);
+  }
+  add_sweep(sweep, sweep_jobs);
+  return sweep_status(sweep.sweep_id(), resp);
+}
+
+grpc::Status FakeJobService::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req,
+                                      v1::SweepStatus* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.got_sweeps.push_back(req->sweep_id());
+  return sweep_status(req->sweep_id(), resp);
+}
+
+grpc::Status FakeJobService::CancelSweep(grpc::ServerContext* ctx, const v1::CancelSweepRequest* req,
+                                         v1::SweepStatus* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.cancelled_sweeps.push_back(req->sweep_id());
+  v1::SweepStatus before;
+  if (auto s = sweep_status(req->sweep_id(), &before); !s.ok()) return s;
+  // As the coordinator: queued jobs cancelled at once, running ones asked to stop,
+  // ended ones left alone.
+  for (const auto& job : before.jobs()) {
+    v1::Job& j = jobs.at(job.job_id());
+    if (j.state() == v1::QUEUED) {
+      j.set_state(v1::CANCELLED);
+      j.set_error("cancelled before it started");
+    } else if (j.state() == v1::RUNNING) {
+      j.set_cancel_requested(true);
+    }
+  }
+  return sweep_status(req->sweep_id(), resp);
+}
+
+grpc::Status FakeJobService::WatchSweep(grpc::ServerContext* ctx, const v1::WatchSweepRequest* req,
+                                        grpc::ServerWriter<v1::SweepStatus>* writer) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  int limit = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    record_.watched_sweeps.push_back(req->sweep_id());
+    if (sweep_watch_calls_++ == 0) limit = break_first_sweep_watch_after;
+  }
+  for (int sent = 0;; ++sent) {
+    v1::SweepStatus status;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto s = sweep_status(req->sweep_id(), &status); !s.ok()) return s;
+    }
+    if (sent == limit) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the coordinator is restarting");
+    if (!writer->Write(status)) return grpc::Status::OK;
+    if (std::all_of(status.jobs().begin(), status.jobs().end(), [](const v1::Job& j) {
+          return j.state() == v1::SUCCEEDED || j.state() == v1::FAILED || j.state() == v1::CANCELLED;
+        }))
+      return grpc::Status::OK;
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto& script = sweep_changes[req->sweep_id()];
+    size_t& next = next_sweep_change_[req->sweep_id()];
+    if (next >= script.size()) return grpc::Status::OK;
+    for (const auto& change : script[next]) jobs.at(change.job_id()).MergeFrom(change);
+    ++next;
+  }
 }
 
 FakeCoordinator::FakeCoordinator() {

@@ -1,6 +1,7 @@
-// An in-process JobService for the client's tests: jobs held in memory, scripted
-// event histories for WatchJob and GetMetrics, scripted failures, and a record of
-// every request (and its authorization metadata) for the tests to check.
+// An in-process JobService for the client's tests: jobs and sweeps held in memory,
+// scripted event histories for WatchJob and GetMetrics, scripted sweep changes for
+// WatchSweep, scripted failures, and a record of every request (and its
+// authorization metadata) for the tests to check.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -32,6 +33,19 @@ class FakeJobService final : public prelude::v1::JobService::Service {
   int max_page_size = 1000;
   // >= 0: the first WatchJob call sends this many events, then fails UNAVAILABLE.
   int break_first_watch_after = -1;
+  // Sweeps by id; their jobs are in `jobs` (by Sweep.job_ids), so every sweep call
+  // answers with the jobs as they are then.
+  std::map<std::string, prelude::v1::Sweep> sweeps;
+  // WatchSweep's script per sweep: the stream sends the sweep's status, then for each
+  // entry applies it to `jobs` (each Job merged into the job of its id: set fields
+  // replace the job's) and sends the status again. It ends after a status in which
+  // every job has ended, or when the script runs out. The script is played once over
+  // all calls: a later call starts from the jobs as they are, as a restarted
+  // coordinator does.
+  std::map<std::string, std::vector<std::vector<prelude::v1::Job>>> sweep_changes;
+  // >= 0: the first WatchSweep call sends this many statuses, then fails
+  // UNAVAILABLE (the entry after the last status sent is already applied).
+  int break_first_sweep_watch_after = -1;
 
   // ---- what the client did
   struct Record {
@@ -41,11 +55,16 @@ class FakeJobService final : public prelude::v1::JobService::Service {
     std::vector<prelude::v1::ListJobsRequest> list_requests;
     std::vector<prelude::v1::WatchJobRequest> watch_requests;
     std::vector<std::string> cancelled;
+    std::vector<prelude::v1::SweepSpec> submitted_sweeps;
+    // Sweep ids per call.
+    std::vector<std::string> got_sweeps, watched_sweeps, cancelled_sweeps;
   };
   Record record() const;
 
   // Adds a job (and its place in listings, newest first).
   void add_job(const prelude::v1::Job& job);
+  // Adds a sweep with these jobs, in grid order (their sweep_id set to its id).
+  void add_sweep(const prelude::v1::Sweep& sweep, const std::vector<prelude::v1::Job>& sweep_jobs);
 
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const prelude::v1::SubmitJobRequest* req,
                          prelude::v1::Job* resp) override;
@@ -59,15 +78,27 @@ class FakeJobService final : public prelude::v1::JobService::Service {
                         grpc::ServerWriter<prelude::v1::JobEvent>* writer) override;
   grpc::Status GetMetrics(grpc::ServerContext* ctx, const prelude::v1::GetMetricsRequest* req,
                           prelude::v1::GetMetricsResponse* resp) override;
+  grpc::Status SubmitSweep(grpc::ServerContext* ctx, const prelude::v1::SubmitSweepRequest* req,
+                           prelude::v1::SweepStatus* resp) override;
+  grpc::Status GetSweep(grpc::ServerContext* ctx, const prelude::v1::GetSweepRequest* req,
+                        prelude::v1::SweepStatus* resp) override;
+  grpc::Status CancelSweep(grpc::ServerContext* ctx, const prelude::v1::CancelSweepRequest* req,
+                           prelude::v1::SweepStatus* resp) override;
+  grpc::Status WatchSweep(grpc::ServerContext* ctx, const prelude::v1::WatchSweepRequest* req,
+                          grpc::ServerWriter<prelude::v1::SweepStatus>* writer) override;
 
  private:
   // Counts the call, records its metadata and checks the token.
   grpc::Status begin_call(grpc::ServerContext* ctx);
   grpc::Status find_job(const std::string& id, prelude::v1::Job* job) const;
+  // The sweep and its jobs now; NOT_FOUND as the coordinator says it.
+  grpc::Status sweep_status(const std::string& id, prelude::v1::SweepStatus* status) const;
 
   mutable std::mutex mu_;
   Record record_;
   int watch_calls_ = 0;
+  int sweep_watch_calls_ = 0;
+  std::map<std::string, size_t> next_sweep_change_;  // per sweep: the script entry to apply next
 };
 
 // The fake service on 127.0.0.1 at a port the system picks.

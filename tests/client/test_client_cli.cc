@@ -585,6 +585,284 @@ TEST_F(ClientCli, CancelAnEndedJobIsExit3FailedPrecondition) {
   EXPECT_EQ(r.err, "prelude: FAILED_PRECONDITION: job-1: has already ended (SUCCEEDED)\n");
 }
 
+// ---- sweeps
+
+// A job of a sweep at its grid point.
+v1::Job sweep_job(const std::string& id, const std::string& point, v1::JobState state,
+                  const std::string& error = "") {
+  v1::Job j = job(id, state);
+  j.set_sweep_point(point);
+  j.set_error(error);
+  return j;
+}
+
+// An entry of a WatchSweep script: what changes in a job (fields left unset stay).
+v1::Job change(const std::string& id, v1::JobState state, const std::string& error = "") {
+  v1::Job j;
+  j.set_job_id(id);
+  j.set_state(state);
+  j.set_error(error);
+  return j;
+}
+
+v1::Job with_progress(v1::Job j, int step) {
+  j.mutable_progress()->set_event("step");
+  j.mutable_progress()->set_step(step);
+  j.mutable_progress()->set_total_steps(100);
+  return j;
+}
+
+constexpr const char* kRelu = "model.activation.kind=RELU";
+constexpr const char* kLeaky = "model.activation.kind=LEAKY_RELU";
+constexpr const char* kPrelu = "model.activation.kind=PRELU_SHARED";
+
+class ClientSweep : public ClientCli {
+ protected:
+  // sweep-1 "rectifiers": job-1..job-3 at the three points, all queued, then (if
+  // watched) each runs and succeeds in turn, with a progress-only update between.
+  void add_queued_sweep() {
+    v1::Sweep sweep;
+    sweep.set_sweep_id("sweep-1");
+    sweep.mutable_spec()->set_name("rectifiers");
+    sweep.mutable_create_time()->set_seconds(kT0);
+    fake.service.add_sweep(sweep, {sweep_job("job-1", kRelu, v1::QUEUED), sweep_job("job-2", kLeaky, v1::QUEUED),
+                                   sweep_job("job-3", kPrelu, v1::QUEUED)});
+    fake.service.sweep_changes["sweep-1"] = {
+        {change("job-1", v1::RUNNING)},
+        {with_progress(change("job-1", v1::RUNNING), 50)},  // no state change: no line
+        {change("job-1", v1::SUCCEEDED), change("job-2", v1::RUNNING)},
+        {change("job-2", v1::SUCCEEDED), change("job-3", v1::RUNNING)},
+        {change("job-3", v1::SUCCEEDED)},
+    };
+  }
+};
+
+// What `watch sweep-1` prints for add_queued_sweep(): each state change once.
+const std::string kWatchedSweep =
+    "job-1  QUEUED  model.activation.kind=RELU\n"
+    "job-2  QUEUED  model.activation.kind=LEAKY_RELU\n"
+    "job-3  QUEUED  model.activation.kind=PRELU_SHARED\n"
+    "job-1  RUNNING  model.activation.kind=RELU\n"
+    "job-1  SUCCEEDED  model.activation.kind=RELU\n"
+    "job-2  RUNNING  model.activation.kind=LEAKY_RELU\n"
+    "job-2  SUCCEEDED  model.activation.kind=LEAKY_RELU\n"
+    "job-3  RUNNING  model.activation.kind=PRELU_SHARED\n"
+    "job-3  SUCCEEDED  model.activation.kind=PRELU_SHARED\n"
+    "sweep-1: 3 of 3 jobs succeeded; `prelude compare sweep-1` compares them\n";
+
+TEST_F(ClientSweep, GetShowsCountsAndEveryJobInGridOrderWithPointsProgressAndErrors) {
+  v1::Sweep sweep;
+  sweep.set_sweep_id("sweep-000001");
+  sweep.mutable_spec()->set_name("rectifiers");
+  sweep.mutable_create_time()->set_seconds(kT0);
+  v1::Job done = with_progress(sweep_job("job-000001", kRelu, v1::SUCCEEDED), 100);
+  *done.mutable_latest_metrics() = summary();
+  v1::Job failed = with_progress(sweep_job("job-000002", kLeaky, v1::FAILED, "diverged at step 60: loss is nan"), 60);
+  v1::Job stopping = with_progress(sweep_job("job-000003", kPrelu, v1::RUNNING), 50);
+  stopping.set_cancel_requested(true);
+  fake.service.add_sweep(sweep, {done, failed, stopping, sweep_job("job-000004", kRelu, v1::QUEUED),
+                                 sweep_job("job-000005", kLeaky, v1::QUEUED)});
+
+  const Result r = run({"get", "sweep-000001"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  for (const std::string part : {
+           "ID         sweep-000001\n",
+           "Name       rectifiers\n",
+           "Created    2026-01-02T03:04:05Z (",
+           "Jobs       5 jobs: 1 succeeded, 1 failed, 1 running, 2 queued\n",
+           "\n"
+           "ID          STATE               POINT                               PROGRESS  TEST ACC\n"
+           "job-000001  SUCCEEDED           model.activation.kind=RELU          100/100   0.8750\n"
+           "job-000002  FAILED              model.activation.kind=LEAKY_RELU    60/100    -\n"
+           "job-000003  RUNNING (stopping)  model.activation.kind=PRELU_SHARED  50/100    -\n"
+           "job-000004  QUEUED              model.activation.kind=RELU          -         -\n"
+           "job-000005  QUEUED              model.activation.kind=LEAKY_RELU    -         -\n",
+           "\nFailed:\n  job-000002  diverged at step 60: loss is nan\n",
+           "prelude compare sweep-000001\n",
+       })
+    EXPECT_NE(r.out.find(part), std::string::npos) << "missing: " << part << "in:\n" << r.out;
+  // One GetSweep, no job calls.
+  const auto rec = fake.service.record();
+  EXPECT_EQ(rec.got_sweeps, std::vector<std::string>{"sweep-000001"});
+  EXPECT_EQ(rec.calls, 1);
+}
+
+TEST_F(ClientSweep, GetJsonIsTheSweepStatusInProtobufJson) {
+  add_queued_sweep();
+  const Result r = run({"get", "sweep-1", "--format", "json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  v1::SweepStatus parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  EXPECT_EQ(parsed.sweep().sweep_id(), "sweep-1");
+  EXPECT_EQ(parsed.sweep().spec().name(), "rectifiers");
+  ASSERT_EQ(parsed.jobs_size(), 3);
+  EXPECT_TRUE(MessageDifferencer::Equals(parsed.jobs(1), fake.service.jobs.at("job-2"))) << r.out;
+}
+
+TEST_F(ClientSweep, AnUnknownSweepIsExit3NotFoundWithTheServersMessage) {
+  for (const std::string command : {"get", "watch", "cancel"}) {
+    const Result r = run({command, "sweep-404"});
+    EXPECT_EQ(r.code, 3) << command;
+    EXPECT_EQ(r.out, "") << command;
+    EXPECT_EQ(r.err, "prelude: NOT_FOUND: sweep 'sweep-404' does not exist\n") << command;
+  }
+  // A job id still goes to the job calls.
+  EXPECT_EQ(run({"get", "job-404"}).err, "prelude: NOT_FOUND: job-404: no such job\n");
+}
+
+TEST_F(ClientSweep, WatchPrintsEachStateChangeOnceThenTheSummaryAndExits0WhenAllSucceeded) {
+  add_queued_sweep();
+  const Result r = run({"watch", "sweep-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, kWatchedSweep);
+  EXPECT_EQ(r.out.find_first_of("\r\x1b"), std::string::npos);  // no live line off a terminal
+  EXPECT_EQ(r.err, "");
+  const auto rec = fake.service.record();
+  EXPECT_EQ(rec.watched_sweeps, std::vector<std::string>{"sweep-1"});
+  EXPECT_TRUE(rec.got_sweeps.empty());  // the stream, no polling
+}
+
+TEST_F(ClientSweep, WatchExits4WithTheErrorWhenAJobFails) {
+  add_queued_sweep();
+  fake.service.sweep_changes["sweep-1"] = {
+      {change("job-1", v1::RUNNING), change("job-2", v1::RUNNING), change("job-3", v1::RUNNING)},
+      {change("job-1", v1::SUCCEEDED), change("job-2", v1::FAILED, "diverged at step 60: loss is nan")},
+      {change("job-3", v1::SUCCEEDED)},
+  };
+  const Result r = run({"watch", "sweep-1"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.out.find("\njob-2  FAILED  model.activation.kind=LEAKY_RELU: diverged at step 60: loss is nan\n"),
+            std::string::npos)
+      << r.out;
+  const std::string last = "sweep-1: 2 of 3 jobs succeeded; `prelude compare sweep-1` compares them\n";
+  ASSERT_GE(r.out.size(), last.size());
+  EXPECT_EQ(r.out.substr(r.out.size() - last.size()), last) << r.out;
+  EXPECT_EQ(count_lines(r.out), 3 + 3 + 3 + 1) << r.out;  // queued, running, ended, summary
+}
+
+TEST_F(ClientSweep, WatchExits4WhenAJobIsCancelledAndShowsTheCancelRequest) {
+  add_queued_sweep();
+  v1::Job asked = change("job-1", v1::RUNNING);
+  asked.set_cancel_requested(true);
+  fake.service.sweep_changes["sweep-1"] = {
+      {change("job-1", v1::RUNNING)},
+      {asked},
+      {change("job-1", v1::CANCELLED, "cancelled by a client"), change("job-2", v1::CANCELLED, "cancelled before it started"),
+       change("job-3", v1::CANCELLED, "cancelled before it started")},
+  };
+  const Result r = run({"watch", "sweep-1"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.out.find("job-1  RUNNING  model.activation.kind=RELU\n"
+                       "job-1  RUNNING  model.activation.kind=RELU: cancel requested, stopping at its next step\n"
+                       "job-1  CANCELLED  model.activation.kind=RELU: cancelled by a client\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("sweep-1: 0 of 3 jobs succeeded;"), std::string::npos) << r.out;
+}
+
+TEST_F(ClientSweep, WatchReconnectsAfterUnavailableWithoutPrintingALineTwice) {
+  add_queued_sweep();
+  // Two statuses (all queued; job-1 running), then the coordinator restarts; the new
+  // stream starts with the whole sweep again, whose states were all printed already.
+  fake.service.break_first_sweep_watch_after = 2;
+  const Result r = run({"watch", "sweep-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, kWatchedSweep);
+  EXPECT_NE(r.err.find("prelude: lost the status stream of sweep-1 (UNAVAILABLE: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("reconnecting in 0.25s (1/5)"), std::string::npos) << r.err;
+  EXPECT_EQ(fake.service.record().watched_sweeps, (std::vector<std::string>{"sweep-1", "sweep-1"}));
+}
+
+TEST_F(ClientSweep, WatchOnATerminalRedrawsOneProgressLineForTheSweep) {
+  live = true;
+  add_queued_sweep();
+  const Result r = run({"watch", "sweep-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  // After job-1 reached step 50 of 100: half a job of three done.
+  EXPECT_NE(r.out.find("\rsweep-1  [###-----------------]  16%  3 jobs: 1 running, 2 queued\x1b[K"), std::string::npos)
+      << r.out;
+  // A state line clears the live line first.
+  EXPECT_NE(r.out.find("\r\x1b[Kjob-1  SUCCEEDED  model.activation.kind=RELU\n"), std::string::npos) << r.out;
+  const std::string end = "\r\x1b[Ksweep-1: 3 of 3 jobs succeeded; `prelude compare sweep-1` compares them\n";
+  ASSERT_GE(r.out.size(), end.size());
+  EXPECT_EQ(r.out.substr(r.out.size() - end.size()), end) << r.out;
+}
+
+TEST_F(ClientSweep, CancelSaysWhatWasCancelledStoppingAndAlreadyEnded) {
+  v1::Sweep sweep;
+  sweep.set_sweep_id("sweep-1");
+  fake.service.add_sweep(sweep, {sweep_job("job-1", kRelu, v1::SUCCEEDED), sweep_job("job-2", kLeaky, v1::RUNNING),
+                                 sweep_job("job-3", kPrelu, v1::QUEUED), sweep_job("job-4", kRelu, v1::QUEUED),
+                                 sweep_job("job-5", kLeaky, v1::FAILED, "stalled")});
+  const Result r = run({"cancel", "sweep-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "job-2 RUNNING: cancel requested, stopping at its next step\n"
+            "job-3 CANCELLED\n"
+            "job-4 CANCELLED\n"
+            "sweep-1: 2 cancelled, 1 stopping at its next step, 2 had already ended (1 succeeded, 1 failed)\n");
+  const auto rec = fake.service.record();
+  EXPECT_EQ(rec.cancelled_sweeps, std::vector<std::string>{"sweep-1"});
+  EXPECT_TRUE(rec.cancelled.empty());  // CancelSweep, not one CancelJob per job
+
+  // Again: the jobs cancelled a moment ago count as ended, the running one is still stopping.
+  const Result again = run({"cancel", "sweep-1"});
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(again.out,
+            "job-2 RUNNING: cancel requested, stopping at its next step\n"
+            "sweep-1: 1 stopping at its next step, 4 had already ended (1 succeeded, 1 failed, 2 cancelled)\n");
+}
+
+TEST_F(ClientSweep, CancelOfASweepThatHasEndedHasNothingToCancel) {
+  v1::Sweep sweep;
+  sweep.set_sweep_id("sweep-1");
+  fake.service.add_sweep(sweep, {sweep_job("job-1", kRelu, v1::SUCCEEDED), sweep_job("job-2", kLeaky, v1::CANCELLED)});
+  const Result r = run({"cancel", "sweep-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "sweep-1: nothing to cancel; all 2 jobs had already ended (1 succeeded, 1 cancelled)\n");
+}
+
+TEST_F(ClientSweep, SweepWatchSubmitsThenFollowsTheStatusStream) {
+  const std::string path = write_file("acts.json", R"({ "name": "acts", "base": { "training": { "maxSteps": 5 } },
+    "grid": [ { "field": "model.activation.kind", "values": ["RELU", "PRELU_SHARED"] } ] })");
+  fake.service.sweep_changes["sweep-1"] = {
+      {change("job-1", v1::RUNNING)},
+      {change("job-1", v1::SUCCEEDED), change("job-2", v1::RUNNING)},
+      {change("job-2", v1::FAILED, "diverged at step 3: loss is nan")},
+  };
+  const Result r = run({"sweep", path, "--watch"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_EQ(r.out,
+            "sweep-1\n"
+            "job-1  QUEUED  model.activation.kind=RELU\n"
+            "job-2  QUEUED  model.activation.kind=PRELU_SHARED\n"
+            "job-1  RUNNING  model.activation.kind=RELU\n"
+            "job-1  SUCCEEDED  model.activation.kind=RELU\n"
+            "job-2  RUNNING  model.activation.kind=PRELU_SHARED\n"
+            "job-2  FAILED  model.activation.kind=PRELU_SHARED: diverged at step 3: loss is nan\n"
+            "sweep-1: 1 of 2 jobs succeeded; `prelude compare sweep-1` compares them\n");
+  EXPECT_EQ(r.err, "job-1  model.activation.kind=RELU\njob-2  model.activation.kind=PRELU_SHARED\n");
+  const auto rec = fake.service.record();
+  ASSERT_EQ(rec.submitted_sweeps.size(), 1u);
+  EXPECT_EQ(rec.submitted_sweeps[0].name(), "acts");
+  EXPECT_EQ(rec.watched_sweeps, std::vector<std::string>{"sweep-1"});
+  EXPECT_TRUE(rec.got_sweeps.empty());  // no polling
+}
+
+TEST_F(ClientSweep, HelpSaysGetWatchAndCancelTakeSweepIds) {
+  for (const std::string command : {"get", "watch", "cancel"}) {
+    const Result r = run_raw({command, "--help"});
+    EXPECT_EQ(r.code, 0);
+    EXPECT_NE(r.out.find("ID is a job id (job-"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("a sweep id (sweep-000001)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("  prelude " + command + " sweep-000001\n"), std::string::npos) << r.out;
+  }
+  EXPECT_NE(run_raw({"watch", "--help"}).out.find("4 the job (or a job of the sweep) ended FAILED or CANCELLED"),
+            std::string::npos);
+  EXPECT_EQ(fake.service.record().calls, 0);
+}
+
 // ---- addresses and global flags
 
 TEST_F(ClientCli, UnreachableCoordinatorIsExit3Quickly) {
@@ -628,6 +906,7 @@ TEST_F(ClientCli, UsageErrorsAreExit2NamingTheProblemWithoutACall) {
       {{"get", "job-1", "--format", "yaml"}, "prelude: --format: must be one of text, json, got 'yaml'"},
       {{"metrics", "job-1", "--format", "text"}, "prelude: --format: must be one of csv, json, got 'text'"},
       {{"watch", "job-1", "--watch"}, "prelude: unknown option '--watch' for 'watch'"},
+      {{"metrics", "sweep-1"}, "prelude: ID: metrics takes a job id, not a sweep id ('sweep-1'); `prelude compare sweep-1`"},
       {{"cancel", "job-1", "--timeout", "0"}, "prelude: --timeout: must be a number of seconds above 0"},
       {{"list", "--token", "a", "--token-file", "f"}, "prelude: --token and --token-file: give only one of them"},
   };

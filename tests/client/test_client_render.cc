@@ -179,5 +179,82 @@ TEST(ClientRender, JobsTableRowsInTheOrderGiven) {
             "job-1  QUEUED   -                         cnn-small prelu-cw kaiming-normal  -         -         -     3m\n");
 }
 
+// ---- sweeps
+
+v1::Job sweep_job(const std::string& id, v1::JobState state, const std::string& point = "") {
+  v1::Job j;
+  j.set_job_id(id);
+  j.set_state(state);
+  j.set_sweep_point(point);
+  return j;
+}
+
+v1::SweepStatus sweep_of(const std::vector<v1::Job>& jobs) {
+  v1::SweepStatus s;
+  s.mutable_sweep()->set_sweep_id("sweep-000001");
+  for (const auto& j : jobs) *s.add_jobs() = j;
+  return s;
+}
+
+TEST(ClientRender, SweepCountsGoOutcomesFirstAndLeaveEmptyStatesOut) {
+  EXPECT_EQ(sweep_counts(sweep_of({sweep_job("j1", v1::QUEUED), sweep_job("j2", v1::RUNNING),
+                                   sweep_job("j3", v1::SUCCEEDED), sweep_job("j4", v1::QUEUED),
+                                   sweep_job("j5", v1::FAILED), sweep_job("j6", v1::SUCCEEDED)})),
+            "6 jobs: 2 succeeded, 1 failed, 1 running, 2 queued");
+  EXPECT_EQ(sweep_counts(sweep_of({sweep_job("j1", v1::CANCELLED)})), "1 job: 1 cancelled");
+  EXPECT_EQ(sweep_counts(sweep_of({sweep_job("j1", v1::JOB_STATE_UNSPECIFIED), sweep_job("j2", v1::QUEUED)})),
+            "2 jobs: 1 queued, 1 in an unknown state");
+  EXPECT_EQ(sweep_counts(sweep_of({})), "0 jobs");
+}
+
+TEST(ClientRender, SweepJobLinesNameThePointAndTheErrorOnOneLine) {
+  v1::Job failed = sweep_job("job-000003", v1::FAILED, "model.preset=plain-22 training.seed=1");
+  failed.set_error("diverged at step 60:\nloss is nan");
+  EXPECT_EQ(sweep_job_line(failed), "job-000003  FAILED  model.preset=plain-22 training.seed=1: diverged at step 60: loss is nan");
+  EXPECT_EQ(sweep_job_line(sweep_job("job-1", v1::QUEUED)), "job-1  QUEUED");  // no point, no trailing blanks
+  v1::Job stopping = sweep_job("job-2", v1::RUNNING, "a=1");
+  stopping.set_cancel_requested(true);
+  EXPECT_EQ(sweep_job_line(stopping), "job-2  RUNNING  a=1: cancel requested, stopping at its next step");
+  stopping.set_state(v1::CANCELLED);
+  stopping.set_error("cancelled by a client");
+  EXPECT_EQ(sweep_job_line(stopping), "job-2  CANCELLED  a=1: cancelled by a client");
+}
+
+TEST(ClientRender, SweepProgressCountsEndedJobsWholeAndRunningOnesByTheirSteps) {
+  v1::Job running = sweep_job("j2", v1::RUNNING);
+  *running.mutable_progress() = step(50, 100, 500);
+  v1::Job queued_with_old_progress = sweep_job("j4", v1::QUEUED);  // requeued: starts over
+  *queued_with_old_progress.mutable_progress() = step(90, 100, 500);
+  const v1::SweepStatus s = sweep_of({sweep_job("j1", v1::FAILED), running, sweep_job("j3", v1::QUEUED),
+                                      queued_with_old_progress});
+  // (1 + 0.5) / 4 = 37.5%: 8 of 20 bar cells (7.5 rounds up), the percentage rounded down.
+  EXPECT_EQ(sweep_progress_line(s, 0),
+            "sweep-000001  [########------------]  37%  4 jobs: 1 failed, 1 running, 2 queued");
+  // A narrow terminal loses the bar first, then the end of the line.
+  EXPECT_EQ(sweep_progress_line(s, 60), "sweep-000001  37%  4 jobs: 1 failed, 1 running, 2 queued");
+  EXPECT_EQ(sweep_progress_line(s, 21), "sweep-000001  37%  4");  // columns - 1 characters
+}
+
+TEST(ClientRender, SweepCancelCountsOnlyWhatThisCallCancelled) {
+  const v1::SweepStatus before = sweep_of({sweep_job("j1", v1::CANCELLED), sweep_job("j2", v1::RUNNING),
+                                           sweep_job("j3", v1::QUEUED), sweep_job("j4", v1::RUNNING)});
+  v1::Job stopping = sweep_job("j4", v1::RUNNING);
+  stopping.set_cancel_requested(true);
+  // j1 was cancelled before; j2 succeeded by itself while the call ran.
+  const v1::SweepStatus after = sweep_of({sweep_job("j1", v1::CANCELLED), sweep_job("j2", v1::SUCCEEDED),
+                                          sweep_job("j3", v1::CANCELLED), stopping});
+  EXPECT_EQ(sweep_cancel_text(before, after),
+            "j3 CANCELLED\n"
+            "j4 RUNNING: cancel requested, stopping at its next step\n"
+            "sweep-000001: 1 cancelled, 1 stopping at its next step, 2 had already ended (1 succeeded, 1 cancelled)\n");
+  EXPECT_EQ(sweep_cancel_text(sweep_of({}), sweep_of({})), "sweep-000001: nothing to cancel; it has no jobs\n");
+}
+
+TEST(ClientRender, SweepFinalLineCountsSucceededJobsAndPointsToCompare) {
+  EXPECT_EQ(sweep_final_line(sweep_of({sweep_job("j1", v1::SUCCEEDED), sweep_job("j2", v1::FAILED),
+                                       sweep_job("j3", v1::SUCCEEDED)})),
+            "sweep-000001: 2 of 3 jobs succeeded; `prelude compare sweep-000001` compares them");
+}
+
 }  // namespace
 }  // namespace prelude::client
