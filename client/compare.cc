@@ -179,13 +179,18 @@ std::string render_comparison(const std::vector<CompareRow>& rows, const std::st
         << slopes_text(r) << "\"\n";
     return o.str();
   }
-  const std::vector<std::string> header{"POINT", "OK/JOBS", "TEST ACC", "TEST LOSS", "IMG/S",
-                                        "STEPS TO " + (target.empty() ? "-" : target), "SLOPES (mean per layer)"};
+  // Steps to the target loss only when one was asked for (--target-loss).
+  const bool steps = !target.empty();
+  std::vector<std::string> header{"POINT", "OK/JOBS", "TEST ACC", "TEST LOSS", "IMG/S"};
+  if (steps) header.push_back("STEPS TO " + target);
+  header.push_back("SLOPES (mean per layer)");
   auto cells = [&](const CompareRow& r) {
-    return std::vector<std::string>{r.point, std::to_string(r.succeeded) + "/" + std::to_string(r.jobs),
-                                    pm(r.test_accuracy, "%.4f"), pm(r.test_loss, "%.4f"),
-                                    pm(r.images_per_second, "%.0f"), pm(r.steps_to_target, "%.0f"),
-                                    slopes_text(r, /*brief=*/true)};
+    std::vector<std::string> row{r.point, std::to_string(r.succeeded) + "/" + std::to_string(r.jobs),
+                                 pm(r.test_accuracy, "%.4f"), pm(r.test_loss, "%.4f"),
+                                 pm(r.images_per_second, "%.0f")};
+    if (steps) row.push_back(pm(r.steps_to_target, "%.0f"));
+    row.push_back(slopes_text(r, /*brief=*/true));
+    return row;
   };
   if (format == "markdown") {
     auto line = [&](const std::vector<std::string>& row) {
@@ -203,8 +208,14 @@ std::string render_comparison(const std::vector<CompareRow>& rows, const std::st
     for (const auto& r : rows) table.add(cells(r));
     o << table.render();
   }
+  // After the table; markdown needs a blank line before its list.
+  bool first = true;
   for (const auto& r : rows)
-    for (const auto& f : r.failures) o << (format == "markdown" ? "\n- failed: " : "failed: ") << f << "\n";
+    for (const auto& f : r.failures) {
+      if (first && format == "markdown") o << "\n";
+      first = false;
+      o << (format == "markdown" ? "- failed: " : "failed: ") << f << "\n";
+    }
   return o.str();
 }
 

@@ -78,7 +78,12 @@ TEST(Compare, SeedsPooledPerPointWithMeanAndSampleSd) {
   const std::string md = render_comparison(rows, "markdown", 0.5);
   EXPECT_NE(md.find("| model.activation.kind=RELU | 2/2 | 0.9100 +- 0.0141 | 0.2900 +- 0.0141 | 1000 +- 0 | 75 +- 35 | - |"),
             std::string::npos) << md;
-  EXPECT_NE(md.find("- failed: job-4: training stalled"), std::string::npos) << md;
+  EXPECT_NE(md.find("|\n\n- failed: job-4: training stalled"), std::string::npos)
+      << "a blank line between the table and the list, none inside it: " << md;
+  const std::string plain = render_comparison(rows, "markdown", 0);
+  EXPECT_EQ(plain.find("STEPS TO"), std::string::npos) << "no target, no column: " << plain;
+  EXPECT_NE(plain.find("| model.activation.kind=RELU | 2/2 | 0.9100 +- 0.0141 | 0.2900 +- 0.0141 | 1000 +- 0 | - |"),
+            std::string::npos) << plain;
   const std::string csv = render_comparison(rows, "csv", 0.5);
   EXPECT_NE(csv.find("\"model.activation.kind=PRELU_CHANNELWISE\",2,1,1,0.9300,,0.2500,,1000,,\"conv1.act=0.600\""),
             std::string::npos) << csv;
