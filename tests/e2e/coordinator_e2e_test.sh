@@ -135,13 +135,30 @@ cat > "$work/sweep.json" <<'JOB'
 JOB
 sweep=$(cli sweep "$work/sweep.json" 2> /dev/null)
 check "sweep prints a sweep id" [ "${sweep#sweep-}" != "$sweep" ]
-cli sweep "$work/sweep.json" --watch > /dev/null 2>&1 || true   # a second one, to watch to its end
-cli compare "$sweep" --format csv --target-loss 5 > "$work/compare.csv"
-check "list --sweep shows the sweep's 2 jobs" [ "$(cli list --sweep "$sweep" | grep -c '^job-')" -eq 2 ]
-check "compare: a header and one row per grid point" [ "$(grep -c . "$work/compare.csv")" -eq 3 ]
-check "compare: both points succeeded, the PReLU row shows its learned slopes" \
-  bash -c "grep -q '^\"model.activation.kind=RELU\",1,1,0' '$work/compare.csv' &&
-           grep -q '^\"model.activation.kind=PRELU_CHANNELWISE\",1,1,0,.*conv1.act=' '$work/compare.csv'"
+cli sweep "$work/sweep.json" --watch > "$work/sweep-watch.txt" 2>&1; rc=$?
+check "sweep --watch follows a second sweep to its end: exit 0, each job's SUCCEEDED line" \
+  bash -c "[ $rc -eq 0 ] && [ \$(grep -c '^job-.*  SUCCEEDED  model.activation.kind=' '$work/sweep-watch.txt') -eq 2 ] &&
+           grep -q '2 of 2 jobs succeeded' '$work/sweep-watch.txt'"
+cli watch "$sweep" > "$work/watch-sweep.txt" 2>&1; rc=$?
+check "watch SWEEP_ID of an ended sweep: exit 0 and the summary" \
+  bash -c "[ $rc -eq 0 ] && grep -q '^$sweep: 2 of 2 jobs succeeded' '$work/watch-sweep.txt'"
+cli get "$sweep" > "$work/get-sweep.txt" 2>&1
+check "get SWEEP_ID: the counts and both grid points" \
+  bash -c "grep -q '2 jobs: 2 succeeded' '$work/get-sweep.txt' &&
+           grep -q 'model.activation.kind=PRELU_CHANNELWISE' '$work/get-sweep.txt'"
+# A sweep of long jobs, cancelled whole: the running one stops, the queued ones never start.
+"$PY" - "$work/long.json" > "$work/long-sweep.json" <<'PYEOF'
+import json, sys
+print(json.dumps({"name": "e2e-cancel", "base": json.load(open(sys.argv[1])), "seeds": [1, 2, 3]}))
+PYEOF
+long_sweep=$(cli sweep "$work/long-sweep.json" 2> /dev/null)
+wait_state "$(cli list --sweep "$long_sweep" | awk '/^job-/ {id=$1} END {print id}')" RUNNING 60
+cli cancel "$long_sweep" > "$work/cancel-sweep.txt" 2>&1; rc=$?
+check "cancel SWEEP_ID: exit 0, one job stopping, two cancelled" \
+  bash -c "[ $rc -eq 0 ] && grep -q '2 cancelled, 1 stopping' '$work/cancel-sweep.txt'"
+cli watch "$long_sweep" > "$work/watch-cancelled.txt" 2>&1; rc=$?
+check "watch a cancelled sweep: exit 4, all three jobs CANCELLED" \
+  bash -c "[ $rc -eq 4 ] && [ \$(grep -c '  CANCELLED  ' '$work/watch-cancelled.txt') -eq 3 ]"
 echo '{"grid": [{"field": "model.activation.kind", "values": ["RELUX"]}]}' > "$work/bad-sweep.json"
 cli sweep "$work/bad-sweep.json" > /dev/null 2> "$work/err.txt"; rc=$?
 check "a bad sweep: exit 3, INVALID_ARGUMENT naming the grid value" \
