@@ -114,7 +114,7 @@ TEST(Sweep, ShippedExperimentsExpand) {
   const char* src = std::getenv("PRELUDE_SOURCE_DIR");
   if (!src) GTEST_SKIP() << "PRELUDE_SOURCE_DIR not set";
   const std::pair<const char*, size_t> files[] = {
-      {"rectifiers.json", 12}, {"depth-init.json", 4}, {"slopes.json", 2}, {"kaiming-factor.json", 4}};
+      {"rectifiers.json", 12}, {"depth-init.json", 10}, {"slopes.json", 4}, {"kaiming-factor.json", 4}};
   for (const auto& [name, count] : files) {
     std::ifstream in(std::string(src) + "/examples/experiments/" + name);
     ASSERT_TRUE(in) << name;
