@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "common/flags.h"
 #include "common/token.h"
 
 namespace prelude::client {
@@ -145,13 +146,11 @@ GlobalOptions resolve_global_options(const CommandLine& line, const Environment&
 }
 
 int parse_count(const std::string& flag, const std::string& value, int min, int max) {
-  errno = 0;
-  char* end = nullptr;
-  const long long v = std::strtoll(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || errno != 0 || v < min || v > max)
-    throw UsageError(flag + ": must be a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
-                     ", got '" + value + "'");
-  return static_cast<int>(v);
+  try {
+    return static_cast<int>(parse_whole_number(flag, value, min, max));
+  } catch (const UserError& e) {
+    throw UsageError(e.what());  // a flag's value: the usage hint follows
+  }
 }
 
 std::string parse_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& choices) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "common/flags.h"
 #include "engine/errors.h"
 #include "server/auth.h"
 #include "server/job_manager.h"
@@ -28,6 +29,7 @@
 
 namespace {
 
+using prelude::parse_whole_number;
 using prelude::UserError;
 
 constexpr const char* kUsage =
@@ -56,15 +58,6 @@ struct Flags {
   double heartbeat_timeout = 15;
 };
 
-long parse_int(const std::string& flag, const std::string& v, long lo, long hi) {
-  char* end = nullptr;
-  const long n = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end || n < lo || n > hi)
-    throw UserError(flag + ": must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
-                    ", got '" + v + "'");
-  return n;
-}
-
 // Returns nullopt after --help.
 std::optional<Flags> parse_flags(int argc, char** argv) {
   Flags f;
@@ -81,9 +74,9 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--token-file") f.token_file = value();
     else if (a == "--worker-binary") f.worker_binary = value();
     else if (a == "--port-file") f.port_file = value();
-    else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_int(a, value(), 0, 256));
-    else if (a == "--worker-threads") f.worker_threads = static_cast<int>(parse_int(a, value(), 1, 1024));
-    else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_int(a, value(), 1, 100));
+    else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_whole_number(a, value(), 0, 256));
+    else if (a == "--worker-threads") f.worker_threads = static_cast<int>(parse_whole_number(a, value(), 1, 1024));
+    else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_whole_number(a, value(), 1, 100));
     else if (a == "--heartbeat-timeout") {
       const std::string v = value();
       char* end = nullptr;

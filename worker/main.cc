@@ -17,6 +17,7 @@
 #include <iostream>
 #include <string>
 
+#include "common/flags.h"
 #include "engine/comm.h"
 #include "engine/errors.h"
 #include "engine/job_spec.h"
@@ -60,13 +61,7 @@ int usage_error(const std::string& msg) {
 
 namespace prelude {
 
-int parse_threads(const std::string& v) {
-  char* end = nullptr;
-  const long n = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end || n < 1 || n > 1024)
-    throw UserError("--threads: must be a whole number from 1 to 1024, got '" + v + "'");
-  return static_cast<int>(n);
-}
+int parse_threads(const std::string& v) { return static_cast<int>(parse_whole_number("--threads", v, 1, 1024)); }
 
 }  // namespace prelude
 
