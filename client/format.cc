@@ -83,6 +83,8 @@ bool is_final(v1::JobState state) {
   return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
 }
 
+bool stopping(const v1::Job& job) { return job.cancel_requested() && !is_final(job.state()); }
+
 v1::JobSpec with_defaults(const v1::JobSpec& spec) {
   v1::JobSpec copy = spec;
   try {

@@ -38,6 +38,8 @@ Clock::time_point to_time_point(const google::protobuf::Timestamp& t);
 std::string state_name(prelude::v1::JobState state);
 // SUCCEEDED, FAILED and CANCELLED: the job will not change any more.
 bool is_final(prelude::v1::JobState state);
+// A running job whose cancel was requested: it stops at its next step.
+bool stopping(const prelude::v1::Job& job);
 
 // The spec with every default of job.proto filled in (a coordinator already sends
 // it so; this makes the client independent of that).

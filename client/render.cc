@@ -167,6 +167,9 @@ std::string time_with_age(const google::protobuf::Timestamp& t, Clock::time_poin
   return timestamp(t) + " (" + age(t, now) + " ago)";
 }
 
+// What a running job with its cancel requested is doing (cancel, sweep watch lines).
+const std::string kStoppingText = "cancel requested, stopping at its next step";
+
 // Text from the coordinator (reasons, errors) on one line: control characters
 // become spaces.
 std::string one_line(std::string text) {
@@ -197,9 +200,6 @@ std::string state_counts(const std::vector<v1::JobState>& states) {
   if (counted < states.size()) parts.push_back(std::to_string(states.size() - counted) + " in an unknown state");
   return join(parts, ", ");
 }
-
-// A running job whose cancel was requested: it stops at its next step.
-bool stopping(const v1::Job& job) { return job.cancel_requested() && !is_final(job.state()); }
 
 }  // namespace
 
@@ -413,7 +413,7 @@ std::string final_line(const std::string& job_id, v1::JobState state, const std:
 
 std::string cancel_line(const v1::Job& job) {
   std::string line = job.job_id() + " " + state_name(job.state());
-  if (job.cancel_requested() && !is_final(job.state())) line += ": cancel requested, stopping at its next step";
+  if (stopping(job)) line += ": " + kStoppingText;
   return line;
 }
 
@@ -453,7 +453,7 @@ std::string sweep_json(const v1::SweepStatus& status) { return to_json(status, /
 
 std::string sweep_job_line(const v1::Job& job) {
   std::string line = join({job.job_id(), state_name(job.state()), job.sweep_point()}, "  ");
-  const std::string detail = stopping(job) ? "cancel requested, stopping at its next step" : job.error();
+  const std::string detail = stopping(job) ? kStoppingText : job.error();
   if (!detail.empty()) line += ": " + detail;
   return one_line(line);
 }

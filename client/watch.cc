@@ -182,7 +182,7 @@ int watch_sweep(Session& session, const std::string& sweep_id, const WatchRetry&
       reconnection.received();
       received = true;
       for (const v1::Job& job : status.jobs()) {
-        const std::pair<v1::JobState, bool> now = {job.state(), job.cancel_requested() && !is_final(job.state())};
+        const std::pair<v1::JobState, bool> now = {job.state(), stopping(job)};
         const auto it = shown.find(job.job_id());
         if (it != shown.end() && it->second == now) continue;
         shown[job.job_id()] = now;
