@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/errors.h"
-#include "engine/job_spec.h"
+#include "common/errors.h"
+#include "spec/job_spec.h"
 #include "engine/trainer.h"
 
 namespace {

@@ -8,8 +8,8 @@
 #include "client/compare.h"
 #include "client/render.h"
 #include "client/watch.h"
-#include "engine/job_spec.h"
-#include "engine/sweep.h"
+#include "spec/job_spec.h"
+#include "spec/sweep.h"
 
 namespace prelude::client {
 

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <ctime>
 
-#include "engine/job_spec.h"
+#include "spec/job_spec.h"
 
 namespace prelude::client {
 

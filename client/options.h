@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "client/console.h"
-#include "engine/errors.h"
+#include "common/errors.h"
 #include "prelude/v1/service.pb.h"
 
 namespace prelude::client {

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <map>
 
-#include "engine/job_spec.h"
+#include "spec/job_spec.h"
 
 namespace prelude::client {
 

@@ -4,7 +4,7 @@
 #include <cctype>
 #include <cstdlib>
 
-#include "engine/errors.h"
+#include "common/errors.h"
 
 namespace prelude {
 
@@ -18,6 +18,10 @@ long parse_whole_number(const std::string& flag, const std::string& text, long l
     throw UserError(flag + ": must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
                     ", got '" + text + "'");
   return n;
+}
+
+int parse_threads(const std::string& value) {
+  return static_cast<int>(parse_whole_number("--threads", value, 1, 1024));
 }
 
 }  // namespace prelude

@@ -9,4 +9,7 @@ namespace prelude {
 // else). Throws UserError "FLAG: must be a whole number from LO to HI, got 'TEXT'".
 long parse_whole_number(const std::string& flag, const std::string& text, long lo, long hi);
 
+// --threads: a whole number from 1 to 1024, else a UserError naming the flag.
+int parse_threads(const std::string& value);
+
 }  // namespace prelude

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/errors.h"
+#include "common/errors.h"
 
 namespace prelude {
 

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "engine/errors.h"
+#include "common/errors.h"
 #include "server/auth.h"
 #include "server/errors.h"
 

@@ -6,10 +6,10 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "engine/dataset.h"
-#include "engine/errors.h"
-#include "engine/job_spec.h"
-#include "engine/sweep.h"
+#include "spec/data_files.h"
+#include "common/errors.h"
+#include "spec/job_spec.h"
+#include "spec/sweep.h"
 #include "server/errors.h"
 
 namespace prelude::server {

@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "common/flags.h"
-#include "engine/errors.h"
+#include "common/errors.h"
 #include "server/auth.h"
 #include "server/job_manager.h"
 #include "server/pool_spawner.h"

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "common/flags.h"
-#include "engine/errors.h"
+#include "common/errors.h"
 
 using prelude::parse_whole_number;
 using prelude::UserError;

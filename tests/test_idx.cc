@@ -10,8 +10,8 @@
 #include <set>
 
 #include "engine/dataset.h"
-#include "engine/errors.h"
-#include "engine/idx.h"
+#include "common/errors.h"
+#include "spec/idx.h"
 
 using namespace prelude;
 namespace fs = std::filesystem;

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/errors.h"
-#include "engine/job_spec.h"
+#include "common/errors.h"
+#include "spec/job_spec.h"
 
 using namespace prelude;
 namespace v1 = prelude::v1;

@@ -8,8 +8,8 @@
 #include <sstream>
 #include <string>
 
-#include "engine/errors.h"
-#include "engine/sweep.h"
+#include "common/errors.h"
+#include "spec/sweep.h"
 
 using namespace prelude;
 namespace v1 = prelude::v1;

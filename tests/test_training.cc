@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "engine/errors.h"
-#include "engine/job_spec.h"
+#include "common/errors.h"
+#include "spec/job_spec.h"
 #include "engine/trainer.h"
 
 using namespace prelude;

@@ -19,8 +19,8 @@
 
 #include "common/flags.h"
 #include "engine/comm.h"
-#include "engine/errors.h"
-#include "engine/job_spec.h"
+#include "common/errors.h"
+#include "spec/job_spec.h"
 #include "engine/trainer.h"
 #include "serve.h"
 
@@ -58,12 +58,6 @@ int usage_error(const std::string& msg) {
 }
 
 }  // namespace
-
-namespace prelude {
-
-int parse_threads(const std::string& v) { return static_cast<int>(parse_whole_number("--threads", v, 1, 1024)); }
-
-}  // namespace prelude
 
 int main(int argc, char** argv) {
   if (argc < 2) return usage_error("missing command");

@@ -24,10 +24,11 @@
 #include <mutex>
 #include <thread>
 
+#include "common/flags.h"
 #include "common/status_name.h"
 #include "common/token.h"
 #include "engine/comm.h"
-#include "engine/errors.h"
+#include "common/errors.h"
 #include "engine/trainer.h"
 #include "prelude/v1/worker.grpc.pb.h"
 

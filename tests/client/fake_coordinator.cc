@@ -9,8 +9,8 @@
 #include <chrono>
 #include <stdexcept>
 
-#include "engine/errors.h"
-#include "engine/sweep.h"
+#include "common/errors.h"
+#include "spec/sweep.h"
 
 namespace prelude::client::testing {
 

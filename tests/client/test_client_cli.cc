@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "client/cli.h"
-#include "engine/job_spec.h"
+#include "spec/job_spec.h"
 #include "fake_coordinator.h"
 
 namespace prelude::client {

@@ -4,7 +4,7 @@
 
 #include "client/format.h"
 #include "client/render.h"
-#include "engine/job_spec.h"
+#include "spec/job_spec.h"
 
 namespace prelude::client {
 namespace {

@@ -18,7 +18,7 @@
 
 #include "engine/comm.h"
 #include "engine/context.h"
-#include "engine/job_spec.h"
+#include "spec/job_spec.h"
 #include "engine/model.h"
 #include "engine/params.h"
 

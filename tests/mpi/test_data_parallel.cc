@@ -9,8 +9,8 @@
 
 #include "engine/comm.h"
 #include "engine/context.h"
-#include "engine/errors.h"
-#include "engine/job_spec.h"
+#include "common/errors.h"
+#include "spec/job_spec.h"
 #include "engine/params.h"
 #include "engine/trainer.h"
 

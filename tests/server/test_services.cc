@@ -17,7 +17,7 @@
 
 #include "prelude/v1/service.grpc.pb.h"
 #include "prelude/v1/worker.grpc.pb.h"
-#include "engine/errors.h"
+#include "common/errors.h"
 #include "server/auth.h"
 #include "server/grpc_status.h"
 #include "server/job_manager.h"

@@ -1,6 +1,6 @@
 #include "engine/conv_layer.h"
 
-#include "engine/errors.h"
+#include "common/errors.h"
 
 namespace prelude {
 

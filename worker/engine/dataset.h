@@ -1,12 +1,12 @@
-// Image classification data in memory: loading IDX pairs, resolving a DatasetSpec
-// against the data root, per-epoch shuffling and batch gathering.
+// Image classification data in memory: loading IDX pairs, per-epoch shuffling and
+// batch gathering. Which files a DatasetSpec names is spec/data_files.h.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "prelude/v1/job.pb.h"
+#include "spec/data_files.h"
 
 namespace prelude {
 
@@ -21,19 +21,6 @@ struct Dataset {
 // first `limit` items. Errors are UserErrors naming the file(s).
 Dataset load_idx_dataset(const std::string& images_path, const std::string& labels_path, double mean,
                          double std, int64_t limit = 0, int num_classes = 10);
-
-struct DataFiles {
-  std::string train_images, train_labels, test_images, test_labels;  // empty: not used
-  double mean = 0, std = 1;
-};
-
-// Resolves a (defaulted) DatasetSpec against the data root: a named data set's
-// standard file names under <root>/<name>/ (the .gz name, or the same name without
-// .gz), each replaced by an explicit path when one is given. Paths must stay inside
-// the root after resolving links; files must exist (test files only when
-// `need_test`). Errors are UserErrors naming the field (dataset.trainImages, ...).
-DataFiles resolve_data_files(const prelude::v1::DatasetSpec& spec, const std::string& data_root,
-                             bool need_test = true);
 
 // A permutation of [0, n) that depends only on (seed, epoch): Fisher-Yates over our
 // own generator, so every machine, library and rank computes the same order.

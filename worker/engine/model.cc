@@ -3,7 +3,7 @@
 #include <string>
 
 #include "engine/conv_layer.h"
-#include "engine/errors.h"
+#include "common/errors.h"
 #include "engine/fc_layer.h"
 #include "engine/pool_layer.h"
 

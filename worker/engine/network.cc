@@ -5,7 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "engine/errors.h"
+#include "common/errors.h"
 
 namespace prelude {
 

@@ -1,6 +1,6 @@
 #include "engine/pool_layer.h"
 
-#include "engine/errors.h"
+#include "common/errors.h"
 
 namespace prelude {
 

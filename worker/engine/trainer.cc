@@ -11,8 +11,8 @@
 
 #include "engine/comm.h"
 #include "engine/dataset.h"
-#include "engine/errors.h"
-#include "engine/job_spec.h"
+#include "common/errors.h"
+#include "spec/job_spec.h"
 #include "engine/model.h"
 #include "engine/sgd.h"
 

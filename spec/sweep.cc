@@ -1,4 +1,4 @@
-#include "engine/sweep.h"
+#include "spec/sweep.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
@@ -7,8 +7,8 @@
 #include <cmath>
 #include <limits>
 
-#include "engine/errors.h"
-#include "engine/job_spec.h"
+#include "common/errors.h"
+#include "spec/job_spec.h"
 
 namespace prelude {
 

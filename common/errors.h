@@ -1,4 +1,4 @@
-// Error types of the training engine.
+// Error types shared by every part of Prelude (no gRPC, no oneDNN).
 #pragma once
 
 #include <stdexcept>

@@ -1,4 +1,4 @@
-#include "engine/idx.h"
+#include "spec/idx.h"
 
 #include <zlib.h>
 
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <memory>
 
-#include "engine/errors.h"
+#include "common/errors.h"
 
 namespace prelude {
 

@@ -1,4 +1,4 @@
-#include "engine/job_spec.h"
+#include "spec/job_spec.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "engine/errors.h"
+#include "common/errors.h"
 
 namespace prelude {
 

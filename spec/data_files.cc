@@ -1,0 +1,72 @@
+#include "spec/data_files.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/errors.h"
+
+namespace prelude {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// <root>/<rel>, checked to stay inside root once links and ".." are resolved.
+std::string inside_root(const fs::path& root, const std::string& rel, const std::string& field) {
+  const fs::path p = fs::path(rel).is_absolute() ? fs::path(rel) : root / rel;
+  std::error_code ec;
+  const fs::path canon = fs::weakly_canonical(p, ec);
+  const fs::path canon_root = fs::weakly_canonical(root, ec);
+  const auto mismatch = std::mismatch(canon_root.begin(), canon_root.end(), canon.begin(), canon.end());
+  if (ec || mismatch.first != canon_root.end())
+    throw user_error(field, "path " + rel + " escapes the data root " + root.string());
+  return canon.string();
+}
+
+std::string standard_file(const fs::path& dir, const std::string& gz_name) {
+  const fs::path gz = dir / gz_name;
+  const fs::path raw = dir / gz_name.substr(0, gz_name.size() - 3);
+  if (!fs::exists(gz) && fs::exists(raw)) return raw.string();
+  return gz.string();
+}
+
+}  // namespace
+
+DataFiles resolve_data_files(const prelude::v1::DatasetSpec& spec, const std::string& data_root, bool need_test) {
+  const fs::path root(data_root);
+  DataFiles f;
+  f.mean = spec.has_mean() ? spec.mean() : 0.0;
+  f.std = spec.has_std() ? spec.std() : 1.0;
+  const std::string& name = spec.name();
+  if (!name.empty()) {
+    const fs::path dir = fs::path(inside_root(root, name, "dataset.name"));
+    if (name == "fashion-mnist" || name == "mnist") {
+      if (!spec.has_mean()) f.mean = name == "mnist" ? 0.1307 : 0.2860;
+      if (!spec.has_std()) f.std = name == "mnist" ? 0.3081 : 0.3530;
+    }
+    f.train_images = standard_file(dir, "train-images-idx3-ubyte.gz");
+    f.train_labels = standard_file(dir, "train-labels-idx1-ubyte.gz");
+    f.test_images = standard_file(dir, "t10k-images-idx3-ubyte.gz");
+    f.test_labels = standard_file(dir, "t10k-labels-idx1-ubyte.gz");
+  }
+  struct Item { const char* field; const std::string& rel; std::string* out; bool needed; };
+  const Item items[] = {{"dataset.trainImages", spec.train_images(), &f.train_images, true},
+                        {"dataset.trainLabels", spec.train_labels(), &f.train_labels, true},
+                        {"dataset.testImages", spec.test_images(), &f.test_images, need_test},
+                        {"dataset.testLabels", spec.test_labels(), &f.test_labels, need_test}};
+  for (const auto& it : items) {
+    if (!it.rel.empty()) *it.out = inside_root(root, it.rel, it.field);
+    if (!it.needed) continue;
+    if (it.out->empty()) throw user_error(it.field, "required when dataset.name is not given");
+    if (!fs::is_regular_file(*it.out)) {
+      const std::string where = it.rel.empty() ? "dataset.name" : it.field;
+      throw user_error(where, "no such file " + *it.out +
+                                  (it.rel.empty() ? " (is the data set installed under " + root.string() +
+                                                        "? Debian: apt-get install dataset-fashion-mnist)"
+                                                  : ""));
+    }
+  }
+  return f;
+}
+
+}  // namespace prelude
