@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "common/errors.h"
+#include "spec/spec_text.h"
 
 namespace prelude {
 
@@ -49,80 +50,6 @@ constexpr const char* kPlainPrefix = "plain-";
 // ---------------------------------------------------------------------------
 // Small helpers.
 
-// The shortest %g form that reads back as the same double ("0.1", not
-// "0.10000000000000001"); NaN and infinities as the JSON mapping spells them.
-std::string format_number(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
-  char buf[32];
-  for (int precision = 6; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  return buf;
-}
-
-// What a user wrote, made safe to echo in a one-line message: control characters
-// escaped ("\n", "\u0001"), and cut after `max_chars` characters. With
-// `json_quotes`, quotes and backslashes are escaped too, as inside a JSON string.
-std::string echo(const std::string& s, bool json_quotes = false, size_t max_chars = 64) {
-  std::string out;
-  size_t chars = 0;
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if ((c & 0xC0) != 0x80 && ++chars > max_chars) return out + "...";
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c < 0x20 || c == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04X", c);
-      out += buf;
-    } else {
-      if (json_quotes && (c == '"' || c == '\\')) out += '\\';
-      out += ch;
-    }
-  }
-  return out;
-}
-
-// A user's string in a message: "\"plain-2\"".
-std::string quoted(const std::string& s) { return "\"" + echo(s, true) + "\""; }
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
-
-// protobuf's lowerCamelCase JSON name of a field name: "batch_size" -> "batchSize".
-// Also maps a camelCase name to itself, so both spellings of a field agree.
-std::string to_json_name(const std::string& name) {
-  std::string out;
-  bool upper_next = false;
-  for (const char c : name) {
-    if (c == '_') {
-      upper_next = true;
-    } else if (upper_next) {
-      out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      upper_next = false;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// Appends a field name to a JSON path ("model" + "layers" -> "model.layers").
-std::string join_path(const std::string& base, const std::string& name) {
-  return base.empty() ? name : base + "." + name;
-}
-
-std::string indexed(const std::string& path, int index) {
-  return path + "[" + std::to_string(index) + "]";
-}
-
 // Number of characters (UTF-8 code points) in s.
 size_t char_count(const std::string& s) {
   return static_cast<size_t>(
@@ -142,27 +69,6 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     }
   }
   return d[a.size()][b.size()];
-}
-
-// The names a user may write for an enum: every value except the zero
-// *_UNSPECIFIED one, which only means "absent".
-std::string enum_value_names(const pb::EnumDescriptor* e) {
-  std::string out;
-  for (int i = 0; i < e->value_count(); ++i) {
-    if (e->value(i)->number() == 0) continue;
-    if (!out.empty()) out += ", ";
-    out += e->value(i)->name();
-  }
-  return out;
-}
-
-// The field of `message` called `name` in either spelling (proto or JSON).
-const pb::FieldDescriptor* find_field(const pb::Descriptor* message, const std::string& name) {
-  if (message == nullptr) return nullptr;
-  if (const auto* f = message->FindFieldByName(name)) return f;
-  for (int i = 0; i < message->field_count(); ++i)
-    if (message->field(i)->json_name() == name) return message->field(i);
-  return nullptr;
 }
 
 // ---------------------------------------------------------------------------
