@@ -33,7 +33,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   for (size_t i = 1; i <= a.size(); ++i) {
     for (size_t j = 1; j <= b.size(); ++j) {
       d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.size()][b.size()];
@@ -126,8 +127,8 @@ std::string unknown_field_reason(const pb::Descriptor* message, const std::strin
 }
 
 // For "(loc): invalid value VALUE for type TYPE".
-std::pair<std::string, std::string> translate_invalid_value(const pb::Descriptor* root, const std::string& location, const std::string& value,
-                                                            const std::string& type) {
+std::pair<std::string, std::string> translate_invalid_value(const pb::Descriptor* root, const std::string& location,
+                                                            const std::string& value, const std::string& type) {
   const Location at = resolve(root, location);
   if (type == "oneof") {
     // VALUE: "oneof field 'layer' is already set. Cannot set 'fc'"
@@ -162,8 +163,8 @@ std::pair<std::string, std::string> translate_invalid_value(const pb::Descriptor
 }
 
 // For "(loc) NAME: WHAT".
-std::pair<std::string, std::string> translate_invalid_name(const pb::Descriptor* root, const std::string& location, const std::string& name,
-                                                           const std::string& what) {
+std::pair<std::string, std::string> translate_invalid_name(const pb::Descriptor* root, const std::string& location,
+                                                           const std::string& name, const std::string& what) {
   const Location at = resolve(root, location);
   if (what == "Cannot find field.") return {join_path(at.path, echo(name)), unknown_field_reason(at.message, name)};
   const auto* f = find_field(at.message, name);
@@ -187,7 +188,8 @@ std::string kind_of(const pb::Descriptor* root) {
 
 }  // namespace
 
-UserError translate_json_parse_error(const std::string& source, const pb::Descriptor* root, const std::string& message) {
+UserError translate_json_parse_error(const std::string& source, const pb::Descriptor* root,
+                                     const std::string& message) {
   std::string location, rest = message;
   if (!rest.empty() && rest[0] == '(') {
     const size_t close = rest.find(')');
