@@ -6,12 +6,12 @@
 //   parse_job_json / load_job_file  ->  apply_defaults  ->  validate_job_spec  ->  expand_model
 //
 // (load_and_check_job does the first three), each step in its own file: the strict
-// JSON reader in strict_json.cc (protobuf's errors translated in
-// proto_json_errors.cc), defaults.cc, validate.cc and model_expansion.cc. Every
-// problem with what the user wrote is a UserError whose one-line message names the
-// place: the source and line for JSON syntax ("job.json:3:14: malformed JSON: ..."),
-// the field in JSON camelCase path form for everything else ("training.batchSize:
-// must be positive, got 0").
+// JSON reader in strict_json.cc, which reads sweep files too (protobuf's errors
+// translated in proto_json_errors.cc), defaults.cc, validate.cc and
+// model_expansion.cc. Every problem with what the user wrote is a UserError whose
+// one-line message names the place: the source and line for JSON syntax
+// ("job.json:3:14: malformed JSON: ..."), the field in JSON camelCase path form for
+// everything else ("training.batchSize: must be positive, got 0").
 #pragma once
 
 #include <string>

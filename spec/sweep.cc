@@ -2,13 +2,13 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
-#include <google/protobuf/util/json_util.h>
 
 #include <cmath>
 #include <limits>
 
 #include "common/errors.h"
 #include "spec/job_spec.h"
+#include "spec/strict_json.h"
 
 namespace prelude {
 
@@ -195,8 +195,7 @@ std::vector<SweepPoint> expand_sweep(const v1::SweepSpec& sweep, int max_points)
 
 v1::SweepSpec load_sweep_file(const std::string& path) {
   v1::SweepSpec sweep;
-  const auto status = pb::util::JsonStringToMessage(read_spec_file(path), &sweep);
-  if (!status.ok()) throw user_error(path, "not a sweep file: " + std::string(status.message()));
+  parse_strict_json(read_spec_file(path), path, &sweep);
   return sweep;
 }
 
