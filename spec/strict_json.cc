@@ -24,24 +24,54 @@ namespace {
 // The RFC 8259 check that runs before protobuf sees the text: it throws a
 // UserError "<source>:<line>:<column>: malformed JSON: <reason>" for the first
 // problem, and "<source>:<line>:<column>: <path>: given twice (first at line N)"
-// for a key given twice in one object. It treats "batch_size" and "batchSize" in
-// one object as the same key, as protobuf does.
+// for a key given twice in one object. Where keys name fields of the message being
+// read, it treats "batch_size" and "batchSize" in one object as the same key, as
+// protobuf does; elsewhere keys are compared as written.
 class JsonSyntaxChecker {
  public:
-  JsonSyntaxChecker(const std::string& text, const std::string& source) : text_(text), source_(source) {}
+  JsonSyntaxChecker(const std::string& text, const std::string& source, const pb::Descriptor* root)
+      : text_(text), source_(source), root_(root) {}
 
   void check() {
     skip_space();
     if (at_end()) fail_here("the input is empty; expected a JSON object");
     if (peek() != '{') fail_here("expected a JSON object ('{') at the top level, got " + describe_next());
-    check_object(1);
+    check_object(1, schema_of(root_));
     skip_space();
     if (!at_end()) fail_here("unexpected " + describe_next() + " after the end of the top-level object");
   }
 
  private:
-  // Our schema is 5 levels deep; this only stops runaway recursion.
+  // Job and sweep files are a few levels deep; this only stops runaway recursion.
   static constexpr int kMaxDepth = 64;
+
+  // What the keys of an object at some place are. In a message they name its fields,
+  // and the two spellings of a field ("batch_size", "batchSize") are one key, as
+  // protobuf takes them. In free-form JSON, such as a google.protobuf.Value (a
+  // sweep's values) or a map, keys are data and two spellings are two keys.
+  struct Schema {
+    const pb::Descriptor* message = nullptr;  // the message type; null where unknown
+    bool free_form = false;
+  };
+
+  // A message type's own schema. The well-known types (google/protobuf/*.proto:
+  // Value, Struct, Any, ...) have JSON forms of their own rather than fields.
+  static Schema schema_of(const pb::Descriptor* message) {
+    if (starts_with(message->file()->name(), "google/protobuf/")) return {nullptr, true};
+    return {message, false};
+  }
+
+  // The schema of the value of `key` in an object of schema `object`; also that of
+  // the elements when the value is a list.
+  static Schema member(const Schema& object, const std::string& key) {
+    if (object.free_form) return object;
+    const pb::FieldDescriptor* f = find_field(object.message, key);
+    // An unknown field (protobuf reports it) or an object given to a scalar field:
+    // nothing is known, so keys are taken as field names, as protobuf would.
+    if (f == nullptr || f->message_type() == nullptr) return {};
+    if (f->is_map()) return {nullptr, true};
+    return schema_of(f->message_type());
+  }
 
   bool at_end() const { return pos_ >= text_.size(); }
   unsigned char peek() const { return static_cast<unsigned char>(text_[pos_]); }
@@ -106,11 +136,11 @@ class JsonSyntaxChecker {
     return out;
   }
 
-  void check_value(int depth) {
+  void check_value(int depth, const Schema& schema) {
     if (at_end()) fail_here("unexpected end of input; expected a value");
     const unsigned char c = peek();
-    if (c == '{') return check_object(depth + 1);
-    if (c == '[') return check_array(depth + 1);
+    if (c == '{') return check_object(depth + 1, schema);
+    if (c == '[') return check_array(depth + 1, schema);
     if (c == '"') {
       read_string();
       return;
@@ -127,10 +157,10 @@ class JsonSyntaxChecker {
     fail_here("expected a value, got " + describe_next());
   }
 
-  void check_object(int depth) {
+  void check_object(int depth, const Schema& schema) {
     if (depth > kMaxDepth) fail_here("nested more than " + std::to_string(kMaxDepth) + " levels deep");
     const size_t open = pos_++;
-    // JSON name -> (the spelling used, where) of each key seen in this object.
+    // Key (for a field, its JSON name) -> (the spelling used, where) of each key seen in this object.
     std::map<std::string, std::pair<std::string, size_t>> seen;
     skip_space();
     if (!at_end() && peek() == '}') {
@@ -145,7 +175,7 @@ class JsonSyntaxChecker {
       if (peek() != '"') fail_here("expected a field name in double quotes, got " + describe_next());
       const size_t key_pos = pos_;
       const std::string key = read_string();
-      const std::string name = to_json_name(key);
+      const std::string name = schema.free_form ? key : to_json_name(key);
       const auto [it, inserted] = seen.emplace(name, std::make_pair(key, key_pos));
       if (!inserted) {
         const auto& [first_key, first_pos] = it->second;
@@ -158,7 +188,7 @@ class JsonSyntaxChecker {
       ++pos_;
       skip_space();
       path_.push_back(echo(name));
-      check_value(depth);
+      check_value(depth, member(schema, key));
       path_.pop_back();
       skip_space();
       if (at_end()) fail_unclosed(open);
@@ -174,7 +204,7 @@ class JsonSyntaxChecker {
     }
   }
 
-  void check_array(int depth) {
+  void check_array(int depth, const Schema& elements) {
     if (depth > kMaxDepth) fail_here("nested more than " + std::to_string(kMaxDepth) + " levels deep");
     const size_t open = pos_++;
     skip_space();
@@ -188,7 +218,7 @@ class JsonSyntaxChecker {
       if (at_end()) fail_unclosed(open);
       if (peek() == ']') fail_at(comma, "trailing comma before ']'");  // only reachable after a ','
       path_.push_back("[" + std::to_string(index) + "]");
-      check_value(depth);
+      check_value(depth, elements);
       path_.pop_back();
       skip_space();
       if (at_end()) fail_unclosed(open);
@@ -342,6 +372,7 @@ class JsonSyntaxChecker {
 
   const std::string& text_;
   const std::string& source_;
+  const pb::Descriptor* root_;
   size_t pos_ = 0;
   std::vector<std::string> path_;  // JSON names and "[i]" of the value being read
 };
@@ -352,7 +383,7 @@ void parse_strict_json(const std::string& text, const std::string& source, pb::M
   // Some editors start UTF-8 files with a byte order mark; JSON parsers need not accept it.
   static const std::string kBom = "\xEF\xBB\xBF";
   const std::string json = starts_with(text, kBom) ? text.substr(kBom.size()) : text;
-  JsonSyntaxChecker(json, source).check();
+  JsonSyntaxChecker(json, source, message->GetDescriptor()).check();
 
   pb::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;

@@ -24,6 +24,8 @@ namespace prelude {
 // (usually the file name) and names the field or the line and column:
 //   "job.json:3:14: malformed JSON: trailing comma before '}'"
 //   "job.json: training.batchSizee: unknown field (did you mean batchSize?)"
+// Where the message holds free-form JSON (a google.protobuf.Value such as a sweep's
+// values, a Struct, a map) any JSON is taken, and its keys are compared as written.
 void parse_strict_json(const std::string& text, const std::string& source, google::protobuf::Message* message);
 
 }  // namespace prelude

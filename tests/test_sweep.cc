@@ -172,6 +172,20 @@ TEST(SweepFile, ValuesMayBeNumbersStringsAndBooleans) {
   EXPECT_EQ(expand_sweep(sweep).size(), 16u);
 }
 
+TEST(SweepFile, ValuesMayBeAnyJsonWithKeysAsWritten) {
+  // The reader takes any JSON value (expand_sweep says which ones a field takes), and
+  // keys inside a value are data, not field names: "a_b" and "aB" are two keys.
+  const std::string path =
+      write_sweep(R"({"grid": [{"field": "model.width", "values": [null, [1, "x"], {"a_b": 1, "aB": {"c": []}}]}]})");
+  const v1::SweepSpec sweep = load_sweep_file(path);
+  ASSERT_EQ(sweep.grid(0).values_size(), 3);
+  EXPECT_EQ(sweep.grid(0).values(1).list_value().values_size(), 2);
+  EXPECT_EQ(sweep.grid(0).values(2).struct_value().fields().count("a_b"), 1u);
+  EXPECT_EQ(sweep.grid(0).values(2).struct_value().fields().count("aB"), 1u);
+  EXPECT_EQ(load_error(R"({"grid": [{"field": "model.width", "values": [{"a": 1, "a": 2}]}]})"),
+            path + ":1:56: grid[0].values[0].a: given twice (first at line 1)");
+}
+
 TEST(SweepFile, MalformedJsonNamesLineAndColumn) {
   const std::string path = sweep_path();
   EXPECT_EQ(load_error("{\"name\": \"x\"\n \"grid\": []}"),
