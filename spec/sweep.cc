@@ -8,6 +8,7 @@
 
 #include "common/errors.h"
 #include "spec/job_spec.h"
+#include "spec/spec_text.h"
 #include "spec/strict_json.h"
 
 namespace prelude {
@@ -108,12 +109,9 @@ void set_value(v1::JobSpec* spec, const FieldRef& ref, const pb::Value& v) {
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       need(pb::Value::kStringValue, "a value name");
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByName(v.string_value());
-      if (!e || e->number() == 0) {
-        std::string names;
-        for (int i = 1; i < f->enum_type()->value_count(); ++i)
-          names += (names.empty() ? "" : ", ") + f->enum_type()->value(i)->name();
-        throw UserError(ref.name + ": unknown value '" + v.string_value() + "' (one of " + names + ")");
-      }
+      if (!e || e->number() == 0)
+        throw UserError(ref.name + ": unknown value '" + v.string_value() + "' (one of " +
+                        enum_value_names(f->enum_type()) + ")");
       r->SetEnum(m, f, e);
       break;
     }
