@@ -5,10 +5,13 @@
 //
 //   parse_job_json / load_job_file  ->  apply_defaults  ->  validate_job_spec  ->  expand_model
 //
-// (load_and_check_job does the first three). Every problem with what the user wrote
-// is a UserError whose one-line message names the place: the source and line for
-// JSON syntax ("job.json:3:14: malformed JSON: ..."), the field in JSON camelCase
-// path form for everything else ("training.batchSize: must be positive, got 0").
+// (load_and_check_job does the first three), each step in its own file: the strict
+// JSON reader in strict_json.cc, which reads sweep files too (protobuf's errors
+// translated in proto_json_errors.cc), defaults.cc, validate.cc and
+// model_expansion.cc. Every problem with what the user wrote is a UserError whose
+// one-line message names the place: the source and line for JSON syntax
+// ("job.json:3:14: malformed JSON: ..."), the field in JSON camelCase path form for
+// everything else ("training.batchSize: must be positive, got 0").
 #pragma once
 
 #include <string>
@@ -24,7 +27,8 @@ namespace prelude {
 // both "batch_size" and "batchSize"). Unknown fields, unknown enum values (by name
 // or number), values of the wrong type and malformed JSON are UserErrors whose
 // message starts with `source` (usually the file name) and names the field or the
-// line and column. Only the form is checked here; see validate_job_spec.
+// line and column: parse_strict_json (spec/strict_json.h) for a JobSpec. Only the
+// form is checked here; see validate_job_spec.
 prelude::v1::JobSpec parse_job_json(const std::string& json, const std::string& source);
 
 // The text of a job or sweep file (at most 16 MiB). An unreadable or too large

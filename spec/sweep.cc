@@ -2,13 +2,14 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
-#include <google/protobuf/util/json_util.h>
 
 #include <cmath>
 #include <limits>
 
 #include "common/errors.h"
 #include "spec/job_spec.h"
+#include "spec/spec_text.h"
+#include "spec/strict_json.h"
 
 namespace prelude {
 
@@ -108,12 +109,9 @@ void set_value(v1::JobSpec* spec, const FieldRef& ref, const pb::Value& v) {
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       need(pb::Value::kStringValue, "a value name");
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByName(v.string_value());
-      if (!e || e->number() == 0) {
-        std::string names;
-        for (int i = 1; i < f->enum_type()->value_count(); ++i)
-          names += (names.empty() ? "" : ", ") + f->enum_type()->value(i)->name();
-        throw UserError(ref.name + ": unknown value '" + v.string_value() + "' (one of " + names + ")");
-      }
+      if (!e || e->number() == 0)
+        throw UserError(ref.name + ": unknown value '" + v.string_value() + "' (one of " +
+                        enum_value_names(f->enum_type()) + ")");
       r->SetEnum(m, f, e);
       break;
     }
@@ -195,8 +193,7 @@ std::vector<SweepPoint> expand_sweep(const v1::SweepSpec& sweep, int max_points)
 
 v1::SweepSpec load_sweep_file(const std::string& path) {
   v1::SweepSpec sweep;
-  const auto status = pb::util::JsonStringToMessage(read_spec_file(path), &sweep);
-  if (!status.ok()) throw user_error(path, "not a sweep file: " + std::string(status.message()));
+  parse_strict_json(read_spec_file(path), path, &sweep);
   return sweep;
 }
 

@@ -24,8 +24,12 @@ struct SweepPoint {
 // At most `max_points` points (a larger grid is an error saying how large).
 std::vector<SweepPoint> expand_sweep(const prelude::v1::SweepSpec& sweep, int max_points = 1000);
 
-// Reads a sweep file (the JSON form of SweepSpec). Unreadable files and JSON that
-// is not a SweepSpec are UserErrors starting with the path.
+// Reads a sweep file (the JSON form of SweepSpec) as strictly as a job file
+// (parse_strict_json): unreadable files, malformed JSON, keys given twice and JSON
+// that is not a SweepSpec are UserErrors starting with the path and naming the
+// line and column or the field, e.g. "sweep.json:3:5: malformed JSON: trailing
+// comma before ']'" or "sweep.json: grid[0].feild: unknown field (did you mean
+// field?)". The grid's values may be any JSON value; expand_sweep checks them.
 prelude::v1::SweepSpec load_sweep_file(const std::string& path);
 
 }  // namespace prelude

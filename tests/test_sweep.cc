@@ -1,8 +1,10 @@
 // Sweep expansion: grid points in order, every spec defaulted and validated, and
-// every mistake in a sweep file reported with its place.
+// every mistake in a sweep file reported with its place; sweep files read by the
+// strict reader of job files.
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -30,6 +32,32 @@ std::string error_of(const std::string& json, int max_points = 1000) {
   } catch (const UserError& e) {
     return e.what();
   }
+  return "";
+}
+
+// Where the tests below write their sweep file.
+std::string sweep_path() { return ::testing::TempDir() + "/sweep.json"; }
+
+// The sweep file, holding `text`.
+std::string write_sweep(const std::string& text) {
+  const std::string path = sweep_path();
+  std::ofstream(path) << text;
+  return path;
+}
+
+// The message of the UserError load_sweep_file throws for a file holding `text`.
+std::string load_error(const std::string& text) {
+  const std::string path = write_sweep(text);
+  try {
+    load_sweep_file(path);
+  } catch (const UserError& e) {
+    std::remove(path.c_str());
+    const std::string message = e.what();
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
+    return message;
+  }
+  std::remove(path.c_str());
+  ADD_FAILURE() << "no UserError for " << text;
   return "";
 }
 
@@ -121,5 +149,90 @@ TEST(Sweep, ShippedExperimentsExpand) {
     std::stringstream text;
     text << in.rdbuf();
     EXPECT_EQ(expand_sweep(sweep_json(text.str())).size(), count) << name;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Sweep files: read as strictly as job files (tests/test_job_spec.cc), every
+// message starting with the path.
+
+TEST(SweepFile, ValuesMayBeNumbersStringsAndBooleans) {
+  const std::string path = write_sweep(R"({"name": "mixed", "base": {"training": {"batch_size": 32}},
+    "grid": [{"field": "training.learningRate", "values": [0.1, 1e-2]},
+             {"field": "model.activation.kind", "values": ["RELU", "LEAKY_RELU"]},
+             {"field": "training.skipTest", "values": [true, false]}],
+    "seeds": [1, 2]})");
+  const v1::SweepSpec sweep = load_sweep_file(path);
+  std::remove(path.c_str());
+  ASSERT_EQ(sweep.grid_size(), 3);
+  EXPECT_EQ(sweep.grid(0).values(1).number_value(), 0.01);
+  EXPECT_EQ(sweep.grid(1).values(0).string_value(), "RELU");
+  EXPECT_TRUE(sweep.grid(2).values(0).bool_value());
+  EXPECT_EQ(sweep.base().training().batch_size(), 32);
+  EXPECT_EQ(expand_sweep(sweep).size(), 16u);
+}
+
+TEST(SweepFile, ValuesMayBeAnyJsonWithKeysAsWritten) {
+  // The reader takes any JSON value (expand_sweep says which ones a field takes), and
+  // keys inside a value are data, not field names: "a_b" and "aB" are two keys.
+  const std::string path =
+      write_sweep(R"({"grid": [{"field": "model.width", "values": [null, [1, "x"], {"a_b": 1, "aB": {"c": []}}]}]})");
+  const v1::SweepSpec sweep = load_sweep_file(path);
+  ASSERT_EQ(sweep.grid(0).values_size(), 3);
+  EXPECT_EQ(sweep.grid(0).values(1).list_value().values_size(), 2);
+  EXPECT_EQ(sweep.grid(0).values(2).struct_value().fields().count("a_b"), 1u);
+  EXPECT_EQ(sweep.grid(0).values(2).struct_value().fields().count("aB"), 1u);
+  EXPECT_EQ(load_error(R"({"grid": [{"field": "model.width", "values": [{"a": 1, "a": 2}]}]})"),
+            path + ":1:56: grid[0].values[0].a: given twice (first at line 1)");
+}
+
+TEST(SweepFile, MalformedJsonNamesLineAndColumn) {
+  const std::string path = sweep_path();
+  EXPECT_EQ(load_error("{\"name\": \"x\"\n \"grid\": []}"),
+            path + ":2:2: malformed JSON: expected ',' or '}' after the value of \"name\", got '\"'");
+  EXPECT_EQ(load_error("{\"grid\": [{\"field\": \"training.seed\"\n  \"values\": [1]}]}"),
+            path + ":2:3: malformed JSON: expected ',' or '}' after the value of \"field\", got '\"'");
+  EXPECT_EQ(load_error("{\"seeds\": [1, 2,]}"), path + ":1:16: malformed JSON: trailing comma before ']'");
+  EXPECT_EQ(load_error("{\"grid\": [{\"field\": \"model.width\", \"values\": [8],},]}"),
+            path + ":1:49: malformed JSON: trailing comma before '}'");
+  EXPECT_EQ(load_error("{\"base\": {\"training\": {\"epochs\": 3}}"),
+            path + ":1:37: malformed JSON: unexpected end of input; the '{' at 1:1 is not closed");
+  // The grid's values are checked like any other JSON.
+  EXPECT_EQ(load_error("{\"grid\": [{\"field\": \"model.width\", \"values\": [08]}]}"),
+            path + ":1:47: malformed JSON: invalid number: leading zeros are not allowed");
+  EXPECT_EQ(load_error(""), path + ":1:1: malformed JSON: the input is empty; expected a JSON object");
+}
+
+TEST(SweepFile, KeyGivenTwiceIsAnError) {
+  const std::string path = sweep_path();
+  EXPECT_EQ(load_error("{\"seeds\": [1],\n \"seeds\": [2]}"), path + ":2:2: seeds: given twice (first at line 1)");
+  EXPECT_EQ(load_error(R"({"base": {"training": {"batch_size": 3, "batchSize": 4}}})"),
+            path + ":1:41: base.training.batchSize: given twice (first as \"batch_size\" at line 1)");
+  EXPECT_EQ(load_error(R"({"grid": [{"field": "model.width", "values": [8], "field": "model.preset"}]})"),
+            path + ":1:51: grid[0].field: given twice (first at line 1)");
+}
+
+TEST(SweepFile, UnknownFieldsAndWrongValuesAreNamed) {
+  const std::string path = sweep_path();
+  EXPECT_EQ(load_error(R"({"grid": [{"feild": "model.width", "values": [8]}]})"),
+            path + ": grid[0].feild: unknown field (did you mean field?)");
+  EXPECT_EQ(load_error(R"({"seed": [1, 2]})"), path + ": seed: unknown field (did you mean seeds?)");
+  EXPECT_EQ(load_error(R"({"base": {"training": {"batchSizee": 3}}})"),
+            path + ": base.training.batchSizee: unknown field (did you mean batchSize?)");
+  EXPECT_EQ(load_error(R"({"base": {"model": {"init": {"scheme": 7}}}})"),
+            path + ": base.model.init.scheme: unknown value 7; valid: XAVIER_UNIFORM, XAVIER_NORMAL, KAIMING_NORMAL, "
+                   "KAIMING_UNIFORM");
+  EXPECT_EQ(load_error(R"({"seeds": ["one"]})"), path + ": seeds[0]: expected a 64-bit whole number, got \"one\"");
+}
+
+TEST(SweepFile, ShippedExperimentsReadAsProtobufReadsThem) {
+  const char* src = std::getenv("PRELUDE_SOURCE_DIR");
+  if (!src) GTEST_SKIP() << "PRELUDE_SOURCE_DIR not set";
+  for (const char* name : {"rectifiers.json", "depth-init.json", "slopes.json", "kaiming-factor.json"}) {
+    const std::string path = std::string(src) + "/examples/experiments/" + name;
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    EXPECT_EQ(load_sweep_file(path).SerializeAsString(), sweep_json(text.str()).SerializeAsString()) << name;
   }
 }
