@@ -23,6 +23,7 @@
 #include "spec/job_spec.h"
 #include "engine/trainer.h"
 #include "serve.h"
+#include "worker/model_commands.h"
 
 namespace {
 
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "serve") return prelude::serve_main(argc - 2, argv + 2);
+  if (cmd == "export") return prelude::export_main(argc - 2, argv + 2);
+  if (cmd == "eval") return prelude::eval_main(argc - 2, argv + 2);
+  if (cmd == "predict") return prelude::predict_main(argc - 2, argv + 2);
   if (cmd != "run") return usage_error("unknown command '" + cmd + "'");
 
   prelude::RunOptions options;
