@@ -44,8 +44,7 @@ memory::desc PoolLayer::setup(const memory::desc& src_md, ParamStore&) {
   return out_md_;
 }
 
-void PoolLayer::bind(Blob* input, bool need_input_grad) {
-  Layer::bind(input, need_input_grad);
+void PoolLayer::on_bind() {
   if (kind_ == PoolKind::kMax) workspace_ = memory(fwd_pd_.workspace_desc(), Context::get().engine);
 }
 
