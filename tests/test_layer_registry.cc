@@ -1,11 +1,15 @@
 // The model builder: layer names and parameter order as the service has always
-// given them (they name parameters, slopes and statistics).
+// given them (they name checkpoints' parameters, slopes and statistics), and the
+// layer registry it asks. This file deliberately names no layer class: every layer
+// here is reached only through the registry, as in the worker, so a layer whose
+// self-registration the linker dropped fails here.
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "common/errors.h"
+#include "engine/layer_registry.h"
 #include "engine/model.h"
 
 using namespace prelude;
@@ -57,6 +61,25 @@ std::vector<std::string> param_names(const Network& net) {
 }
 
 }  // namespace
+
+// A new field in LayerSpec's `layer` oneof must come with an engine layer that
+// registers itself for it (see engine/layer_registry.h).
+TEST(LayerRegistry, EveryLayerSpecCaseHasARegisteredLayer) {
+  const auto* oneof = v1::LayerSpec::descriptor()->FindOneofByName("layer");
+  ASSERT_NE(oneof, nullptr);
+  ASSERT_GT(oneof->field_count(), 0);
+  for (int i = 0; i < oneof->field_count(); ++i) {
+    const auto* field = oneof->field(i);
+    // A oneof's case enumerators are its fields' numbers.
+    const auto layer_case = static_cast<v1::LayerSpec::LayerCase>(field->number());
+    const LayerKind* kind = LayerRegistry::get().find(layer_case);
+    EXPECT_NE(kind, nullptr) << "LayerSpec." << field->name() << " has no engine layer registered for it";
+    if (kind) {
+      EXPECT_FALSE(kind->prefix.empty()) << "LayerSpec." << field->name();
+      EXPECT_TRUE(kind->make) << "LayerSpec." << field->name();
+    }
+  }
+}
 
 // The names of cnn-small (as spec/ expands it), and the order its parameters take in the arena.
 TEST(BuildNetwork, NamesLayersAndParametersAsBefore) {
