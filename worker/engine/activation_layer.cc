@@ -3,9 +3,34 @@
 #include <algorithm>
 #include <numeric>
 
+#include "common/errors.h"
+#include "engine/layer_registry.h"
+
 namespace prelude {
 
 using namespace dnnl;
+
+namespace {
+
+ActKind act_kind_from(const v1::ActivationSpec& spec) {
+  switch (spec.kind()) {
+    case v1::ActivationSpec::RELU: return ActKind::kRelu;
+    case v1::ActivationSpec::LEAKY_RELU: return ActKind::kLeakyRelu;
+    case v1::ActivationSpec::PRELU_SHARED: return ActKind::kPreluShared;
+    case v1::ActivationSpec::PRELU_CHANNELWISE: return ActKind::kPreluChannelwise;
+    default: throw user_error("model.activation.kind", "must be set");
+  }
+}
+
+// "<last weight layer>.act" (conv2.act), or act1, act2, ... before the first weight layer.
+const LayerRegistration kActivation(v1::LayerSpec::kActivation, LayerNaming::kAfterWeight, "act",
+                                    [](const v1::LayerSpec& spec, std::string name) -> std::unique_ptr<Layer> {
+                                      const auto& a = spec.activation();
+                                      return std::make_unique<ActivationLayer>(std::move(name), act_kind_from(a),
+                                                                               a.alpha_init());
+                                    });
+
+}  // namespace
 
 const char* act_kind_name(ActKind kind) {
   switch (kind) {

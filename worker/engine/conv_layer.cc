@@ -1,10 +1,23 @@
 #include "engine/conv_layer.h"
 
 #include "common/errors.h"
+#include "engine/layer_registry.h"
 
 namespace prelude {
 
 using namespace dnnl;
+
+namespace {
+
+// conv1, conv2, ...; the activation after one is "convK.act".
+const LayerRegistration kConv(v1::LayerSpec::kConv, LayerNaming::kWeight, "conv",
+                              [](const v1::LayerSpec& spec, std::string name) -> std::unique_ptr<Layer> {
+                                const auto& c = spec.conv();
+                                return std::make_unique<ConvLayer>(std::move(name), c.out_channels(), c.kernel(),
+                                                                   c.padding(), c.stride());
+                              });
+
+}  // namespace
 
 memory::desc ConvLayer::setup(const memory::desc& src_md, ParamStore& params) {
   auto& eng = Context::get().engine;

@@ -1,8 +1,20 @@
 #include "engine/fc_layer.h"
 
+#include "engine/layer_registry.h"
+
 namespace prelude {
 
 using namespace dnnl;
+
+namespace {
+
+// fc1, fc2, ...; the activation after one is "fcK.act".
+const LayerRegistration kFc(v1::LayerSpec::kFc, LayerNaming::kWeight, "fc",
+                            [](const v1::LayerSpec& spec, std::string name) -> std::unique_ptr<Layer> {
+                              return std::make_unique<FcLayer>(std::move(name), spec.fc().out_features());
+                            });
+
+}  // namespace
 
 memory::desc FcLayer::setup(const memory::desc& src_md, ParamStore& params) {
   auto& eng = Context::get().engine;

@@ -5,7 +5,9 @@
 //    them pick their preferred layouts (format_tag::any) and registers the layer's
 //    parameters in that layout. Returns the layout of the output.
 //  - bind(input, need_input_grad): after the parameter arena exists, binds the
-//    input blob and allocates the output blob (values and gradient, same layout).
+//    input blob and allocates the output blob (values and gradient, same layout),
+//    then calls on_bind() for whatever else the layer needs. bind() itself is not
+//    virtual, so a layer cannot skip (or forget to call) the common part.
 //  - forward(): output.data = f(input.data).
 //  - backward(): from output.diff, first the parameter gradients (written, not
 //    accumulated, into the arena), then input.diff unless the layer is the first.
@@ -36,7 +38,7 @@ class Layer {
 
   virtual const char* type() const = 0;
   virtual dnnl::memory::desc setup(const dnnl::memory::desc& src_md, ParamStore& params) = 0;
-  virtual void bind(Blob* input, bool need_input_grad);
+  void bind(Blob* input, bool need_input_grad);
   virtual void forward() = 0;
   virtual void backward() = 0;
 
@@ -50,6 +52,10 @@ class Layer {
   Blob* input() { return in_; }
 
  protected:
+  // The layer's own binding (input-side reorders, workspaces, primitives only the
+  // input gradient needs); in_, out_ and need_input_grad_ are set when it runs.
+  virtual void on_bind() {}
+
   std::string name_;
   Blob* in_ = nullptr;
   Blob out_;

@@ -1,63 +1,43 @@
 #include "engine/model.h"
 
+#include <stdexcept>
 #include <string>
 
-#include "engine/conv_layer.h"
 #include "common/errors.h"
-#include "engine/fc_layer.h"
-#include "engine/pool_layer.h"
+#include "engine/layer_registry.h"
 
 namespace prelude {
 
 namespace v1 = prelude::v1;
 
-ActKind act_kind_from(const v1::ActivationSpec& spec) {
-  switch (spec.kind()) {
-    case v1::ActivationSpec::RELU: return ActKind::kRelu;
-    case v1::ActivationSpec::LEAKY_RELU: return ActKind::kLeakyRelu;
-    case v1::ActivationSpec::PRELU_SHARED: return ActKind::kPreluShared;
-    case v1::ActivationSpec::PRELU_CHANNELWISE: return ActKind::kPreluChannelwise;
-    default: throw user_error("model.activation.kind", "must be set");
+namespace {
+
+// "conv, activation, pool or fc": the members of LayerSpec's oneof, in proto order.
+std::string layer_choices() {
+  const auto* oneof = v1::LayerSpec::descriptor()->FindOneofByName("layer");
+  std::string out;
+  for (int i = 0; i < oneof->field_count(); ++i) {
+    if (i > 0) out += i + 1 == oneof->field_count() ? " or " : ", ";
+    out += oneof->field(i)->name();
   }
+  return out;
 }
+
+}  // namespace
 
 std::unique_ptr<Network> build_network(const std::vector<v1::LayerSpec>& specs, const dims_t& input_dims) {
   std::vector<std::unique_ptr<Layer>> layers;
-  int convs = 0, fcs = 0, pools = 0, acts = 0;
-  std::string last_weight;
+  LayerNamer namer;
   for (size_t i = 0; i < specs.size(); ++i) {
     const auto& s = specs[i];
-    switch (s.layer_case()) {
-      case v1::LayerSpec::kConv: {
-        const auto& c = s.conv();
-        last_weight = "conv" + std::to_string(++convs);
-        layers.push_back(std::make_unique<ConvLayer>(last_weight, c.out_channels(), c.kernel(),
-                                                     c.padding(), c.stride()));
-        break;
-      }
-      case v1::LayerSpec::kFc:
-        last_weight = "fc" + std::to_string(++fcs);
-        layers.push_back(std::make_unique<FcLayer>(last_weight, s.fc().out_features()));
-        break;
-      case v1::LayerSpec::kPool: {
-        const auto& p = s.pool();
-        const PoolKind kind = p.kind() == v1::PoolLayerSpec::AVG          ? PoolKind::kAvg
-                              : p.kind() == v1::PoolLayerSpec::GLOBAL_AVG ? PoolKind::kGlobalAvg
-                                                                          : PoolKind::kMax;
-        layers.push_back(std::make_unique<PoolLayer>("pool" + std::to_string(++pools), kind,
-                                                     p.kernel(), p.stride()));
-        break;
-      }
-      case v1::LayerSpec::kActivation: {
-        ++acts;
-        const std::string name = last_weight.empty() ? "act" + std::to_string(acts) : last_weight + ".act";
-        const auto& a = s.activation();
-        layers.push_back(std::make_unique<ActivationLayer>(name, act_kind_from(a), a.alpha_init()));
-        break;
-      }
-      default:
-        throw user_error("model.layers[" + std::to_string(i) + "]", "empty layer (give conv, activation, pool or fc)");
-    }
+    const std::string where = "model.layers[" + std::to_string(i) + "]";
+    if (s.layer_case() == v1::LayerSpec::LAYER_NOT_SET)
+      throw user_error(where, "empty layer (give " + layer_choices() + ")");
+    const LayerKind* kind = LayerRegistry::get().find(s.layer_case());
+    if (!kind)  // a proto layer without an engine class; tests/test_layer_registry.cc catches it
+      throw std::logic_error(where + ": no engine layer is registered for LayerSpec." +
+                             v1::LayerSpec::descriptor()->FindFieldByNumber(s.layer_case())->name());
+    layers.push_back(kind->make(s, namer.next(*kind)));
   }
   try {
     return std::make_unique<Network>(std::move(layers), input_dims);

@@ -10,11 +10,11 @@
 
 namespace prelude {
 
-ActKind act_kind_from(const prelude::v1::ActivationSpec& spec);
-
-// Builds the layers (named conv1.., fc1.., pool1.., and "<weight layer>.act" for the
-// activation that follows a weight layer) for input {N, C, H, W}. The layer specs
-// must be complete (see expand_model). Shape problems are UserErrors naming the layer.
+// Builds the layers for input {N, C, H, W}, each by the factory its layer file
+// registered (engine/layer_registry.h) and named by its kind's rule: conv1.., fc1..,
+// pool1.., and "<weight layer>.act" for the activation that follows a weight layer.
+// The layer specs must be complete (see expand_model). Shape problems are UserErrors
+// naming the layer.
 std::unique_ptr<Network> build_network(const std::vector<prelude::v1::LayerSpec>& layers,
                                        const dims_t& input_dims);
 

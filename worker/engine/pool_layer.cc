@@ -1,10 +1,31 @@
 #include "engine/pool_layer.h"
 
 #include "common/errors.h"
+#include "engine/layer_registry.h"
 
 namespace prelude {
 
 using namespace dnnl;
+
+namespace {
+
+PoolKind pool_kind_from(const v1::PoolLayerSpec& spec) {
+  switch (spec.kind()) {
+    case v1::PoolLayerSpec::AVG: return PoolKind::kAvg;
+    case v1::PoolLayerSpec::GLOBAL_AVG: return PoolKind::kGlobalAvg;
+    default: return PoolKind::kMax;  // KIND_UNSPECIFIED means MAX
+  }
+}
+
+// pool1, pool2, ...
+const LayerRegistration kPool(v1::LayerSpec::kPool, LayerNaming::kCounted, "pool",
+                              [](const v1::LayerSpec& spec, std::string name) -> std::unique_ptr<Layer> {
+                                const auto& p = spec.pool();
+                                return std::make_unique<PoolLayer>(std::move(name), pool_kind_from(p), p.kernel(),
+                                                                   p.stride());
+                              });
+
+}  // namespace
 
 const char* PoolLayer::type() const {
   switch (kind_) {
@@ -44,8 +65,7 @@ memory::desc PoolLayer::setup(const memory::desc& src_md, ParamStore&) {
   return out_md_;
 }
 
-void PoolLayer::bind(Blob* input, bool need_input_grad) {
-  Layer::bind(input, need_input_grad);
+void PoolLayer::on_bind() {
   if (kind_ == PoolKind::kMax) workspace_ = memory(fwd_pd_.workspace_desc(), Context::get().engine);
 }
 

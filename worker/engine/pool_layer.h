@@ -14,11 +14,12 @@ class PoolLayer : public Layer {
 
   const char* type() const override;
   dnnl::memory::desc setup(const dnnl::memory::desc& src_md, ParamStore& params) override;
-  void bind(Blob* input, bool need_input_grad) override;
   void forward() override;
   void backward() override;
 
  private:
+  void on_bind() override;
+
   PoolKind kind_;
   int k_, stride_;
   dnnl::pooling_forward::primitive_desc fwd_pd_;

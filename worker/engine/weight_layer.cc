@@ -20,8 +20,7 @@ void WeightLayer::finish_setup(ParamStore& params, const primitive_desc& fwd, co
   bwd_w_ = primitive(bwd_w_pd_);
 }
 
-void WeightLayer::bind(Blob* input, bool need_input_grad) {
-  Layer::bind(input, need_input_grad);
+void WeightLayer::on_bind() {
   fwd_src_ = Edge::in(in_->data, fwd_pd_.src_desc());
   // Backward-weights reads the same input; share the forward's copy when layouts agree.
   bwd_w_src_ = bwd_w_pd_.src_desc() == fwd_src_.mem.get_desc() ? Edge{fwd_src_.mem, {}}

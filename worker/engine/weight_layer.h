@@ -13,7 +13,6 @@ class WeightLayer : public Layer {
   using Layer::Layer;
 
   bool is_weight_layer() const override { return true; }
-  void bind(Blob* input, bool need_input_grad) override;
   void forward() override;
   // Weight and bias gradients first (into the arena), then the input gradient.
   void backward() override;
@@ -22,6 +21,10 @@ class WeightLayer : public Layer {
   Param* bias() const { return b_; }
 
  protected:
+  // Input-side reorders, and the backward-data primitive unless this is the first
+  // layer. Final: a subclass extending it would have to remember to call it, the
+  // trap bind() exists to close; conv and fc differ only in what setup() builds.
+  void on_bind() final;
   // Registers "<name>.weight" in the forward primitive's layout and "<name>.bias",
   // keeps the primitives, and records the output layout.
   void finish_setup(ParamStore& params, const dnnl::primitive_desc& fwd, const dnnl::primitive_desc& bwd_data,
