@@ -7,6 +7,7 @@
 // check with EXPECT_* after their collectives rather than ASSERT_* between them: a
 // rank that returned early would leave the others waiting in the next collective.
 #include <gtest/gtest.h>
+#include <mpi.h>
 
 #include <algorithm>
 #include <cmath>
@@ -27,6 +28,7 @@ using namespace prelude;
 namespace {
 
 Communicator* world = nullptr;
+int mpi_calls = 0;  // see the MPI_* definitions below
 
 // Expects got[i] == want(i) for every i, reporting how many differ and the first,
 // so a wrong million-float buffer gives one failure message instead of a million.
@@ -79,6 +81,78 @@ void expect_valid_buckets(const ParamStore& ps, const std::vector<Bucket>& bucke
 }
 
 }  // namespace
+
+// The MPI profiling interface: these stand in for the library's functions, count
+// each call the Communicator makes and pass it on (PMPI_*), so a test can check
+// that a group of one process makes none.
+extern "C" {
+int MPI_Bcast(void* buffer, int count, MPI_Datatype type, int root, MPI_Comm comm) {
+  ++mpi_calls;
+  return PMPI_Bcast(buffer, count, type, root, comm);
+}
+int MPI_Ibcast(void* buffer, int count, MPI_Datatype type, int root, MPI_Comm comm, MPI_Request* request) {
+  ++mpi_calls;
+  return PMPI_Ibcast(buffer, count, type, root, comm, request);
+}
+int MPI_Allreduce(const void* send, void* recv, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm) {
+  ++mpi_calls;
+  return PMPI_Allreduce(send, recv, count, type, op, comm);
+}
+int MPI_Iallreduce(const void* send, void* recv, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
+                   MPI_Request* request) {
+  ++mpi_calls;
+  return PMPI_Iallreduce(send, recv, count, type, op, comm, request);
+}
+int MPI_Wait(MPI_Request* request, MPI_Status* status) {
+  ++mpi_calls;
+  return PMPI_Wait(request, status);
+}
+int MPI_Test(MPI_Request* request, int* flag, MPI_Status* status) {
+  ++mpi_calls;
+  return PMPI_Test(request, flag, status);
+}
+}
+
+TEST(Comm, AGroupOfOneMakesNoMpiCall) {
+  // The counter sees calls at all: one made directly, on every rank.
+  int one = 1;
+  int before = mpi_calls;
+  MPI_Bcast(&one, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  EXPECT_EQ(mpi_calls, before + 1);
+  // single_process() on every rank, whatever the world; and the world itself when
+  // it is one process (the MPI one here: main forces MPI).
+  std::vector<Communicator*> groups = {&Communicator::single_process()};
+  if (world->size() == 1) groups.push_back(world);
+  for (Communicator* c : groups) {
+    EXPECT_EQ(c->size(), 1);
+    EXPECT_EQ(c->rank(), 0);
+    EXPECT_TRUE(c->is_root());
+    // Data that differs between ranks: alone, every collective leaves it as it is.
+    const float r = static_cast<float>(world->rank());
+    const std::vector<float> f0 = {r + 0.5f, -2.f, 3.f};
+    const std::vector<double> d0 = {0.25 * r, 1e15};
+    const std::string s0 = "rank " + std::to_string(world->rank());
+    std::vector<float> f = f0;
+    std::vector<double> d = d0;
+    std::string s = s0;
+    const uint64_t bytes = c->bytes_reduced();
+    before = mpi_calls;
+    c->allreduce_sum(f.data(), f.size());
+    c->allreduce_sum(d.data(), d.size());
+    c->allreduce_mean(f.data(), f.size());
+    c->broadcast(f.data(), f.size());
+    auto pending = c->start_allreduce_mean(f.data(), f.size());
+    c->wait(pending);
+    c->broadcast_bytes(&s);
+    c->broadcast_bytes_idle(&s);
+    EXPECT_TRUE(c->all_equal(world->rank()));
+    EXPECT_EQ(mpi_calls, before) << (c == world ? "the world" : "single_process()") << " made MPI calls";
+    EXPECT_EQ(c->bytes_reduced(), bytes);
+    EXPECT_EQ(f, f0);
+    EXPECT_EQ(d, d0);
+    EXPECT_EQ(s, s0);
+  }
+}
 
 TEST(Comm, RanksAreNumberedFromZero) {
   EXPECT_GE(world->size(), 1);

@@ -1,4 +1,6 @@
-// The process group a job trains on: this process alone, or an MPI world.
+// The process group a job trains on: this process alone, or an MPI world. With one
+// process every collective returns at once without an MPI call, so the trainer has
+// one code path whatever the number of ranks.
 //
 // Data-parallel training needs a handful of collectives: a broadcast of rank 0's
 // initial state, an in-place average of the gradient arena (fused, or in buckets
@@ -22,6 +24,10 @@ class Communicator {
   // else a single-process group that makes no MPI call at all. Initialised once
   // (MPI_THREAD_FUNNELED); MPI_Finalize runs at exit.
   static Communicator& world(bool force_mpi = false);
+  // This process alone, whatever the world is (also on one rank of an MPI job, for a
+  // reference run): size 1, and every collective a no-op that makes no MPI call. It
+  // has no state that changes, so any number of runs may share it.
+  static Communicator& single_process();
 
   int rank() const { return rank_; }
   int size() const { return size_; }

@@ -54,30 +54,15 @@ std::string fmt(const char* f, Args... args) {
   return buf;
 }
 
-// The ranks of a run: a Communicator, or this process alone (no MPI calls at all).
-class Group {
- public:
-  explicit Group(Communicator* c) : c_(c && c->size() > 1 ? c : nullptr) {}
-  int rank() const { return c_ ? c_->rank() : 0; }
-  int size() const { return c_ ? c_->size() : 1; }
-  bool root() const { return rank() == 0; }
-  Communicator* comm() const { return c_; }
-  void sum(double* v, size_t n) const {
-    if (c_) c_->allreduce_sum(v, n);
-  }
-
- private:
-  Communicator* c_;
-};
-
 class Run {
  public:
   Run(const v1::JobSpec& spec, const RunOptions& options, EventSink& sink)
-      : spec_(spec), options_(options), sink_(sink), t_(spec.training()), group_(options.comm) {}
+      : spec_(spec), options_(options), sink_(sink), t_(spec.training()),
+        comm_(options.comm ? *options.comm : Communicator::single_process()) {}
 
   v1::TrainingEvent go() {
     const auto start = Clock::now();
-    const int64_t global = t_.batch_size(), ranks = group_.size();
+    const int64_t global = t_.batch_size(), ranks = comm_.size();
     if (global % ranks != 0)
       throw user_error("training.batchSize", fmt("%lld is not divisible by the %lld ranks training the job",
                                                   static_cast<long long>(global), static_cast<long long>(ranks)));
@@ -98,12 +83,11 @@ class Run {
     LrSchedule sched = schedule(steps_per_epoch, total);
     ParamStore& params = net_->params();
     Sgd sgd(params, {t_.momentum(), t_.weight_decay(), t_.weight_decay_on_slopes()});
-    if (Communicator* c = group_.comm()) {
-      // Rank 0's initial state wins, whatever seeds the others used.
-      c->broadcast(params.values(), params.total_floats());
-      c->broadcast(params.momentum(), params.total_floats());
-      if (t_.data_parallel().bucket_bytes() > 0) buckets_ = make_buckets(params, t_.data_parallel().bucket_bytes());
-    }
+    // Rank 0's initial state wins, whatever seeds the others used.
+    comm_.broadcast(params.values(), params.total_floats());
+    comm_.broadcast(params.momentum(), params.total_floats());
+    if (ranks > 1 && t_.data_parallel().bucket_bytes() > 0)
+      buckets_ = make_buckets(params, t_.data_parallel().bucket_bytes());
     progress(fmt("%s: %lld steps of batch %lld (%lld per epoch) on %lld rank(s), %lld parameters",
                  spec_.name().c_str(), static_cast<long long>(total), static_cast<long long>(global),
                  static_cast<long long>(steps_per_epoch), static_cast<long long>(ranks),
@@ -123,7 +107,7 @@ class Run {
       for (int64_t i = 0; i < steps_per_epoch && step < total && !stop; ++i) {
         const double lr = sched.at(step);
         const auto t0 = Clock::now();
-        gather_batch(train_, perm.data() + i * global + group_.rank() * b, static_cast<int>(b),
+        gather_batch(train_, perm.data() + i * global + comm_.rank() * b, static_cast<int>(b),
                      net_->input_data(), labels.data());
         net_->forward();
         const LossResult local = net_->loss(labels.data(), static_cast<int>(b), true, static_cast<double>(b));
@@ -136,18 +120,18 @@ class Run {
         // One small collective per step: the global loss and accuracy, and whether
         // the first rank was asked to stop (so every rank stops at the same step).
         double stats[4] = {local.loss_sum, static_cast<double>(local.correct), static_cast<double>(local.count),
-                           group_.root() && options_.should_stop && options_.should_stop() ? 1.0 : 0.0};
-        group_.sum(stats, 4);
+                           comm_.is_root() && options_.should_stop && options_.should_stop() ? 1.0 : 0.0};
+        comm_.allreduce_sum(stats, 4);
         const LossResult r{stats[0], static_cast<int64_t>(stats[1]), static_cast<int64_t>(stats[2])};
         if (!std::isfinite(r.loss_sum))
           throw DivergedError(fmt("training diverged: the loss is %g at step %lld", r.loss_sum,
                                   static_cast<long long>(step)));
         check_stall(step, r.count > 0 ? r.loss_sum / static_cast<double>(r.count) : 0.0);
         if (options_.after_step) options_.after_step(step, params);
-        if (Communicator* c = group_.comm(); c && step % t_.data_parallel().check_every_steps() == 0) {
-          if (!c->all_equal(checksum_bytes(params.values(), params.total_floats() * sizeof(float))))
+        if (step % t_.data_parallel().check_every_steps() == 0) {
+          if (!comm_.all_equal(checksum_bytes(params.values(), params.total_floats() * sizeof(float))))
             throw DesyncError(fmt("rank %d: the ranks' parameters differ after step %lld (silent desync); stopping",
-                                  group_.rank(), static_cast<long long>(step)));
+                                  comm_.rank(), static_cast<long long>(step)));
         }
         if (stats[3] > 0) {
           progress("stopped at step " + std::to_string(step));
@@ -207,7 +191,7 @@ class Run {
     add_alphas(&s);
     s.set_ranks(static_cast<int32_t>(ranks));
     s.set_allreduce_seconds(allreduce_seconds_);
-    s.set_allreduce_bytes_per_step(group_.comm() ? params.total_floats() * sizeof(float) : 0.0);
+    s.set_allreduce_bytes_per_step(ranks > 1 ? params.total_floats() * sizeof(float) : 0.0);
     s.set_seconds(seconds_since(start));
     if (options_.on_finish) options_.on_finish(params);
     emit(s);
@@ -218,10 +202,9 @@ class Run {
   static constexpr int64_t kWarmupSteps = 5;
 
   // Runs `f` on every rank; if it throws on any rank, every rank throws the error of
-  // the lowest failing rank (a UserError stays a UserError).
+  // the lowest failing rank (a UserError stays a UserError; anything else becomes a
+  // std::runtime_error with its message).
   void agree_on(const std::function<void()>& f) {
-    Communicator* c = group_.comm();
-    if (!c) return f();
     std::string error;
     double kind = 0;  // 0 ok, 1 UserError, 2 anything else
     try {
@@ -231,13 +214,13 @@ class Run {
     } catch (const std::exception& e) {
       error = e.what(), kind = 2;
     }
-    std::vector<double> failed(group_.size(), 0.0);
-    failed[group_.rank()] = kind;
-    c->allreduce_sum(failed.data(), failed.size());
+    std::vector<double> failed(comm_.size(), 0.0);
+    failed[comm_.rank()] = kind;
+    comm_.allreduce_sum(failed.data(), failed.size());
     const auto first = std::find_if(failed.begin(), failed.end(), [](double k) { return k != 0; });
     if (first == failed.end()) return;
     const int root = static_cast<int>(first - failed.begin());
-    c->broadcast_bytes(&error, root);
+    comm_.broadcast_bytes(&error, root);
     if (root != 0) error = "rank " + std::to_string(root) + ": " + error;
     if (*first == 1) throw UserError(error);
     throw std::runtime_error(error);
@@ -263,18 +246,17 @@ class Run {
   }
 
   void emit(const v1::TrainingEvent& e) {
-    if (group_.root()) sink_.on_event(e);
+    if (comm_.is_root()) sink_.on_event(e);
   }
   void progress(const std::string& line) {
-    if (group_.root()) sink_.on_progress(line);
+    if (comm_.is_root()) sink_.on_progress(line);
   }
 
   // Backward pass, then every gradient (weights, biases and PReLU slopes) averaged
   // over the ranks: one fused allreduce over the arena, or buckets started as soon
   // as backward has finished them (last layers first) and awaited at the end.
   void backward_and_reduce() {
-    Communicator* c = group_.comm();
-    if (!c) {
+    if (comm_.size() == 1) {
       net_->backward();
       return;
     }
@@ -282,7 +264,7 @@ class Run {
     if (buckets_.empty()) {
       net_->backward();
       const auto t0 = Clock::now();
-      c->allreduce_mean(grads, net_->params().total_floats());
+      comm_.allreduce_mean(grads, net_->params().total_floats());
       allreduce_seconds_ += seconds_since(t0);
       return;
     }
@@ -292,13 +274,13 @@ class Run {
     net_->backward([&](size_t first_final_offset) {
       const auto t0 = Clock::now();
       for (; next < buckets_.size() && buckets_[next].offset >= first_final_offset; ++next)
-        pending.push_back(c->start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
+        pending.push_back(comm_.start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
       started += seconds_since(t0);
     });
     const auto t0 = Clock::now();
     for (; next < buckets_.size(); ++next)  // every bucket is final once backward returns
-      pending.push_back(c->start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
-    for (auto& p : pending) c->wait(p);
+      pending.push_back(comm_.start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
+    for (auto& p : pending) comm_.wait(p);
     allreduce_seconds_ += started + seconds_since(t0);
   }
 
@@ -349,8 +331,8 @@ class Run {
     if (t_.skip_test() || test_.n == 0) return;
     // Each rank evaluates its contiguous share of the test set; the sums are reduced.
     const int64_t b = net_->batch();
-    const int64_t begin = test_.n * group_.rank() / group_.size();
-    const int64_t end = test_.n * (group_.rank() + 1) / group_.size();
+    const int64_t begin = test_.n * comm_.rank() / comm_.size();
+    const int64_t end = test_.n * (comm_.rank() + 1) / comm_.size();
     std::vector<int32_t> idx(b), labels(b);
     double sums[3] = {0, 0, 0};
     for (int64_t start = begin; start < end; start += b) {
@@ -361,7 +343,7 @@ class Run {
       const LossResult r = net_->loss(labels.data(), count, false, 1.0);
       sums[0] += r.loss_sum, sums[1] += r.correct, sums[2] += r.count;
     }
-    group_.sum(sums, 3);
+    comm_.allreduce_sum(sums, 3);
     e->set_test_loss(sums[2] > 0 ? sums[0] / sums[2] : 0);
     e->set_test_accuracy(sums[2] > 0 ? sums[1] / sums[2] : 0);
   }
@@ -402,7 +384,7 @@ class Run {
   EventSink& sink_;
   const v1::TrainingSpec& t_;
   Dataset train_, test_;
-  Group group_;
+  Communicator& comm_;
   std::unique_ptr<Network> net_;
   std::vector<Bucket> buckets_;
   double allreduce_seconds_ = 0;
