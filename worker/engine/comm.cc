@@ -8,8 +8,6 @@
 #include <stdexcept>
 #include <thread>
 
-#include "engine/params.h"
-
 namespace prelude {
 
 namespace {
@@ -175,25 +173,6 @@ uint64_t checksum_bytes(const void* data, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
   return h;
-}
-
-std::vector<Bucket> make_buckets(const ParamStore& params, size_t bucket_bytes) {
-  std::vector<Bucket> out;
-  const auto& ps = params.params();
-  const size_t target = std::max<size_t>(1, bucket_bytes / sizeof(float));
-  Bucket cur;
-  for (size_t i = ps.size(); i-- > 0;) {
-    // Parameters are contiguous in registration order; walking backwards, each one
-    // extends the current bucket downwards.
-    cur.offset = ps[i]->offset;
-    cur.size += ps[i]->size;
-    if (cur.size >= target) {
-      out.push_back(cur);
-      cur = Bucket();
-    }
-  }
-  if (cur.size > 0) out.push_back(cur);
-  return out;
 }
 
 }  // namespace prelude

@@ -4,7 +4,7 @@
 //
 // Data-parallel training needs a handful of collectives: a broadcast of rank 0's
 // initial state, an in-place average of the gradient arena (fused, or in buckets
-// started while backward runs), small sums for loss/accuracy, and a checksum
+// started while backward runs: see gradient_reducer.h), small sums for loss/accuracy, and a checksum
 // comparison that catches ranks drifting apart. mpi.h stays out of this header.
 #pragma once
 
@@ -12,11 +12,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 namespace prelude {
-
-class ParamStore;
 
 class Communicator {
  public:
@@ -78,15 +75,5 @@ class Communicator {
 
 // 64-bit FNV-1a of raw bytes, for comparing parameters across ranks.
 uint64_t checksum_bytes(const void* data, size_t n);
-
-// A contiguous range of the gradient arena, in floats, reduced as one message.
-struct Bucket {
-  size_t offset = 0, size = 0;
-};
-
-// Splits the arena into buckets of about `bucket_bytes` at parameter boundaries,
-// from the last parameter to the first (the order backward finishes them); the
-// same on every rank.
-std::vector<Bucket> make_buckets(const ParamStore& params, size_t bucket_bytes);
 
 }  // namespace prelude

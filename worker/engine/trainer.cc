@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "engine/comm.h"
 #include "engine/dataset.h"
+#include "engine/gradient_reducer.h"
 #include "common/errors.h"
 #include "spec/job_spec.h"
 #include "engine/model.h"
@@ -86,8 +88,7 @@ class Run {
     // Rank 0's initial state wins, whatever seeds the others used.
     comm_.broadcast(params.values(), params.total_floats());
     comm_.broadcast(params.momentum(), params.total_floats());
-    if (ranks > 1 && t_.data_parallel().bucket_bytes() > 0)
-      buckets_ = make_buckets(params, t_.data_parallel().bucket_bytes());
+    reducer_.emplace(comm_, params, t_.data_parallel().bucket_bytes());
     progress(fmt("%s: %lld steps of batch %lld (%lld per epoch) on %lld rank(s), %lld parameters",
                  spec_.name().c_str(), static_cast<long long>(total), static_cast<long long>(global),
                  static_cast<long long>(steps_per_epoch), static_cast<long long>(ranks),
@@ -111,7 +112,7 @@ class Run {
                      net_->input_data(), labels.data());
         net_->forward();
         const LossResult local = net_->loss(labels.data(), static_cast<int>(b), true, static_cast<double>(b));
-        backward_and_reduce();
+        reducer_->backward_and_reduce(*net_);
         sgd.step(lr);
         const double step_seconds = seconds_since(t0);
         if (step >= kWarmupSteps) train_seconds += step_seconds;
@@ -190,8 +191,8 @@ class Run {
     s.set_train_images_per_second(train_seconds > 0 ? timed * global / train_seconds : 0);
     add_alphas(&s);
     s.set_ranks(static_cast<int32_t>(ranks));
-    s.set_allreduce_seconds(allreduce_seconds_);
-    s.set_allreduce_bytes_per_step(ranks > 1 ? params.total_floats() * sizeof(float) : 0.0);
+    s.set_allreduce_seconds(reducer_->seconds());
+    s.set_allreduce_bytes_per_step(reducer_->bytes_per_step());
     s.set_seconds(seconds_since(start));
     if (options_.on_finish) options_.on_finish(params);
     emit(s);
@@ -250,38 +251,6 @@ class Run {
   }
   void progress(const std::string& line) {
     if (comm_.is_root()) sink_.on_progress(line);
-  }
-
-  // Backward pass, then every gradient (weights, biases and PReLU slopes) averaged
-  // over the ranks: one fused allreduce over the arena, or buckets started as soon
-  // as backward has finished them (last layers first) and awaited at the end.
-  void backward_and_reduce() {
-    if (comm_.size() == 1) {
-      net_->backward();
-      return;
-    }
-    float* grads = net_->params().grads();
-    if (buckets_.empty()) {
-      net_->backward();
-      const auto t0 = Clock::now();
-      comm_.allreduce_mean(grads, net_->params().total_floats());
-      allreduce_seconds_ += seconds_since(t0);
-      return;
-    }
-    std::vector<Communicator::Pending> pending;
-    size_t next = 0;
-    double started = 0;
-    net_->backward([&](size_t first_final_offset) {
-      const auto t0 = Clock::now();
-      for (; next < buckets_.size() && buckets_[next].offset >= first_final_offset; ++next)
-        pending.push_back(comm_.start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
-      started += seconds_since(t0);
-    });
-    const auto t0 = Clock::now();
-    for (; next < buckets_.size(); ++next)  // every bucket is final once backward returns
-      pending.push_back(comm_.start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
-    for (auto& p : pending) comm_.wait(p);
-    allreduce_seconds_ += started + seconds_since(t0);
   }
 
   void load_data() {
@@ -386,8 +355,7 @@ class Run {
   Dataset train_, test_;
   Communicator& comm_;
   std::unique_ptr<Network> net_;
-  std::vector<Bucket> buckets_;
-  double allreduce_seconds_ = 0;
+  std::optional<GradientReducer> reducer_;
   int64_t total_steps_ = 0;
   double stall_sum_ = 0, best_window_ = std::numeric_limits<double>::infinity();
   int64_t best_window_end_ = 0;
