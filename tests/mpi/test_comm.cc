@@ -283,7 +283,7 @@ TEST(Comm, ChecksumIsFnv1a64) {
   EXPECT_EQ(checksum_bytes("foobar", 6), 0x85944171f73967e8ULL);
 }
 
-TEST(Comm, CountersGrowWithEveryCollective) {
+TEST(Comm, BytesReducedCountEveryReduction) {
   // A single process makes no MPI calls, so it counts nothing.
   const uint64_t per_float = world->size() > 1 ? sizeof(float) : 0;
   const uint64_t per_double = world->size() > 1 ? sizeof(double) : 0;
@@ -303,14 +303,6 @@ TEST(Comm, CountersGrowWithEveryCollective) {
   auto pending = world->start_allreduce_mean(f.data(), 100);
   world->wait(pending);
   EXPECT_EQ(world->bytes_reduced() - bytes, 100 * per_float);
-
-  // Time only ever adds up; with several ranks, 20 allreduces take some of it.
-  const double seconds = world->comm_seconds();
-  for (int i = 0; i < 20; ++i) world->allreduce_sum(f.data(), f.size());
-  if (world->size() > 1)
-    EXPECT_GT(world->comm_seconds(), seconds);
-  else
-    EXPECT_EQ(world->comm_seconds(), seconds);
 }
 
 TEST(Buckets, CoverTheArenaOnceFromTheBack) {

@@ -12,8 +12,6 @@ namespace prelude {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 void check(int rc, const char* what) {
   if (rc == MPI_SUCCESS) return;
   char msg[MPI_MAX_ERROR_STRING];
@@ -25,17 +23,6 @@ void check(int rc, const char* what) {
 bool started_by_mpirun() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("PMI_RANK");
 }
-
-// Times a collective into the communicator's counter.
-class Timed {
- public:
-  explicit Timed(double* total) : total_(total), t0_(Clock::now()) {}
-  ~Timed() { *total_ += std::chrono::duration<double>(Clock::now() - t0_).count(); }
-
- private:
-  double* total_;
-  Clock::time_point t0_;
-};
 
 void finalize_at_exit() {
   int finalized = 0;
@@ -78,13 +65,11 @@ Communicator& Communicator::single_process() {
 
 void Communicator::broadcast(float* data, size_t n, int root) {
   if (!mpi_ || size_ == 1) return;
-  Timed t(&comm_seconds_);
   check(MPI_Bcast(data, static_cast<int>(n), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
 void Communicator::broadcast_bytes(std::string* bytes, int root) {
   if (!mpi_ || size_ == 1) return;
-  Timed t(&comm_seconds_);
   uint64_t len = bytes->size();
   check(MPI_Bcast(&len, 1, MPI_UINT64_T, root, MPI_COMM_WORLD), "MPI_Bcast");
   bytes->resize(len);
@@ -101,14 +86,12 @@ void Communicator::broadcast_bytes_idle(std::string* bytes, int root, int poll_m
     if (done) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
   }
-  Timed t(&comm_seconds_);
   bytes->resize(len);
   check(MPI_Bcast(bytes->data(), static_cast<int>(len), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
 void Communicator::allreduce_sum(float* data, size_t n) {
   if (!mpi_ || size_ == 1) return;
-  Timed t(&comm_seconds_);
   bytes_reduced_ += n * sizeof(float);
   check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Allreduce");
@@ -116,7 +99,6 @@ void Communicator::allreduce_sum(float* data, size_t n) {
 
 void Communicator::allreduce_sum(double* data, size_t n) {
   if (!mpi_ || size_ == 1) return;
-  Timed t(&comm_seconds_);
   bytes_reduced_ += n * sizeof(double);
   check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Allreduce");
@@ -134,7 +116,6 @@ Communicator::Pending Communicator::start_allreduce_mean(float* data, size_t n) 
   p.impl_->data = data;
   p.impl_->n = n;
   if (!mpi_ || size_ == 1) return p;
-  Timed t(&comm_seconds_);
   bytes_reduced_ += n * sizeof(float);
   check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
                        &p.impl_->request),
@@ -144,17 +125,13 @@ Communicator::Pending Communicator::start_allreduce_mean(float* data, size_t n) 
 
 void Communicator::wait(Pending& p) {
   if (!mpi_ || size_ == 1 || p.impl_->request == MPI_REQUEST_NULL) return;
-  {
-    Timed t(&comm_seconds_);
-    check(MPI_Wait(&p.impl_->request, MPI_STATUS_IGNORE), "MPI_Wait");
-  }
+  check(MPI_Wait(&p.impl_->request, MPI_STATUS_IGNORE), "MPI_Wait");
   const float inv = 1.0f / static_cast<float>(size_);
   for (size_t i = 0; i < p.impl_->n; ++i) p.impl_->data[i] *= inv;
 }
 
 bool Communicator::all_equal(uint64_t checksum) {
   if (!mpi_ || size_ == 1) return true;
-  Timed t(&comm_seconds_);
   // min and max in one call: a checksum and its complement, both minimised.
   uint64_t v[2] = {checksum, ~checksum};
   check(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");

@@ -62,14 +62,13 @@ class Communicator {
   // Ends the job on every rank: prints "rank R: <message>" and calls MPI_Abort(code).
   [[noreturn]] void abort(const std::string& message, int code);
 
-  double comm_seconds() const { return comm_seconds_; }
+  // Bytes this rank has put into allreduces so far (none alone).
   uint64_t bytes_reduced() const { return bytes_reduced_; }
 
  private:
   Communicator() = default;
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;
-  double comm_seconds_ = 0;
   uint64_t bytes_reduced_ = 0;
 };
 
