@@ -8,13 +8,9 @@
 #include <stdexcept>
 #include <thread>
 
-#include "engine/params.h"
-
 namespace prelude {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 void check(int rc, const char* what) {
   if (rc == MPI_SUCCESS) return;
@@ -27,17 +23,6 @@ void check(int rc, const char* what) {
 bool started_by_mpirun() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("PMI_RANK");
 }
-
-// Times a collective into the communicator's counter.
-class Timed {
- public:
-  explicit Timed(double* total) : total_(total), t0_(Clock::now()) {}
-  ~Timed() { *total_ += std::chrono::duration<double>(Clock::now() - t0_).count(); }
-
- private:
-  double* total_;
-  Clock::time_point t0_;
-};
 
 void finalize_at_exit() {
   int finalized = 0;
@@ -73,15 +58,18 @@ Communicator& Communicator::world(bool force_mpi) {
   return *w;
 }
 
+Communicator& Communicator::single_process() {
+  static Communicator alone;
+  return alone;
+}
+
 void Communicator::broadcast(float* data, size_t n, int root) {
   if (!mpi_ || size_ == 1) return;
-  Timed t(&comm_seconds_);
   check(MPI_Bcast(data, static_cast<int>(n), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
 void Communicator::broadcast_bytes(std::string* bytes, int root) {
   if (!mpi_ || size_ == 1) return;
-  Timed t(&comm_seconds_);
   uint64_t len = bytes->size();
   check(MPI_Bcast(&len, 1, MPI_UINT64_T, root, MPI_COMM_WORLD), "MPI_Bcast");
   bytes->resize(len);
@@ -98,14 +86,12 @@ void Communicator::broadcast_bytes_idle(std::string* bytes, int root, int poll_m
     if (done) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
   }
-  Timed t(&comm_seconds_);
   bytes->resize(len);
   check(MPI_Bcast(bytes->data(), static_cast<int>(len), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
 void Communicator::allreduce_sum(float* data, size_t n) {
   if (!mpi_ || size_ == 1) return;
-  Timed t(&comm_seconds_);
   bytes_reduced_ += n * sizeof(float);
   check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Allreduce");
@@ -113,7 +99,6 @@ void Communicator::allreduce_sum(float* data, size_t n) {
 
 void Communicator::allreduce_sum(double* data, size_t n) {
   if (!mpi_ || size_ == 1) return;
-  Timed t(&comm_seconds_);
   bytes_reduced_ += n * sizeof(double);
   check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Allreduce");
@@ -131,7 +116,6 @@ Communicator::Pending Communicator::start_allreduce_mean(float* data, size_t n) 
   p.impl_->data = data;
   p.impl_->n = n;
   if (!mpi_ || size_ == 1) return p;
-  Timed t(&comm_seconds_);
   bytes_reduced_ += n * sizeof(float);
   check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
                        &p.impl_->request),
@@ -141,17 +125,13 @@ Communicator::Pending Communicator::start_allreduce_mean(float* data, size_t n) 
 
 void Communicator::wait(Pending& p) {
   if (!mpi_ || size_ == 1 || p.impl_->request == MPI_REQUEST_NULL) return;
-  {
-    Timed t(&comm_seconds_);
-    check(MPI_Wait(&p.impl_->request, MPI_STATUS_IGNORE), "MPI_Wait");
-  }
+  check(MPI_Wait(&p.impl_->request, MPI_STATUS_IGNORE), "MPI_Wait");
   const float inv = 1.0f / static_cast<float>(size_);
   for (size_t i = 0; i < p.impl_->n; ++i) p.impl_->data[i] *= inv;
 }
 
 bool Communicator::all_equal(uint64_t checksum) {
   if (!mpi_ || size_ == 1) return true;
-  Timed t(&comm_seconds_);
   // min and max in one call: a checksum and its complement, both minimised.
   uint64_t v[2] = {checksum, ~checksum};
   check(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
@@ -170,25 +150,6 @@ uint64_t checksum_bytes(const void* data, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
   return h;
-}
-
-std::vector<Bucket> make_buckets(const ParamStore& params, size_t bucket_bytes) {
-  std::vector<Bucket> out;
-  const auto& ps = params.params();
-  const size_t target = std::max<size_t>(1, bucket_bytes / sizeof(float));
-  Bucket cur;
-  for (size_t i = ps.size(); i-- > 0;) {
-    // Parameters are contiguous in registration order; walking backwards, each one
-    // extends the current bucket downwards.
-    cur.offset = ps[i]->offset;
-    cur.size += ps[i]->size;
-    if (cur.size >= target) {
-      out.push_back(cur);
-      cur = Bucket();
-    }
-  }
-  if (cur.size > 0) out.push_back(cur);
-  return out;
 }
 
 }  // namespace prelude

@@ -1,8 +1,10 @@
-// The process group a job trains on: this process alone, or an MPI world.
+// The process group a job trains on: this process alone, or an MPI world. With one
+// process every collective returns at once without an MPI call, so the trainer has
+// one code path whatever the number of ranks.
 //
 // Data-parallel training needs a handful of collectives: a broadcast of rank 0's
 // initial state, an in-place average of the gradient arena (fused, or in buckets
-// started while backward runs), small sums for loss/accuracy, and a checksum
+// started while backward runs: see gradient_reducer.h), small sums for loss/accuracy, and a checksum
 // comparison that catches ranks drifting apart. mpi.h stays out of this header.
 #pragma once
 
@@ -10,11 +12,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 namespace prelude {
-
-class ParamStore;
 
 class Communicator {
  public:
@@ -22,6 +21,10 @@ class Communicator {
   // else a single-process group that makes no MPI call at all. Initialised once
   // (MPI_THREAD_FUNNELED); MPI_Finalize runs at exit.
   static Communicator& world(bool force_mpi = false);
+  // This process alone, whatever the world is (also on one rank of an MPI job, for a
+  // reference run): size 1, and every collective a no-op that makes no MPI call. It
+  // has no state that changes, so any number of runs may share it.
+  static Communicator& single_process();
 
   int rank() const { return rank_; }
   int size() const { return size_; }
@@ -59,28 +62,17 @@ class Communicator {
   // Ends the job on every rank: prints "rank R: <message>" and calls MPI_Abort(code).
   [[noreturn]] void abort(const std::string& message, int code);
 
-  double comm_seconds() const { return comm_seconds_; }
+  // Bytes this rank has put into allreduces so far (none alone).
   uint64_t bytes_reduced() const { return bytes_reduced_; }
 
  private:
   Communicator() = default;
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;
-  double comm_seconds_ = 0;
   uint64_t bytes_reduced_ = 0;
 };
 
 // 64-bit FNV-1a of raw bytes, for comparing parameters across ranks.
 uint64_t checksum_bytes(const void* data, size_t n);
-
-// A contiguous range of the gradient arena, in floats, reduced as one message.
-struct Bucket {
-  size_t offset = 0, size = 0;
-};
-
-// Splits the arena into buckets of about `bucket_bytes` at parameter boundaries,
-// from the last parameter to the first (the order backward finishes them); the
-// same on every rank.
-std::vector<Bucket> make_buckets(const ParamStore& params, size_t bucket_bytes);
 
 }  // namespace prelude

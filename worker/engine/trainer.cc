@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "engine/comm.h"
 #include "engine/dataset.h"
+#include "engine/gradient_reducer.h"
 #include "common/errors.h"
 #include "spec/job_spec.h"
 #include "engine/model.h"
@@ -31,6 +33,7 @@ std::string event_to_json(const v1::TrainingEvent& event) {
 
 namespace {
 
+// Loss and accuracy sums over images (every rank's, once reduced).
 struct Accum {
   double loss_sum = 0;
   int64_t correct = 0, count = 0;
@@ -41,6 +44,34 @@ struct Accum {
   }
   double loss() const { return count ? loss_sum / count : 0; }
   double accuracy() const { return count ? static_cast<double>(correct) / count : 0; }
+};
+
+// The stall check's windows (training.stallWindowSteps).
+struct StallWatch {
+  double sum = 0;                                              // losses of the window in progress
+  double best_mean = std::numeric_limits<double>::infinity();  // the best finished window's mean loss
+  int64_t best_end = 0;                                        // and its last step
+};
+
+// Where a run stands between two steps: all that the training loop carries from one
+// step to the next, apart from the parameters and their momentum (in the network's
+// ParamStore). Nothing else changes while training: the batches of an epoch come from
+// epoch_permutation(n, seed, epoch), a pure function, and the learning rate from the
+// step. So a run given a copy of this state, and those parameters and momentum,
+// continues exactly as the run that reached it; a checkpoint saves these plain fields.
+struct TrainingState {
+  int64_t step = 0;      // optimizer steps taken: the next step's 0-based index
+  int epoch = 0;         // the epoch in progress (or next), 0-based
+  int64_t position = 0;  // batches of `epoch` taken; > 0 until the epoch is reported
+  bool stopped = false;  // the first rank was asked to stop: no more steps
+  Accum window;          // the steps since the last step event
+  Accum epoch_sums;      // the steps of `epoch` so far
+  Accum last_epoch;      // the last reported epoch: its steps,
+  Accum last_test;       // and its test set (count 0: not evaluated)
+  StallWatch stall;
+  // Training time: only the throughputs (images per second) depend on it.
+  double window_seconds = 0;  // of the steps in `window`
+  double train_seconds = 0;   // of every step after the warm-up
 };
 
 double seconds_since(Clock::time_point t) {
@@ -54,174 +85,223 @@ std::string fmt(const char* f, Args... args) {
   return buf;
 }
 
-// The ranks of a run: a Communicator, or this process alone (no MPI calls at all).
-class Group {
- public:
-  explicit Group(Communicator* c) : c_(c && c->size() > 1 ? c : nullptr) {}
-  int rank() const { return c_ ? c_->rank() : 0; }
-  int size() const { return c_ ? c_->size() : 1; }
-  bool root() const { return rank() == 0; }
-  Communicator* comm() const { return c_; }
-  void sum(double* v, size_t n) const {
-    if (c_) c_->allreduce_sum(v, n);
-  }
-
- private:
-  Communicator* c_;
-};
-
 class Run {
  public:
   Run(const v1::JobSpec& spec, const RunOptions& options, EventSink& sink)
-      : spec_(spec), options_(options), sink_(sink), t_(spec.training()), group_(options.comm) {}
+      : spec_(spec), options_(options), sink_(sink), t_(spec.training()),
+        comm_(options.comm ? *options.comm : Communicator::single_process()) {}
 
   v1::TrainingEvent go() {
     const auto start = Clock::now();
-    const int64_t global = t_.batch_size(), ranks = group_.size();
-    if (global % ranks != 0)
-      throw user_error("training.batchSize", fmt("%lld is not divisible by the %lld ranks training the job",
-                                                  static_cast<long long>(global), static_cast<long long>(ranks)));
-    const int64_t b = global / ranks;  // this rank's slice of every global batch
-    // Every rank loads its data and builds its network; a failure on any rank (a
-    // missing file on one host, a bad shape) fails them all with the same error,
-    // so no rank is left waiting in a collective and a pool can take the next job.
-    agree_on([&] {
-      load_data();
-      build(b);
-    });
-    const int64_t steps_per_epoch = train_.n / global;
-    if (steps_per_epoch == 0)
-      throw user_error("training.batchSize", fmt("%lld is larger than the training set (%d images)",
-                                                  static_cast<long long>(global), train_.n));
-    int64_t total = static_cast<int64_t>(std::ceil(t_.epochs() * steps_per_epoch));
-    if (t_.max_steps() > 0) total = std::min<int64_t>(total, t_.max_steps());
-    LrSchedule sched = schedule(steps_per_epoch, total);
-    ParamStore& params = net_->params();
-    Sgd sgd(params, {t_.momentum(), t_.weight_decay(), t_.weight_decay_on_slopes()});
-    if (Communicator* c = group_.comm()) {
-      // Rank 0's initial state wins, whatever seeds the others used.
-      c->broadcast(params.values(), params.total_floats());
-      c->broadcast(params.momentum(), params.total_floats());
-      if (t_.data_parallel().bucket_bytes() > 0) buckets_ = make_buckets(params, t_.data_parallel().bucket_bytes());
-    }
-    progress(fmt("%s: %lld steps of batch %lld (%lld per epoch) on %lld rank(s), %lld parameters",
-                 spec_.name().c_str(), static_cast<long long>(total), static_cast<long long>(global),
-                 static_cast<long long>(steps_per_epoch), static_cast<long long>(ranks),
-                 static_cast<long long>(params.logical_count())));
-    total_steps_ = total;
+    prepare();
     diagnostics(0);
-
-    std::vector<int32_t> labels(b);
-    int64_t step = 0;
-    double train_seconds = 0;
-    bool stop = false;
-    Accum window, epoch_acc, last_epoch;
-    double window_seconds = 0;  // training time of the steps in `window`
-    for (int epoch = 0; step < total && !stop; ++epoch) {
-      const auto perm = epoch_permutation(train_.n, static_cast<uint64_t>(t_.seed()), epoch);
-      epoch_acc = Accum();
-      for (int64_t i = 0; i < steps_per_epoch && step < total && !stop; ++i) {
-        const double lr = sched.at(step);
-        const auto t0 = Clock::now();
-        gather_batch(train_, perm.data() + i * global + group_.rank() * b, static_cast<int>(b),
-                     net_->input_data(), labels.data());
-        net_->forward();
-        const LossResult local = net_->loss(labels.data(), static_cast<int>(b), true, static_cast<double>(b));
-        backward_and_reduce();
-        sgd.step(lr);
-        const double step_seconds = seconds_since(t0);
-        if (step >= kWarmupSteps) train_seconds += step_seconds;
-        window_seconds += step_seconds;
-        ++step;
-        // One small collective per step: the global loss and accuracy, and whether
-        // the first rank was asked to stop (so every rank stops at the same step).
-        double stats[4] = {local.loss_sum, static_cast<double>(local.correct), static_cast<double>(local.count),
-                           group_.root() && options_.should_stop && options_.should_stop() ? 1.0 : 0.0};
-        group_.sum(stats, 4);
-        const LossResult r{stats[0], static_cast<int64_t>(stats[1]), static_cast<int64_t>(stats[2])};
-        if (!std::isfinite(r.loss_sum))
-          throw DivergedError(fmt("training diverged: the loss is %g at step %lld", r.loss_sum,
-                                  static_cast<long long>(step)));
-        check_stall(step, r.count > 0 ? r.loss_sum / static_cast<double>(r.count) : 0.0);
-        if (options_.after_step) options_.after_step(step, params);
-        if (Communicator* c = group_.comm(); c && step % t_.data_parallel().check_every_steps() == 0) {
-          if (!c->all_equal(checksum_bytes(params.values(), params.total_floats() * sizeof(float))))
-            throw DesyncError(fmt("rank %d: the ranks' parameters differ after step %lld (silent desync); stopping",
-                                  group_.rank(), static_cast<long long>(step)));
-        }
-        if (stats[3] > 0) {
-          progress("stopped at step " + std::to_string(step));
-          stop = true;
-        }
-        window.add(r);
-        epoch_acc.add(r);
-        if (step % t_.log_every_steps() == 0 || step == total || stop) {
-          v1::TrainingEvent e;
-          e.set_event("step");
-          e.set_epoch(epoch + 1);
-          e.set_step(static_cast<int32_t>(step));
-          e.set_loss(window.loss());
-          e.set_accuracy(window.accuracy());
-          e.set_learning_rate(lr);
-          e.set_total_steps(static_cast<int32_t>(total));
-          if (window_seconds > 0) e.set_images_per_second(static_cast<double>(window.count) / window_seconds);
-          emit(e);
-          progress(fmt("epoch %d step %lld/%lld loss %.4f acc %.3f lr %.4g", epoch + 1,
-                       static_cast<long long>(step), static_cast<long long>(total), window.loss(),
-                       window.accuracy(), lr));
-          window = Accum();
-          window_seconds = 0;
-        }
-      }
-      if (epoch_acc.count == 0) break;
-      last_epoch = epoch_acc;
-      v1::TrainingEvent e;
-      e.set_event("epoch");
-      e.set_epoch(epoch + 1);
-      e.set_step(static_cast<int32_t>(step));
-      e.set_train_loss(epoch_acc.loss());
-      e.set_train_accuracy(epoch_acc.accuracy());
-      e.set_learning_rate(sched.at(std::max<int64_t>(0, step - 1)));
-      evaluate(&e);
-      add_alphas(&e);
-      emit(e);
-      progress(fmt("epoch %d done: train loss %.4f acc %.4f, test loss %.4f acc %.4f", epoch + 1,
-                   epoch_acc.loss(), epoch_acc.accuracy(), e.test_loss(), e.test_accuracy()));
-      diagnostics(epoch + 1);
-      last_test_loss_ = e.test_loss();
-      last_test_acc_ = e.test_accuracy();
-    }
-
-    v1::TrainingEvent s;
-    s.set_event("summary");
-    s.set_name(spec_.name());
-    s.set_steps(static_cast<int32_t>(step));
-    s.set_train_loss(last_epoch.loss());
-    s.set_train_accuracy(last_epoch.accuracy());
-    if (!t_.skip_test()) {
-      s.set_test_loss(last_test_loss_);
-      s.set_test_accuracy(last_test_acc_);
-    }
-    const int64_t timed = step > kWarmupSteps ? step - kWarmupSteps : 0;
-    s.set_train_images_per_second(train_seconds > 0 ? timed * global / train_seconds : 0);
-    add_alphas(&s);
-    s.set_ranks(static_cast<int32_t>(ranks));
-    s.set_allreduce_seconds(allreduce_seconds_);
-    s.set_allreduce_bytes_per_step(group_.comm() ? params.total_floats() * sizeof(float) : 0.0);
-    s.set_seconds(seconds_since(start));
-    if (options_.on_finish) options_.on_finish(params);
-    emit(s);
-    return s;
+    // From the first step. (Resuming would restore a saved state, and the parameters
+    // and momentum, on every rank here instead.)
+    TrainingState state;
+    train(state);
+    const v1::TrainingEvent summary = make_summary(state, seconds_since(start));
+    if (options_.on_finish) options_.on_finish(net_->params());
+    emit(summary);
+    return summary;
   }
 
  private:
   static constexpr int64_t kWarmupSteps = 5;
 
+  // What one step gives every rank.
+  struct StepResult {
+    LossResult loss;      // the global batch's, summed over the ranks
+    bool stop_requested;  // the first rank was asked to stop
+    double seconds;       // this rank's time for the step, up to the optimizer's update
+  };
+
+  // Everything before the first step, alike on every rank: the share of the global
+  // batch, the data and the network, the step counts and the schedule, the optimizer
+  // and the gradient reducer, and rank 0's initial parameters and momentum.
+  void prepare() {
+    global_batch_ = t_.batch_size();
+    const int64_t ranks = comm_.size();
+    if (global_batch_ % ranks != 0)
+      throw user_error("training.batchSize",
+                       fmt("%lld is not divisible by the %lld ranks training the job",
+                           static_cast<long long>(global_batch_), static_cast<long long>(ranks)));
+    local_batch_ = global_batch_ / ranks;
+    // Every rank loads its data and builds its network; a failure on any rank (a
+    // missing file on one host, a bad shape) fails them all with the same error,
+    // so no rank is left waiting in a collective and a pool can take the next job.
+    agree_on([&] {
+      load_data();
+      build(local_batch_);
+    });
+    count_steps();
+    schedule_ = schedule(steps_per_epoch_, total_steps_);
+    ParamStore& params = net_->params();
+    sgd_.emplace(params, SgdOptions{t_.momentum(), t_.weight_decay(), t_.weight_decay_on_slopes()});
+    // Rank 0's initial state wins, whatever seeds the others used.
+    comm_.broadcast(params.values(), params.total_floats());
+    comm_.broadcast(params.momentum(), params.total_floats());
+    reducer_.emplace(comm_, params, t_.data_parallel().bucket_bytes());
+    labels_.resize(local_batch_);
+    progress(fmt("%s: %lld steps of batch %lld (%lld per epoch) on %lld rank(s), %lld parameters",
+                 spec_.name().c_str(), static_cast<long long>(total_steps_), static_cast<long long>(global_batch_),
+                 static_cast<long long>(steps_per_epoch_), static_cast<long long>(ranks),
+                 static_cast<long long>(params.logical_count())));
+  }
+
+  // An epoch is the whole global batches the training set holds (the rest of it is
+  // left out of that epoch); the run is training.epochs of them (fractions allowed),
+  // at most training.maxSteps steps.
+  void count_steps() {
+    steps_per_epoch_ = train_.n / global_batch_;
+    if (steps_per_epoch_ == 0)
+      throw user_error("training.batchSize", fmt("%lld is larger than the training set (%d images)",
+                                                  static_cast<long long>(global_batch_), train_.n));
+    total_steps_ = static_cast<int64_t>(std::ceil(t_.epochs() * steps_per_epoch_));
+    if (t_.max_steps() > 0) total_steps_ = std::min<int64_t>(total_steps_, t_.max_steps());
+  }
+
+  // Trains from `s` to the last step (or a stop), an epoch at a time. An epoch that
+  // has begun is finished and reported even with no step left, so a state taken
+  // after an epoch's last step resumes with that epoch's report.
+  void train(TrainingState& s) {
+    while (s.position > 0 || (s.step < total_steps_ && !s.stopped)) run_epoch(s);
+  }
+
+  // Trains epoch s.epoch from its batch s.position to its end, the last step or a
+  // stop; then reports it, and `s` moves to the start of the next epoch.
+  void run_epoch(TrainingState& s) {
+    const auto order = epoch_permutation(train_.n, static_cast<uint64_t>(t_.seed()), s.epoch);
+    while (s.position < steps_per_epoch_ && s.step < total_steps_ && !s.stopped) {
+      const double lr = schedule_.at(s.step);
+      record_step(s, train_step(order.data() + s.position * global_batch_, lr));
+      if (s.step % t_.log_every_steps() == 0 || s.step == total_steps_ || s.stopped) {
+        emit_step_event(s, lr);
+        s.window = Accum();
+        s.window_seconds = 0;
+      }
+    }
+    end_epoch(s);
+  }
+
+  // One optimizer step on the global batch whose training-set indices start at
+  // `batch`, this rank on its slice of it: gather, forward, loss, backward with the
+  // gradients averaged over the ranks, SGD. Then one small collective: the global
+  // loss and accuracy, and whether the first rank was asked to stop (so every rank
+  // stops at the same step).
+  StepResult train_step(const int32_t* batch, double lr) {
+    const auto t0 = Clock::now();
+    const int b = static_cast<int>(local_batch_);
+    gather_batch(train_, batch + comm_.rank() * local_batch_, b, net_->input_data(), labels_.data());
+    net_->forward();
+    const LossResult local = net_->loss(labels_.data(), b, true, static_cast<double>(b));
+    reducer_->backward_and_reduce(*net_);
+    sgd_->step(lr);
+    const double seconds = seconds_since(t0);
+    double stats[4] = {local.loss_sum, static_cast<double>(local.correct), static_cast<double>(local.count),
+                       comm_.is_root() && options_.should_stop && options_.should_stop() ? 1.0 : 0.0};
+    comm_.allreduce_sum(stats, 4);
+    return {{stats[0], static_cast<int64_t>(stats[1]), static_cast<int64_t>(stats[2])}, stats[3] > 0, seconds};
+  }
+
+  // Counts a finished step into `s` (and shows it to options.after_step) and checks
+  // it: the loss must be finite and (when watched) still improving, and the ranks'
+  // parameters must still agree.
+  void record_step(TrainingState& s, const StepResult& r) {
+    if (s.step >= kWarmupSteps) s.train_seconds += r.seconds;
+    s.window_seconds += r.seconds;
+    ++s.step;
+    ++s.position;
+    if (!std::isfinite(r.loss.loss_sum))
+      throw DivergedError(fmt("training diverged: the loss is %g at step %lld", r.loss.loss_sum,
+                              static_cast<long long>(s.step)));
+    check_stall(s.stall, s.step, r.loss.count > 0 ? r.loss.loss_sum / static_cast<double>(r.loss.count) : 0.0);
+    if (options_.after_step) options_.after_step(s.step, net_->params());
+    check_ranks_agree(s.step);
+    if (r.stop_requested) {
+      progress("stopped at step " + std::to_string(s.step));
+      s.stopped = true;
+    }
+    s.window.add(r.loss);
+    s.epoch_sums.add(r.loss);
+  }
+
+  // The test set's loss and accuracy, then the epoch's report and diagnostics; `s`
+  // moves to the start of the next epoch.
+  void end_epoch(TrainingState& s) {
+    const Accum test = evaluate();
+    emit_epoch_event(s, test);
+    diagnostics(s.epoch + 1);
+    s.last_epoch = s.epoch_sums;
+    s.last_test = test;
+    s.epoch_sums = Accum();
+    ++s.epoch;
+    s.position = 0;
+  }
+
+  // The step event: loss and accuracy of the steps since the last one.
+  void emit_step_event(const TrainingState& s, double lr) {
+    v1::TrainingEvent e;
+    e.set_event("step");
+    e.set_epoch(s.epoch + 1);
+    e.set_step(static_cast<int32_t>(s.step));
+    e.set_loss(s.window.loss());
+    e.set_accuracy(s.window.accuracy());
+    e.set_learning_rate(lr);
+    e.set_total_steps(static_cast<int32_t>(total_steps_));
+    if (s.window_seconds > 0) e.set_images_per_second(static_cast<double>(s.window.count) / s.window_seconds);
+    emit(e);
+    progress(fmt("epoch %d step %lld/%lld loss %.4f acc %.3f lr %.4g", s.epoch + 1, static_cast<long long>(s.step),
+                 static_cast<long long>(total_steps_), s.window.loss(), s.window.accuracy(), lr));
+  }
+
+  // The epoch event (of s.epoch, before `s` moves on): its training loss and accuracy,
+  // the learning rate of its last step, the test set's (when evaluated) and the slopes.
+  void emit_epoch_event(const TrainingState& s, const Accum& test) {
+    v1::TrainingEvent e;
+    e.set_event("epoch");
+    e.set_epoch(s.epoch + 1);
+    e.set_step(static_cast<int32_t>(s.step));
+    e.set_train_loss(s.epoch_sums.loss());
+    e.set_train_accuracy(s.epoch_sums.accuracy());
+    e.set_learning_rate(schedule_.at(std::max<int64_t>(0, s.step - 1)));
+    if (test.count > 0) {
+      e.set_test_loss(test.loss());
+      e.set_test_accuracy(test.accuracy());
+    }
+    add_alphas(&e);
+    emit(e);
+    progress(fmt("epoch %d done: train loss %.4f acc %.4f, test loss %.4f acc %.4f", s.epoch + 1,
+                 s.epoch_sums.loss(), s.epoch_sums.accuracy(), test.loss(), test.accuracy()));
+  }
+
+  // The summary of a run that ended in state `s` after `seconds`: the last epoch's
+  // and test set's numbers, the throughput after the warm-up, the slopes, and what
+  // reducing the gradients cost.
+  v1::TrainingEvent make_summary(const TrainingState& s, double seconds) const {
+    v1::TrainingEvent e;
+    e.set_event("summary");
+    e.set_name(spec_.name());
+    e.set_steps(static_cast<int32_t>(s.step));
+    e.set_train_loss(s.last_epoch.loss());
+    e.set_train_accuracy(s.last_epoch.accuracy());
+    if (!t_.skip_test()) {
+      e.set_test_loss(s.last_test.loss());
+      e.set_test_accuracy(s.last_test.accuracy());
+    }
+    const int64_t timed = s.step > kWarmupSteps ? s.step - kWarmupSteps : 0;
+    e.set_train_images_per_second(s.train_seconds > 0 ? timed * global_batch_ / s.train_seconds : 0);
+    add_alphas(&e);
+    e.set_ranks(comm_.size());
+    e.set_allreduce_seconds(reducer_->seconds());
+    e.set_allreduce_bytes_per_step(reducer_->bytes_per_step());
+    e.set_seconds(seconds);
+    return e;
+  }
+
   // Runs `f` on every rank; if it throws on any rank, every rank throws the error of
-  // the lowest failing rank (a UserError stays a UserError).
+  // the lowest failing rank (a UserError stays a UserError; anything else becomes a
+  // std::runtime_error with its message).
   void agree_on(const std::function<void()>& f) {
-    Communicator* c = group_.comm();
-    if (!c) return f();
     std::string error;
     double kind = 0;  // 0 ok, 1 UserError, 2 anything else
     try {
@@ -231,13 +311,13 @@ class Run {
     } catch (const std::exception& e) {
       error = e.what(), kind = 2;
     }
-    std::vector<double> failed(group_.size(), 0.0);
-    failed[group_.rank()] = kind;
-    c->allreduce_sum(failed.data(), failed.size());
+    std::vector<double> failed(comm_.size(), 0.0);
+    failed[comm_.rank()] = kind;
+    comm_.allreduce_sum(failed.data(), failed.size());
     const auto first = std::find_if(failed.begin(), failed.end(), [](double k) { return k != 0; });
     if (first == failed.end()) return;
     const int root = static_cast<int>(first - failed.begin());
-    c->broadcast_bytes(&error, root);
+    comm_.broadcast_bytes(&error, root);
     if (root != 0) error = "rank " + std::to_string(root) + ": " + error;
     if (*first == 1) throw UserError(error);
     throw std::runtime_error(error);
@@ -245,61 +325,37 @@ class Run {
 
   // Every training.stallWindowSteps steps: the window's mean loss must be at least
   // 1% below the best earlier window's (the global loss: every rank decides alike).
-  void check_stall(int64_t step, double loss) {
-    const int64_t w = t_.stall_window_steps();
-    if (w <= 0) return;
-    stall_sum_ += loss;
-    if (step % w != 0) return;
-    const double mean = stall_sum_ / static_cast<double>(w);
-    stall_sum_ = 0;
-    if (std::isfinite(best_window_) && !(mean < 0.99 * best_window_))
+  void check_stall(StallWatch& w, int64_t step, double loss) const {
+    const int64_t n = t_.stall_window_steps();
+    if (n <= 0) return;
+    w.sum += loss;
+    if (step % n != 0) return;
+    const double mean = w.sum / static_cast<double>(n);
+    w.sum = 0;
+    if (std::isfinite(w.best_mean) && !(mean < 0.99 * w.best_mean))
       throw StalledError(fmt("training stalled: mean loss %.4f over steps %lld-%lld is not 1%% below the best "
                              "earlier window's %.4f (steps %lld-%lld)",
-                             mean, static_cast<long long>(step - w + 1), static_cast<long long>(step), best_window_,
-                             static_cast<long long>(best_window_end_ - w + 1),
-                             static_cast<long long>(best_window_end_)));
-    best_window_ = mean;
-    best_window_end_ = step;
+                             mean, static_cast<long long>(step - n + 1), static_cast<long long>(step), w.best_mean,
+                             static_cast<long long>(w.best_end - n + 1), static_cast<long long>(w.best_end)));
+    w.best_mean = mean;
+    w.best_end = step;
+  }
+
+  // Every dataParallel.checkEverySteps steps: the ranks' parameters must still be
+  // bit-identical (a silent desync would otherwise train on unnoticed).
+  void check_ranks_agree(int64_t step) {
+    if (step % t_.data_parallel().check_every_steps() != 0) return;
+    const ParamStore& p = net_->params();
+    if (!comm_.all_equal(checksum_bytes(p.values(), p.total_floats() * sizeof(float))))
+      throw DesyncError(fmt("rank %d: the ranks' parameters differ after step %lld (silent desync); stopping",
+                            comm_.rank(), static_cast<long long>(step)));
   }
 
   void emit(const v1::TrainingEvent& e) {
-    if (group_.root()) sink_.on_event(e);
+    if (comm_.is_root()) sink_.on_event(e);
   }
   void progress(const std::string& line) {
-    if (group_.root()) sink_.on_progress(line);
-  }
-
-  // Backward pass, then every gradient (weights, biases and PReLU slopes) averaged
-  // over the ranks: one fused allreduce over the arena, or buckets started as soon
-  // as backward has finished them (last layers first) and awaited at the end.
-  void backward_and_reduce() {
-    Communicator* c = group_.comm();
-    if (!c) {
-      net_->backward();
-      return;
-    }
-    float* grads = net_->params().grads();
-    if (buckets_.empty()) {
-      net_->backward();
-      const auto t0 = Clock::now();
-      c->allreduce_mean(grads, net_->params().total_floats());
-      allreduce_seconds_ += seconds_since(t0);
-      return;
-    }
-    std::vector<Communicator::Pending> pending;
-    size_t next = 0;
-    double started = 0;
-    net_->backward([&](size_t first_final_offset) {
-      const auto t0 = Clock::now();
-      for (; next < buckets_.size() && buckets_[next].offset >= first_final_offset; ++next)
-        pending.push_back(c->start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
-      started += seconds_since(t0);
-    });
-    const auto t0 = Clock::now();
-    for (; next < buckets_.size(); ++next)  // every bucket is final once backward returns
-      pending.push_back(c->start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
-    for (auto& p : pending) c->wait(p);
-    allreduce_seconds_ += started + seconds_since(t0);
+    if (comm_.is_root()) sink_.on_progress(line);
   }
 
   void load_data() {
@@ -344,13 +400,14 @@ class Run {
     return s;
   }
 
-  // Loss and accuracy over the whole test set, in batches (the last one padded).
-  void evaluate(v1::TrainingEvent* e) {
-    if (t_.skip_test() || test_.n == 0) return;
+  // Loss and accuracy over the whole test set, in batches (the last one padded);
+  // count 0 when the test set is skipped.
+  Accum evaluate() {
+    if (t_.skip_test() || test_.n == 0) return Accum();
     // Each rank evaluates its contiguous share of the test set; the sums are reduced.
     const int64_t b = net_->batch();
-    const int64_t begin = test_.n * group_.rank() / group_.size();
-    const int64_t end = test_.n * (group_.rank() + 1) / group_.size();
+    const int64_t begin = test_.n * comm_.rank() / comm_.size();
+    const int64_t end = test_.n * (comm_.rank() + 1) / comm_.size();
     std::vector<int32_t> idx(b), labels(b);
     double sums[3] = {0, 0, 0};
     for (int64_t start = begin; start < end; start += b) {
@@ -361,9 +418,8 @@ class Run {
       const LossResult r = net_->loss(labels.data(), count, false, 1.0);
       sums[0] += r.loss_sum, sums[1] += r.correct, sums[2] += r.count;
     }
-    group_.sum(sums, 3);
-    e->set_test_loss(sums[2] > 0 ? sums[0] / sums[2] : 0);
-    e->set_test_accuracy(sums[2] > 0 ? sums[1] / sums[2] : 0);
+    comm_.allreduce_sum(sums, 3);
+    return {sums[0], static_cast<int64_t>(sums[1]), static_cast<int64_t>(sums[2])};
   }
 
   // Standard deviations per weight layer on the first training batch (unshuffled;
@@ -401,15 +457,16 @@ class Run {
   const RunOptions& options_;
   EventSink& sink_;
   const v1::TrainingSpec& t_;
+  Communicator& comm_;
   Dataset train_, test_;
-  Group group_;
+  // Set by prepare(), then fixed for the run.
+  int64_t global_batch_ = 0, local_batch_ = 0;  // local: this rank's slice of every global batch
+  int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+  LrSchedule schedule_;
   std::unique_ptr<Network> net_;
-  std::vector<Bucket> buckets_;
-  double allreduce_seconds_ = 0;
-  int64_t total_steps_ = 0;
-  double stall_sum_ = 0, best_window_ = std::numeric_limits<double>::infinity();
-  int64_t best_window_end_ = 0;
-  double last_test_loss_ = 0, last_test_acc_ = 0;
+  std::optional<Sgd> sgd_;
+  std::optional<GradientReducer> reducer_;
+  std::vector<int32_t> labels_;  // the labels of this rank's slice of the batch
 };
 
 }  // namespace

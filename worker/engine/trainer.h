@@ -28,7 +28,8 @@ struct RunOptions {
   // same step (a cancelled job).
   std::function<bool()> should_stop;
   // The ranks training this job together (data parallel: each takes a slice of every
-  // global batch, gradients are averaged with allreduce). nullptr: this process alone.
+  // global batch, gradients are averaged with allreduce). nullptr: this process
+  // alone (Communicator::single_process()), even inside an MPI job.
   // Only the first rank sends events to the sink.
   Communicator* comm = nullptr;
   // For tests and tools: called on every rank after each optimizer step (1-based
