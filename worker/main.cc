@@ -14,9 +14,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
+#include "artifacts/checkpoint_file.h"
 #include "common/flags.h"
 #include "engine/comm.h"
 #include "common/errors.h"
@@ -29,17 +32,32 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]\n"
+    "                          [--checkpoint-dir DIR] [--resume CKPT]\n"
     "       prelude-worker serve [--coordinator ADDR] [--token-file F] ...  (see serve --help)\n"
     "\n"
     "Trains the job described by JOB.json (the JSON form of prelude.v1.JobSpec).\n"
     "  --data-root DIR  where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
     "  --threads N      compute threads (default: OMP_NUM_THREADS or all cores)\n"
     "  --quiet          no progress on stderr\n"
+    "  --checkpoint-dir DIR  write DIR/step-N.ckpt at every epoch's end (and every\n"
+    "                   training.checkpoint.everySteps steps) and DIR/final.ckpt at the end\n"
+    "  --resume CKPT    continue from a checkpoint of this job (epochs and maxSteps may grow)\n"
     "stdout: one JSON event per line; exit 0 ok, 1 training failed, 2 bad input.\n";
 
 class CliSink : public prelude::EventSink {
  public:
   explicit CliSink(bool quiet) : quiet_(quiet) {}
+  // DIR/step-N.ckpt, or DIR/final.ckpt after the last step; written atomically.
+  void save(const std::string& dir, const prelude::v1::Checkpoint& c, bool final) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string path =
+        dir + "/" + (final ? std::string("final") : "step-" + std::to_string(c.progress().step())) + ".ckpt";
+    const std::string bytes = prelude::encode_checkpoint(c);
+    prelude::write_file_atomically(path, bytes);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    on_progress("checkpoint " + path + " (" + std::to_string(bytes.size() >> 10) + " KiB, " +
+                std::to_string(static_cast<int>(ms)) + " ms)");
+  }
   void on_event(const prelude::v1::TrainingEvent& e) override {
     std::fputs(prelude::event_to_json(e).c_str(), stdout);
     std::fputc('\n', stdout);
@@ -75,7 +93,7 @@ int main(int argc, char** argv) {
 
   prelude::RunOptions options;
   if (const char* root = std::getenv("PRELUDE_DATA_ROOT")) options.data_root = root;
-  std::string job_path;
+  std::string job_path, checkpoint_dir, resume_path;
   bool quiet = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -88,6 +106,10 @@ int main(int argc, char** argv) {
         options.data_root = value("--data-root");
       } else if (a == "--threads") {
         omp_set_num_threads(prelude::parse_threads(value("--threads")));
+      } else if (a == "--checkpoint-dir") {
+        checkpoint_dir = value("--checkpoint-dir");
+      } else if (a == "--resume") {
+        resume_path = value("--resume");
       } else if (a == "--quiet") {
         quiet = true;
       } else if (a == "--help" || a == "-h") {
@@ -118,6 +140,19 @@ int main(int argc, char** argv) {
   };
   try {
     const auto spec = prelude::load_and_check_job(job_path);
+    if (!checkpoint_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(checkpoint_dir, ec);
+      if (ec) throw prelude::user_error(checkpoint_dir, "cannot create: " + ec.message());
+      options.on_checkpoint = [&](const prelude::v1::Checkpoint& c, bool final) { sink.save(checkpoint_dir, c, final); };
+    }
+    // Rank 0 reads the checkpoint; the trainer hands its state to the other ranks.
+    prelude::v1::Checkpoint resume;
+    if (!resume_path.empty() && comm.is_root()) {
+      resume = prelude::read_checkpoint_file(resume_path);
+      options.resume_from = &resume;
+    }
+    options.resume_source = resume_path;
     prelude::run_training(spec, options, sink);
   } catch (const prelude::UserError& e) {
     return fail(std::string("error: ") + e.what(), 2);
