@@ -12,9 +12,6 @@
 #include <string>
 #include <vector>
 
-#include <google/protobuf/util/json_util.h>
-#include <google/protobuf/struct.pb.h>
-
 #include "artifacts/checkpoint_file.h"
 #include "artifacts/onnx_export.h"
 #include "common/errors.h"
@@ -72,23 +69,37 @@ Args parse(int argc, char** argv, const std::vector<std::string>& valued) {
   return a;
 }
 
-std::string json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
+// JSON output with the keys in a fixed, readable order.
+// Doubles with all their digits; floats (logits) with the 9 that round-trip a float.
+std::string jnum(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
 }
-
-google::protobuf::Value num(double v) {
-  google::protobuf::Value x;
-  x.set_number_value(v);
-  return x;
+std::string jfloat(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  return buf;
 }
-google::protobuf::Value str(const std::string& v) {
-  google::protobuf::Value x;
-  x.set_string_value(v);
-  return x;
+std::string jstr(const std::string& v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+template <typename T, typename F>
+std::string jlist(const std::vector<T>& items, F&& each) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + each(items[i]);
+  return out + "]";
 }
 
 int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body) {
@@ -147,27 +158,22 @@ int eval_main(int argc, char** argv) {
                                           a.flags.count("--dataset") ? 0 : ds.test_limit(), c.io().num_classes());
     TrainedModel model(c, a.ckpt, 256);
     const ConfusionMatrix cm = model.evaluate(test);
-    google::protobuf::Struct out;
-    auto& fields = *out.mutable_fields();
-    fields["checkpoint"] = str(a.ckpt);
-    fields["step"] = num(static_cast<double>(c.progress().step()));
-    fields["images"] = num(static_cast<double>(cm.total()));
-    fields["test_loss"] = num(cm.total() ? cm.loss_sum / cm.total() : 0.0);
-    fields["test_accuracy"] = num(cm.accuracy());
     const std::vector<std::string> names(c.io().class_names().begin(), c.io().class_names().end());
     const std::vector<double> per_class = cm.per_class_accuracy();
-    auto* pc = fields["per_class_accuracy"].mutable_list_value();
-    auto* matrix = fields["confusion_matrix"].mutable_list_value();
-    for (int i = 0; i < cm.k; ++i) {
-      google::protobuf::Value entry;
-      auto& e = *entry.mutable_struct_value()->mutable_fields();
-      e["class"] = str(i < static_cast<int>(names.size()) ? names[i] : "class " + std::to_string(i));
-      e["accuracy"] = num(per_class[i]);
-      *pc->add_values() = entry;
-      auto* row = matrix->add_values()->mutable_list_value();
-      for (int j = 0; j < cm.k; ++j) *row->add_values() = num(static_cast<double>(cm.counts[i * cm.k + j]));
-    }
-    std::printf("%s\n", json(out).c_str());
+    std::vector<int> classes(cm.k);
+    std::iota(classes.begin(), classes.end(), 0);
+    const std::string out =
+        "{\"checkpoint\":" + jstr(a.ckpt) + ",\"step\":" + std::to_string(c.progress().step()) +
+        ",\"images\":" + std::to_string(cm.total()) + ",\"test_loss\":" + jnum(cm.total() ? cm.loss_sum / cm.total() : 0) +
+        ",\"test_accuracy\":" + jnum(cm.accuracy()) + ",\"per_class_accuracy\":" + jlist(classes, [&](int i) {
+          return "{\"class\":" + jstr(i < static_cast<int>(names.size()) ? names[i] : "class " + std::to_string(i)) +
+                 ",\"accuracy\":" + jnum(per_class[i]) + "}";
+        }) +
+        ",\"confusion_matrix\":" + jlist(classes, [&](int i) {
+          return jlist(classes, [&](int j) { return std::to_string(cm.counts[i * cm.k + j]); });
+        }) +
+        "}";
+    std::printf("%s\n", out.c_str());
     return 0;
   });
 }
@@ -203,22 +209,17 @@ int predict_main(int argc, char** argv) {
         std::vector<int> order(k);
         std::iota(order.begin(), order.end(), 0);
         std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return lp[x] > lp[y]; });
-        google::protobuf::Struct line;
-        auto& f = *line.mutable_fields();
-        f["index"] = num(start + r);
-        auto* l = f["logits"].mutable_list_value();
-        for (int j = 0; j < k; ++j) *l->add_values() = num(row[j]);
-        auto* t = f["top"].mutable_list_value();
-        for (int j = 0; j < top; ++j) {
-          google::protobuf::Value e;
-          auto& ef = *e.mutable_struct_value()->mutable_fields();
-          ef["class"] = str(order[j] < c.io().class_names_size() ? c.io().class_names(order[j])
-                                                                 : "class " + std::to_string(order[j]));
-          ef["label"] = num(order[j]);
-          ef["probability"] = num(std::exp(lp[order[j]]));
-          *t->add_values() = e;
-        }
-        std::printf("%s\n", json(line).c_str());
+        const std::vector<float> row_values(row, row + k);
+        const std::vector<int> best(order.begin(), order.begin() + top);
+        const std::string line =
+            "{\"index\":" + std::to_string(start + r) +
+            ",\"logits\":" + jlist(row_values, [](float v) { return jfloat(v); }) + ",\"top\":" + jlist(best, [&](int j) {
+              return "{\"class\":" +
+                     jstr(j < c.io().class_names_size() ? c.io().class_names(j) : "class " + std::to_string(j)) +
+                     ",\"label\":" + std::to_string(j) + ",\"probability\":" + jnum(std::exp(lp[j])) + "}";
+            }) +
+            "}";
+        std::printf("%s\n", line.c_str());
       }
     }
     return 0;
