@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "client/render.h"
+#include "spec/events.h"
 
 namespace prelude::client {
 
@@ -149,7 +150,7 @@ int watch_job(Session& session, const std::string& job_id, const WatchRetry& ret
         state = event.state_change().state();
         reason = event.state_change().reason();
       }
-      if (event.has_training() && event.training().event() == "step") {
+      if (event.has_training() && event_kind(event.training()) == v1::TrainingEvent::STEP) {
         display.progress(progress_line(state, event.training(), shape, session.console().columns),
                          event_line(event, shape));
         continue;

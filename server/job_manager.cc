@@ -8,6 +8,7 @@
 
 #include "spec/data_files.h"
 #include "common/errors.h"
+#include "spec/events.h"
 #include "spec/job_spec.h"
 #include "spec/sweep.h"
 #include "server/errors.h"
@@ -450,8 +451,10 @@ bool JobManager::report(const std::string& pool_id, const std::string& job_id,
     for (const auto& t : events) {
       v1::JobEvent e = new_event(next);
       *e.mutable_training() = t;
-      if (t.event() == "step") *next.job.mutable_progress() = t;
-      if (t.event() == "epoch" || t.event() == "summary") *next.job.mutable_latest_metrics() = t;
+      const EventKind kind = event_kind(t);
+      if (kind == v1::TrainingEvent::STEP) *next.job.mutable_progress() = t;
+      if (kind == v1::TrainingEvent::EPOCH || kind == v1::TrainingEvent::SUMMARY)
+        *next.job.mutable_latest_metrics() = t;
       out.push_back(std::move(e));
     }
     commit(r, std::move(next), out);

@@ -544,7 +544,7 @@ TEST_F(ServicesTest, WatchJobStreamsHistoryThenLiveEventsAndEndsAfterTheFinalSta
   EXPECT_EQ(events[1].state_change().pool_id(), pool);
   EXPECT_EQ(events[2].training().step(), 1);
   EXPECT_EQ(events[3].training().step(), 2);
-  EXPECT_EQ(events[4].training().event(), "epoch");
+  EXPECT_EQ(event_kind(events[4].training()), v1::TrainingEvent::EPOCH);
   ASSERT_TRUE(events[5].has_state_change());
   EXPECT_EQ(events[5].state_change().state(), v1::SUCCEEDED);
 }
@@ -674,13 +674,14 @@ TEST_F(ServicesTest, GetMetricsReturnsOnlyTrainingEvents) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(resp.job().job_id(), id);
   EXPECT_EQ(resp.job().state(), v1::SUCCEEDED);
-  EXPECT_EQ(resp.job().latest_metrics().event(), "summary");
+  EXPECT_EQ(event_kind(resp.job().latest_metrics()), v1::TrainingEvent::SUMMARY);
   EXPECT_EQ(resp.job().progress().step(), 2);
   ASSERT_EQ(resp.events_size(), 4);
-  const char* kinds[] = {"step", "step", "epoch", "summary"};
+  const EventKind kinds[] = {v1::TrainingEvent::STEP, v1::TrainingEvent::STEP, v1::TrainingEvent::EPOCH,
+                             v1::TrainingEvent::SUMMARY};
   for (int i = 0; i < 4; ++i) {
     EXPECT_TRUE(resp.events(i).has_training()) << i;
-    EXPECT_EQ(resp.events(i).training().event(), kinds[i]);
+    EXPECT_EQ(event_kind(resp.events(i).training()), kinds[i]);
     EXPECT_EQ(resp.events(i).seq(), 3 + i);
   }
 }
