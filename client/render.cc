@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 
+#include "common/job_state.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
 

@@ -6,19 +6,18 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "spec/data_files.h"
 #include "common/errors.h"
+#include "common/job_state.h"
+#include "common/status.h"
+#include "spec/data_files.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
 #include "spec/sweep.h"
-#include "server/errors.h"
 
 namespace prelude::server {
 
 namespace v1 = prelude::v1;
 using google::protobuf::util::TimeUtil;
-
-bool is_final(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
 
 namespace {
 

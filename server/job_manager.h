@@ -1,7 +1,7 @@
 // The coordinator's core: jobs, their state machine, the FIFO queue over worker
 // pools, heartbeats and histories. It knows nothing of gRPC: the services in
 // job_service.cc and worker_service.cc are thin adapters over it, and tests drive
-// it directly. Errors are ServiceErrors (errors.h).
+// it directly. Errors are ServiceErrors (common/status.h).
 //
 // Job states: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED, and
 // RUNNING -> QUEUED when the pool running it is lost (or the coordinator restarted)
@@ -28,9 +28,6 @@
 namespace prelude::server {
 
 using SteadyClock = std::chrono::steady_clock;
-
-// SUCCEEDED, FAILED or CANCELLED: the job will not change again.
-bool is_final(prelude::v1::JobState state);
 
 struct ManagerOptions {
   // Where data sets live, for checking a spec's data files at submit.

@@ -24,11 +24,12 @@
 #include <mutex>
 #include <thread>
 
+#include "common/bearer.h"
+#include "common/errors.h"
 #include "common/flags.h"
-#include "common/status_name.h"
+#include "common/grpc_status.h"
 #include "common/token.h"
 #include "engine/comm.h"
-#include "common/errors.h"
 #include "engine/trainer.h"
 #include "prelude/v1/worker.grpc.pb.h"
 
@@ -59,10 +60,6 @@ struct ServeOptions {
 
 void log(const std::string& line) { std::fprintf(stderr, "prelude-worker: %s\n", line.c_str()); }
 
-std::string describe(const grpc::Status& s) {
-  return std::string(status_code_name(s.error_code())) + ": " + s.error_message();
-}
-
 // Rank 0's connection to the coordinator: the pool's registration and its calls.
 class CoordinatorLink {
  public:
@@ -91,9 +88,10 @@ class CoordinatorLink {
         log("registered as " + pool_id_ + " (" + std::to_string(ranks) + " ranks) with " + options_.coordinator);
         return;
       }
-      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED || s.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
-        throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + describe(s));
-      if (attempt % 10 == 0) log("waiting for the coordinator at " + options_.coordinator + ": " + describe(s));
+      const ErrorCode kind = from_grpc(s.error_code());
+      if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kInvalidArgument)
+        throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + status_text(s));
+      if (attempt % 10 == 0) log("waiting for the coordinator at " + options_.coordinator + ": " + status_text(s));
       std::this_thread::sleep_for(std::min(5000ms, 200ms * (attempt + 1)));
     }
   }
@@ -112,13 +110,14 @@ class CoordinatorLink {
         if (resp.has_job()) return resp.job();
         continue;
       }
-      if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-        log(describe(s));
+      const ErrorCode kind = from_grpc(s.error_code());
+      if (kind == ErrorCode::kNotFound) {  // the coordinator forgot the pool (it restarted): register again
+        log(status_text(s));
         register_pool(ranks_);
         continue;
       }
-      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) throw UserError(describe(s));
-      if (failures++ % 10 == 0) log("cannot reach the coordinator: " + describe(s));
+      if (kind == ErrorCode::kUnauthenticated) throw UserError(status_text(s));
+      if (failures++ % 10 == 0) log("cannot reach the coordinator: " + status_text(s));
       std::this_thread::sleep_for(std::min(5000ms, 200ms * failures));
     }
   }
@@ -137,12 +136,12 @@ class CoordinatorLink {
       *stop = resp.stop();
       return true;
     }
-    if (s.error_code() == grpc::StatusCode::NOT_FOUND) {  // the coordinator forgot us: the job is lost
-      log(describe(s) + "; stopping job " + job_id);
+    if (from_grpc(s.error_code()) == ErrorCode::kNotFound) {  // the coordinator forgot us: the job is lost
+      log(status_text(s) + "; stopping job " + job_id);
       *stop = true;
       return true;
     }
-    log("reporting progress failed (will retry): " + describe(s));
+    log("reporting progress failed (will retry): " + status_text(s));
     return false;
   }
 
@@ -157,8 +156,10 @@ class CoordinatorLink {
       auto ctx = context(10s);
       const grpc::Status s = stub_->FinishJob(ctx.get(), req, &resp);
       if (s.ok()) return;
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-        log("the coordinator did not take the end of job " + job_id + ": " + describe(s));
+      // Repeated only while no answer comes: the coordinator is down or too slow.
+      const ErrorCode kind = from_grpc(s.error_code());
+      if (kind != ErrorCode::kUnavailable && kind != ErrorCode::kTimedOut) {
+        log("the coordinator did not take the end of job " + job_id + ": " + status_text(s));
         return;  // the job is no longer ours (requeued or the coordinator restarted)
       }
       std::this_thread::sleep_for(500ms);
@@ -179,7 +180,7 @@ class CoordinatorLink {
   std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout) const {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() + timeout);
-    if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
+    add_bearer_token(ctx.get(), options_.token);
     return ctx;
   }
 

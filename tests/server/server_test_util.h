@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "prelude/v1/service.pb.h"
-#include "server/errors.h"
+#include "common/status.h"
 #include "server/job_manager.h"
 #include "spec/events.h"
 
@@ -143,7 +143,7 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
     try {                                                                                                 \
       statement;                                                                                          \
       ADD_FAILURE() << "no ServiceError from " #statement;                                                \
-    } catch (const ::prelude::server::ServiceError& e_) {                                                 \
+    } catch (const ::prelude::ServiceError& e_) {                                                         \
       EXPECT_EQ(static_cast<int>(e_.code()), static_cast<int>(expected_code)) << "message: " << e_.what(); \
       EXPECT_NE(std::string(e_.what()).find(needle), std::string::npos)                                   \
           << "message '" << e_.what() << "' does not contain '" << needle << "'";                       \
