@@ -985,6 +985,73 @@ TEST_F(JobManagerStoreFailureTest, ReportWhoseWriteFailsLeavesNoGapInTheHistory)
   EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2, 3}));
 }
 
+TEST_F(JobManagerStoreFailureTest, AcquireWhoseWriteFailsLeavesTheJobQueuedAndThePoolFree) {
+  const std::string p = register_pool(2);
+  const std::string id = submit();  // seq 1 QUEUED
+  const v1::Job before = jm_->get(id);
+  plant_event(id, 2);  // its RUNNING event cannot be written
+  EXPECT_ANY_THROW(jm_->acquire(p, 0ms));
+  remove_event(id, 2);
+
+  // The job is as it was: queued, on no pool, no attempt counted.
+  const v1::Job after = jm_->get(id);
+  EXPECT_EQ(after.state(), v1::QUEUED);
+  EXPECT_EQ(after.pool_id(), "");
+  EXPECT_EQ(after.ranks(), 0);
+  EXPECT_EQ(after.attempts(), 0);
+  EXPECT_EQ(after.SerializeAsString(), before.SerializeAsString());
+  // The pool holds nothing and waits no more.
+  const PoolInfo* pool = pool_info(p);
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(pool->job_id, "");
+  EXPECT_EQ(pool->waiting, 0);
+  EXPECT_TRUE(jm_->report(p, id, {})) << "the pool may report on a job it was never given";
+
+  // Taken again, it is the first attempt, with no hole in the history.
+  const v1::Job job = take(p);
+  EXPECT_EQ(job.job_id(), id);
+  EXPECT_EQ(job.attempts(), 1);
+  EXPECT_EQ(job.pool_id(), p);
+  EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(pool_info(p)->job_id, id);
+}
+
+TEST_F(JobManagerStoreFailureTest, AcquireWhoseRequeueWriteFailsLeavesThePoolItsJob) {
+  const std::string p = register_pool(1);
+  const std::string id = submit();
+  take(p);             // seq 1 QUEUED, 2 RUNNING
+  plant_event(id, 3);  // the pool asks for work again, but the requeue cannot be written
+  EXPECT_ANY_THROW(jm_->acquire(p, 0ms));
+  remove_event(id, 3);
+
+  EXPECT_EQ(jm_->get(id).state(), v1::RUNNING);
+  EXPECT_EQ(jm_->get(id).attempts(), 1);
+  EXPECT_EQ(pool_info(p)->job_id, id) << "the job would stay RUNNING with no pool to lose it";
+  EXPECT_EQ(pool_info(p)->waiting, 0);
+  // Asking again requeues it and starts it over.
+  const v1::Job job = take(p);
+  EXPECT_EQ(job.job_id(), id);
+  EXPECT_EQ(job.attempts(), 2);
+  EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
+TEST_F(JobManagerStoreFailureTest, FinishWhoseWriteFailsLeavesTheJobRunningOnThePool) {
+  const std::string p = register_pool(1);
+  const std::string id = submit();
+  take(p);             // seq 1 QUEUED, 2 RUNNING
+  plant_event(id, 3);  // the SUCCEEDED event cannot be written
+  EXPECT_ANY_THROW(jm_->finish(p, id, v1::SUCCEEDED, ""));
+  remove_event(id, 3);
+
+  EXPECT_EQ(jm_->get(id).state(), v1::RUNNING);
+  EXPECT_EQ(pool_info(p)->job_id, id);
+  // The pool's next try is taken.
+  jm_->finish(p, id, v1::SUCCEEDED, "");
+  EXPECT_EQ(jm_->get(id).state(), v1::SUCCEEDED);
+  EXPECT_EQ(pool_info(p)->job_id, "");
+  EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2, 3}));
+}
+
 // ================================================================ reaper thread
 
 TEST(JobManagerReaperThreadTest, ReaperThreadRequeuesTheJobOfASilentPool) {
