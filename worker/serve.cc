@@ -23,6 +23,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "common/bearer.h"
 #include "common/errors.h"
@@ -40,16 +41,21 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr const char* kServeUsage =
-    "usage: [mpirun -np N] prelude-worker serve [--coordinator ADDR] [--token-file F]\n"
-    "                                          [--data-root DIR] [--threads N] [--quiet]\n"
-    "\n"
-    "Runs a worker pool of the coordinator: rank 0 takes jobs, every rank trains them.\n"
-    "  --coordinator ADDR  the coordinator (default $PRELUDE_COORDINATOR or localhost:50051)\n"
-    "  --token-file F      the coordinator's token (default $PRELUDE_TOKEN)\n"
-    "  --data-root DIR     where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
-    "  --threads N         compute threads per rank (default: OMP_NUM_THREADS or all cores)\n"
-    "  --quiet             no training progress on stderr\n";
+const std::vector<FlagSpec> kServeFlags = {
+    {"--coordinator", "ADDR", "the coordinator (default $PRELUDE_COORDINATOR or localhost:50051)"},
+    {"--token-file", "F", "the coordinator's token (default $PRELUDE_TOKEN)"},
+    {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
+    {"--threads", "N", "compute threads per rank (default: OMP_NUM_THREADS or all cores)"},
+    {"--quiet", "", "no training progress on stderr"},
+};
+
+std::string serve_usage() {
+  return "usage: [mpirun -np N] prelude-worker serve [--coordinator ADDR] [--token-file F]\n"
+         "                                          [--data-root DIR] [--threads N] [--quiet]\n"
+         "\n"
+         "Runs a worker pool of the coordinator: rank 0 takes jobs, every rank trains them.\n" +
+         flag_list(kServeFlags);
+}
 
 struct ServeOptions {
   std::string coordinator = "localhost:50051";
@@ -309,31 +315,23 @@ int serve_main(int argc, char** argv) {
   if (const char* v = std::getenv("PRELUDE_TOKEN")) o.token = v;
   if (const char* v = std::getenv("PRELUDE_DATA_ROOT")) o.data_root = v;
   try {
-    for (int i = 0; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= argc) throw UserError(a + ": needs a value");
-        return argv[++i];
-      };
-      if (a == "--coordinator") {
-        o.coordinator = value();
-      } else if (a == "--token-file") {
-        o.token = read_token_file(value());
-      } else if (a == "--data-root") {
-        o.data_root = value();
-      } else if (a == "--threads") {
-        omp_set_num_threads(parse_threads(value()));
-      } else if (a == "--quiet") {
-        o.quiet = true;
-      } else if (a == "--help" || a == "-h") {
-        std::fputs(kServeUsage, stdout);
+    FlagReader reader({argv, argv + argc}, kServeFlags);
+    while (const auto item = reader.next()) {
+      if (item->kind == FlagReader::Item::kHelp) {
+        std::fputs(serve_usage().c_str(), stdout);
         return 0;
-      } else {
-        throw UserError("unknown argument '" + a + "'");
       }
+      // serve takes no arguments: anything but its flags is unknown.
+      if (item->kind != FlagReader::Item::kFlag) throw UserError("unknown argument '" + item->text + "'");
+      const std::string& a = item->text;  // a flag given twice: the last one counts
+      if (a == "--coordinator") o.coordinator = item->value;
+      if (a == "--token-file") o.token = read_token_file(item->value);
+      if (a == "--data-root") o.data_root = item->value;
+      if (a == "--threads") omp_set_num_threads(parse_threads(item->value));
+      if (a == "--quiet") o.quiet = true;
     }
   } catch (const UserError& e) {
-    std::fprintf(stderr, "prelude-worker: %s\n%s", e.what(), kServeUsage);
+    std::fprintf(stderr, "prelude-worker: %s\n%s", e.what(), serve_usage().c_str());
     return 2;
   }
 
