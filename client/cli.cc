@@ -28,16 +28,6 @@ std::string pad(const std::string& s, size_t width) {
   return s.size() >= width ? s + "  " : s + std::string(width - s.size() + 2, ' ');
 }
 
-std::string flag_usage(const FlagSpec& f) { return f.value_name.empty() ? f.name : f.name + " " + f.value_name; }
-
-std::string flag_list(const std::vector<FlagSpec>& flags) {
-  size_t width = 0;
-  for (const auto& f : flags) width = std::max(width, flag_usage(f).size());
-  std::string text;
-  for (const auto& f : flags) text += "  " + pad(flag_usage(f), width) + f.help + "\n";
-  return text;
-}
-
 std::string synopsis(const CommandSpec& c) {
   std::string s = "prelude " + c.name;
   for (const auto& a : c.arguments) s += " " + a;

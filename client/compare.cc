@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "client/format.h"
+#include "spec/events.h"
 
 namespace prelude::client {
 
@@ -131,7 +132,7 @@ std::vector<CompareRow> compare_rows(const v1::SweepStatus& sweep,
     if (target_loss > 0 && it != metrics.end()) {
       for (const auto& e : it->second.events()) {
         const auto& t = e.training();
-        if (t.event() == "step" && t.has_loss() && t.loss() <= target_loss) {
+        if (event_kind(t) == v1::TrainingEvent::STEP && t.has_loss() && t.loss() <= target_loss) {
           g->steps.v.push_back(t.step());
           break;
         }

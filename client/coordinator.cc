@@ -3,12 +3,16 @@
 #include <chrono>
 #include <cstdio>
 
+#include "common/bearer.h"
+#include "common/grpc_status.h"
+#include "common/status.h"
+
 namespace prelude::client {
 
 namespace v1 = prelude::v1;
 
 CallError::CallError(grpc::StatusCode code, const std::string& message)
-    : std::runtime_error(std::string(status_code_name(code)) + ": " + message), code_(code), message_(message) {}
+    : std::runtime_error(status_text(code, message)), code_(code), message_(message) {}
 
 namespace {
 
@@ -24,9 +28,7 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
 Coordinator::Coordinator(const GlobalOptions& options)
     : options_(options), stub_(v1::JobService::NewStub(make_channel(options.coordinator))) {}
 
-void Coordinator::add_token(grpc::ClientContext* context) const {
-  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
-}
+void Coordinator::add_token(grpc::ClientContext* context) const { add_bearer_token(context, options_.token); }
 
 template <typename Request, typename Response, typename Method>
 Response Coordinator::unary(Method method, const Request& request) {
@@ -113,17 +115,17 @@ std::unique_ptr<Coordinator::SweepStream> Coordinator::watch_sweep(const std::st
 
 CallError Coordinator::error(const grpc::Status& status) const {
   const std::string& message = status.error_message();
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
+  switch (from_grpc(status.error_code())) {
+    case ErrorCode::kUnavailable:
       return CallError(status.error_code(), "cannot reach the coordinator at " + options_.coordinator + ": " + message);
-    case grpc::StatusCode::DEADLINE_EXCEEDED: {
+    case ErrorCode::kTimedOut: {
       const double seconds = static_cast<double>(options_.timeout.count()) / 1000;
       char limit[32];
       std::snprintf(limit, sizeof limit, "%g", seconds);
       return CallError(status.error_code(), "the coordinator at " + options_.coordinator + " did not answer within " +
                                                 limit + " s (--timeout)");
     }
-    case grpc::StatusCode::UNAUTHENTICATED:
+    case ErrorCode::kUnauthenticated:
       if (options_.token.empty())
         return CallError(status.error_code(),
                          message + " (no token was sent: give one with --token-file, --token or $PRELUDE_TOKEN)");

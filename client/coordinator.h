@@ -10,7 +10,6 @@
 #include <string>
 
 #include "client/options.h"
-#include "common/status_name.h"
 #include "prelude/v1/service.grpc.pb.h"
 
 namespace prelude::client {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "common/job_state.h"
 #include "spec/job_spec.h"
 
 namespace prelude::client {
@@ -77,10 +78,6 @@ Clock::time_point to_time_point(const google::protobuf::Timestamp& t) {
 std::string state_name(v1::JobState state) {
   if (state == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(state)) return "UNKNOWN";
   return v1::JobState_Name(state);
-}
-
-bool is_final(v1::JobState state) {
-  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
 }
 
 bool stopping(const v1::Job& job) { return job.cancel_requested() && !is_final(job.state()); }

@@ -36,8 +36,6 @@ Clock::time_point to_time_point(const google::protobuf::Timestamp& t);
 
 // "QUEUED", "RUNNING", ...; "UNKNOWN" for JOB_STATE_UNSPECIFIED.
 std::string state_name(prelude::v1::JobState state);
-// SUCCEEDED, FAILED and CANCELLED: the job will not change any more.
-bool is_final(prelude::v1::JobState state);
 // A running job whose cancel was requested: it stops at its next step.
 bool stopping(const prelude::v1::Job& job);
 

@@ -15,13 +15,6 @@ namespace v1 = prelude::v1;
 
 namespace {
 
-const FlagSpec* find_flag(const std::vector<FlagSpec>* flags, const std::string& name) {
-  if (flags == nullptr) return nullptr;
-  for (const auto& f : *flags)
-    if (f.name == name) return &f;
-  return nullptr;
-}
-
 // Printable ASCII without spaces: what an HTTP/2 header value of a bearer token may hold.
 void check_token(const std::string& where, const std::string& token) {
   if (token.empty()) throw UsageError(where + ": the token is empty");
@@ -64,49 +57,32 @@ const std::vector<FlagSpec>& global_flags() {
 
 CommandLine parse_command_line(const std::vector<std::string>& args, const CommandFlagsLookup& command_flags) {
   CommandLine line;
-  const std::vector<FlagSpec>* flags_of_command = nullptr;
-  bool flags_ended = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    const bool is_flag = !flags_ended && arg.size() > 1 && arg[0] == '-';
-    if (!is_flag) {
-      if (line.command.empty()) {
-        line.command = arg;
-        flags_of_command = command_flags(arg);
-        if (flags_of_command == nullptr) throw UsageError("unknown command '" + arg + "'");
-      } else {
-        line.arguments.push_back(arg);
-      }
-      continue;
+  FlagReader reader(args, global_flags());
+  while (const auto item = reader.next()) {
+    switch (item->kind) {
+      case FlagReader::Item::kHelp:
+        line.help = true;
+        break;
+      case FlagReader::Item::kArgument:
+        if (line.command.empty()) {
+          line.command = item->text;
+          const std::vector<FlagSpec>* flags_of_command = command_flags(item->text);
+          if (flags_of_command == nullptr) throw UsageError("unknown command '" + item->text + "'");
+          reader.accept(*flags_of_command);
+        } else {
+          line.arguments.push_back(item->text);
+        }
+        break;
+      case FlagReader::Item::kUnknown:
+        throw UsageError("unknown option '" + item->text + "'" +
+                         (line.command.empty() ? " (a command's options go after the command)"
+                                               : " for '" + line.command + "'"));
+      case FlagReader::Item::kFlag:
+        // Global flags go before or after the command: given twice, which one was meant?
+        if (!line.flags.emplace(item->text, item->value).second)
+          throw UsageError(item->text + ": given more than once");
+        break;
     }
-    if (arg == "--") {
-      flags_ended = true;
-      continue;
-    }
-    if (arg == "-h" || arg == "--help") {
-      line.help = true;
-      continue;
-    }
-    const size_t eq = arg.find('=');
-    const std::string name = arg.substr(0, eq);
-    const FlagSpec* spec = find_flag(&global_flags(), name);
-    if (spec == nullptr) spec = find_flag(flags_of_command, name);
-    if (spec == nullptr) {
-      std::string message = "unknown option '" + name + "'";
-      if (line.command.empty()) message += " (a command's options go after the command)";
-      else message += " for '" + line.command + "'";
-      throw UsageError(message);
-    }
-    std::string value;
-    if (spec->value_name.empty()) {
-      if (eq != std::string::npos) throw UsageError(name + ": takes no value");
-    } else if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-    } else {
-      if (i + 1 >= args.size()) throw UsageError(name + ": needs a value (" + spec->value_name + ")");
-      value = args[++i];
-    }
-    if (!line.flags.emplace(name, value).second) throw UsageError(name + ": given more than once");
   }
   return line;
 }

@@ -10,26 +10,14 @@
 
 #include "client/console.h"
 #include "common/errors.h"
+#include "common/flags.h"
 #include "prelude/v1/service.pb.h"
 
 namespace prelude::client {
 
-// A command line that does not make sense (unknown flag, missing argument, bad
-// flag value). Reported with a pointer to --help; exit 2. Bad local input that is
-// not about the command line itself (an unreadable job file) is a plain UserError.
-class UsageError : public UserError {
- public:
-  using UserError::UserError;
-};
-
-struct FlagSpec {
-  std::string name;        // "--limit"
-  std::string value_name;  // "N"; empty for a switch such as --watch
-  std::string help;        // one line, shown by --help
-};
-
-// A command line split into its parts. Flags may come anywhere after the program
-// name, as `--flag VALUE` or `--flag=VALUE`; `--` ends the flags.
+// A command line split into its parts (read by FlagReader, common/flags.h). Flags
+// may come anywhere after the program name, as `--flag VALUE` or `--flag=VALUE`;
+// `--` ends the flags. Errors are UsageErrors (common/errors.h).
 struct CommandLine {
   std::string command;                       // empty when none was given
   std::vector<std::string> arguments;        // the command's positional arguments

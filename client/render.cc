@@ -7,6 +7,8 @@
 #include <cmath>
 #include <map>
 
+#include "common/job_state.h"
+#include "spec/events.h"
 #include "spec/job_spec.h"
 
 namespace prelude::client {
@@ -95,13 +97,6 @@ std::string summary_text(const v1::TrainingEvent& e) {
 // A CSV cell: the number when set, else empty.
 std::string cell(bool has, double v) { return has ? exact(v) : ""; }
 
-std::string csv_text(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string quoted = "\"";
-  for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return quoted + "\"";
-}
-
 std::string to_json(const google::protobuf::Message& message, bool proto_names, bool indent) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = proto_names;
@@ -118,7 +113,7 @@ std::string to_json(const google::protobuf::Message& message, bool proto_names, 
 std::string progress_cell(const v1::Job& job) {
   const auto& latest = job.latest_metrics();
   const auto& progress = job.progress();
-  if (latest.event() == "summary" && latest.has_steps()) {
+  if (event_kind(latest) == v1::TrainingEvent::SUMMARY && latest.has_steps()) {
     std::string s = std::to_string(latest.steps());
     if (progress.has_total_steps()) s += "/" + std::to_string(progress.total_steps());
     return s;
@@ -263,9 +258,10 @@ std::string job_details(const v1::Job& job, Clock::time_point now) {
   // The learned slopes, one aligned line per activation layer under their heading.
   std::string slopes;
   if (latest.alphas_size() > 0) {
-    const std::string when = latest.event() == "summary" ? "at the end"
-                             : latest.has_epoch()        ? "after epoch " + std::to_string(latest.epoch())
-                                                         : "latest";
+    const bool summary = event_kind(latest) == v1::TrainingEvent::SUMMARY;
+    const std::string when = summary              ? "at the end"
+                             : latest.has_epoch() ? "after epoch " + std::to_string(latest.epoch())
+                                                  : "latest";
     d.add("Slopes", "learned per activation layer, " + when + ":");
     size_t width = 0;
     for (const auto& layer : latest.alphas()) width = std::max(width, layer.layer().size());
@@ -303,14 +299,16 @@ std::string metrics_csv(const v1::GetMetricsResponse& metrics) {
   for (const auto& event : metrics.events()) {
     if (!event.has_training()) continue;
     const auto& e = event.training();
-    if (e.event() != "step" && e.event() != "epoch" && e.event() != "summary") continue;
-    const bool summary = e.event() == "summary";
+    const EventKind kind = event_kind(e);
+    if (kind != v1::TrainingEvent::STEP && kind != v1::TrainingEvent::EPOCH && kind != v1::TrainingEvent::SUMMARY)
+      continue;
+    const bool summary = kind == v1::TrainingEvent::SUMMARY;
     const bool has_step = e.has_step() || (summary && e.has_steps());
     const int step = e.has_step() ? e.step() : e.steps();
     const bool has_speed = e.has_images_per_second() || (summary && e.has_train_images_per_second());
     const double speed = e.has_images_per_second() ? e.images_per_second() : e.train_images_per_second();
     const std::vector<std::string> row = {
-        csv_text(e.event()),
+        event_kind_name(kind),
         e.has_epoch() ? std::to_string(e.epoch()) : "",
         has_step ? std::to_string(step) : "",
         cell(e.has_loss(), e.loss()),
@@ -345,10 +343,13 @@ std::optional<double> eta_seconds(const v1::TrainingEvent& step, const JobShape&
 }
 
 std::string training_text(const v1::TrainingEvent& event, const JobShape& shape) {
-  if (event.event() == "step") return step_text(event, shape, /*with_eta=*/true);
-  if (event.event() == "epoch") return epoch_text(event, shape);
-  if (event.event() == "summary") return summary_text(event);
-  return "";
+  switch (event_kind(event)) {
+    case v1::TrainingEvent::STEP: return step_text(event, shape, /*with_eta=*/true);
+    case v1::TrainingEvent::EPOCH: return epoch_text(event, shape);
+    case v1::TrainingEvent::SUMMARY: return summary_text(event);
+    case v1::TrainingEvent::RESUMED: return "resumed from the checkpoint of step " + std::to_string(event.step());
+    default: return "";  // diagnostics: for `metrics --format json`, not for lines
+  }
 }
 
 std::string state_change_text(const v1::StateChange& change) {

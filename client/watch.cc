@@ -6,6 +6,9 @@
 #include <utility>
 
 #include "client/render.h"
+#include "common/grpc_status.h"
+#include "common/job_state.h"
+#include "spec/events.h"
 
 namespace prelude::client {
 
@@ -62,22 +65,6 @@ class Display {
   bool progress_shown_ = false;
 };
 
-// Codes after which the same call may well work a moment later.
-bool worth_retrying(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::CANCELLED:  // the coordinator shut down while streaming
-    case grpc::StatusCode::UNKNOWN:
-    case grpc::StatusCode::INTERNAL:
-    case grpc::StatusCode::ABORTED:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::string seconds_text(std::chrono::milliseconds d) {
   return compact(static_cast<double>(d.count()) / 1000) + "s";
 }
@@ -99,7 +86,7 @@ class Reconnection {
   // the stream should not have ended). Throws or waits.
   void after_break(grpc::Status status, const std::string& ended_early) {
     if (status.ok()) status = grpc::Status(grpc::StatusCode::UNAVAILABLE, ended_early);
-    if (!worth_retrying(status.error_code())) {
+    if (!is_retryable(from_grpc(status.error_code()))) {
       display_.clear_progress();
       throw coordinator_.error(status);
     }
@@ -149,7 +136,7 @@ int watch_job(Session& session, const std::string& job_id, const WatchRetry& ret
         state = event.state_change().state();
         reason = event.state_change().reason();
       }
-      if (event.has_training() && event.training().event() == "step") {
+      if (event.has_training() && event_kind(event.training()) == v1::TrainingEvent::STEP) {
         display.progress(progress_line(state, event.training(), shape, session.console().columns),
                          event_line(event, shape));
         continue;

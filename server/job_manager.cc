@@ -6,18 +6,18 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "spec/data_files.h"
 #include "common/errors.h"
+#include "common/job_state.h"
+#include "common/status.h"
+#include "spec/data_files.h"
+#include "spec/events.h"
 #include "spec/job_spec.h"
 #include "spec/sweep.h"
-#include "server/errors.h"
 
 namespace prelude::server {
 
 namespace v1 = prelude::v1;
 using google::protobuf::util::TimeUtil;
-
-bool is_final(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
 
 namespace {
 
@@ -128,9 +128,11 @@ void JobManager::commit(Record& r, Record next, const std::vector<v1::JobEvent>&
   changed_.notify_all();
 }
 
-void JobManager::transition(Record& r, v1::JobState state, const std::string& reason) {
+void JobManager::transition(Record& r, v1::JobState state, const std::string& reason,
+                            const std::function<void(v1::Job&)>& change) {
   Record next = r;
   v1::Job& job = next.job;
+  if (change) change(job);
   job.set_state(state);
   const auto now = TimeUtil::GetCurrentTime();
   if (state == v1::RUNNING) *job.mutable_start_time() = now;
@@ -390,11 +392,10 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
     PoolInfo& pool = find_pool(pool_id);
     pool.last_seen = options_.now();
     if (!pool.job_id.empty()) {  // it asks for work: whatever it had is over
-      const std::string lost = pool.job_id;
-      pool.job_id.clear();
-      auto it = jobs_.find(lost);
+      auto it = jobs_.find(pool.job_id);
       if (it != jobs_.end() && it->second.job.state() == v1::RUNNING)
         lose_job(it->second, "pool " + pool_id + " asked for a new job without finishing this one");
+      pool.job_id.clear();  // not before: if the write fails, the job stays the pool's for the next call
     }
     ++pool.waiting;
   }
@@ -419,12 +420,16 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
     for (int64_t number : queue_) {
       Record& r = jobs_.at(by_number_.at(number));
       if (!pool_can_run(pool, r)) continue;
-      r.job.set_pool_id(pool_id);
-      r.job.set_ranks(pool.ranks);
-      r.job.set_attempts(r.job.attempts() + 1);
+      // The pool and the attempt are part of the change to RUNNING: a failed write
+      // leaves the job queued as it was, and the pool without it.
+      transition(r, v1::RUNNING,
+                 "started on " + pool_id + " (" + std::to_string(pool.ranks) + " ranks on " + pool.host + ")",
+                 [&](v1::Job& job) {
+                   job.set_pool_id(pool_id);
+                   job.set_ranks(pool.ranks);
+                   job.set_attempts(job.attempts() + 1);
+                 });
       pool.job_id = r.job.job_id();
-      transition(r, v1::RUNNING, "started on " + pool_id + " (" + std::to_string(pool.ranks) + " ranks on " +
-                                     pool.host + ")");
       taken = r.job;
       break;
     }
@@ -450,8 +455,10 @@ bool JobManager::report(const std::string& pool_id, const std::string& job_id,
     for (const auto& t : events) {
       v1::JobEvent e = new_event(next);
       *e.mutable_training() = t;
-      if (t.event() == "step") *next.job.mutable_progress() = t;
-      if (t.event() == "epoch" || t.event() == "summary") *next.job.mutable_latest_metrics() = t;
+      const EventKind kind = event_kind(t);
+      if (kind == v1::TrainingEvent::STEP) *next.job.mutable_progress() = t;
+      if (kind == v1::TrainingEvent::EPOCH || kind == v1::TrainingEvent::SUMMARY)
+        *next.job.mutable_latest_metrics() = t;
       out.push_back(std::move(e));
     }
     commit(r, std::move(next), out);
@@ -468,13 +475,13 @@ void JobManager::finish(const std::string& pool_id, const std::string& job_id, v
   pool.last_seen = options_.now();
   if (pool.job_id != job_id)
     throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
-  pool.job_id.clear();
   Record& r = find(job_id);
   std::string reason = error;
   if (state == v1::SUCCEEDED) reason = "done";
   if (state == v1::CANCELLED) reason = "cancelled" + (reason.empty() ? "" : "; " + reason);
   if (state == v1::FAILED && reason.empty()) reason = "failed without a reason";
   transition(r, state, reason);
+  pool.job_id.clear();  // not before: if the write fails, the job stays running on the pool
 }
 
 void JobManager::reap_lost_pools() {

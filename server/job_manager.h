@@ -1,7 +1,7 @@
 // The coordinator's core: jobs, their state machine, the FIFO queue over worker
 // pools, heartbeats and histories. It knows nothing of gRPC: the services in
 // job_service.cc and worker_service.cc are thin adapters over it, and tests drive
-// it directly. Errors are ServiceErrors (errors.h).
+// it directly. Errors are ServiceErrors (common/status.h).
 //
 // Job states: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED, and
 // RUNNING -> QUEUED when the pool running it is lost (or the coordinator restarted)
@@ -28,9 +28,6 @@
 namespace prelude::server {
 
 using SteadyClock = std::chrono::steady_clock;
-
-// SUCCEEDED, FAILED or CANCELLED: the job will not change again.
-bool is_final(prelude::v1::JobState state);
 
 struct ManagerOptions {
   // Where data sets live, for checking a spec's data files at submit.
@@ -152,10 +149,12 @@ class JobManager {
   prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;
   int64_t sweep_version(const prelude::v1::Sweep& sweep) const;
   bool pool_can_run(const PoolInfo& pool, const Record& r) const;
-  // Changes the job's state, records the StateChange event, saves and notifies.
-  void transition(Record& r, prelude::v1::JobState state, const std::string& reason);
+  // Changes the job's state (and whatever `change` sets with it), records the
+  // StateChange event, saves and notifies; all on a copy committed as one.
+  void transition(Record& r, prelude::v1::JobState state, const std::string& reason,
+                  const std::function<void(prelude::v1::Job&)>& change = nullptr);
   // The job's pool was lost (or the coordinator restarted): requeue or fail it.
-  // The caller has already detached it from its pool.
+  // Detaching it from its pool is the caller's part.
   void lose_job(Record& r, const std::string& reason);
   prelude::v1::JobEvent new_event(Record& r);
   // Writes `next` (the record's new version) and its events to the store, and

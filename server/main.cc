@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/flags.h"
 #include "common/errors.h"
@@ -29,25 +30,31 @@
 
 namespace {
 
+using prelude::FlagReader;
 using prelude::parse_whole_number;
 using prelude::UserError;
 
-constexpr const char* kUsage =
-    "usage: prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]\n"
-    "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
-    "                           [--heartbeat-timeout SECONDS] [--max-attempts K] [--port-file F]\n"
-    "\n"
-    "Runs the Prelude job service (gRPC prelude.v1.JobService, health and reflection).\n"
-    "  --listen ADDR            address to serve on (default 127.0.0.1:50051; port 0 picks one)\n"
-    "  --db FILE                SQLite database of jobs and metrics (default prelude.db)\n"
-    "  --data-root DIR          where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
-    "  --token-file F           require 'authorization: Bearer <token>' with the token in F\n"
-    "  --spawn-workers N        start a local worker pool of N MPI ranks (restarted if it dies)\n"
-    "  --worker-threads T       threads per rank of that pool (default: cores / N, at least 1)\n"
-    "  --worker-binary PATH     the prelude-worker to spawn (default: next to this program)\n"
-    "  --heartbeat-timeout S    drop a pool silent this long and requeue its job (default 15)\n"
-    "  --max-attempts K         start a job at most K times when pools are lost (default 3)\n"
-    "  --port-file F            write the port actually bound to F once serving\n";
+const std::vector<prelude::FlagSpec> kFlags = {
+    {"--listen", "ADDR", "address to serve on (default 127.0.0.1:50051; port 0 picks one)"},
+    {"--db", "FILE", "SQLite database of jobs and metrics (default prelude.db)"},
+    {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
+    {"--token-file", "F", "require 'authorization: Bearer <token>' with the token in F"},
+    {"--spawn-workers", "N", "start a local worker pool of N MPI ranks (restarted if it dies)"},
+    {"--worker-threads", "T", "threads per rank of that pool (default: cores / N, at least 1)"},
+    {"--worker-binary", "PATH", "the prelude-worker to spawn (default: next to this program)"},
+    {"--heartbeat-timeout", "S", "drop a pool silent this long and requeue its job (default 15)"},
+    {"--max-attempts", "K", "start a job at most K times when pools are lost (default 3)"},
+    {"--port-file", "F", "write the port actually bound to F once serving"},
+};
+
+std::string usage() {
+  return "usage: prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]\n"
+         "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
+         "                           [--heartbeat-timeout SECONDS] [--max-attempts K] [--port-file F]\n"
+         "\n"
+         "Runs the Prelude job service (gRPC prelude.v1.JobService, health and reflection).\n" +
+         prelude::flag_list(kFlags, /*min_width=*/23);  // the column these lines have always had
+}
 
 struct Flags {
   std::string listen = "127.0.0.1:50051";
@@ -62,32 +69,30 @@ struct Flags {
 std::optional<Flags> parse_flags(int argc, char** argv) {
   Flags f;
   if (const char* root = std::getenv("PRELUDE_DATA_ROOT")) f.data_root = root;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw UserError(a + ": needs a value");
-      return argv[++i];
-    };
-    if (a == "--listen") f.listen = value();
-    else if (a == "--db") f.db = value();
-    else if (a == "--data-root") f.data_root = value();
-    else if (a == "--token-file") f.token_file = value();
-    else if (a == "--worker-binary") f.worker_binary = value();
-    else if (a == "--port-file") f.port_file = value();
-    else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_whole_number(a, value(), 0, 256));
-    else if (a == "--worker-threads") f.worker_threads = static_cast<int>(parse_whole_number(a, value(), 1, 1024));
-    else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_whole_number(a, value(), 1, 100));
+  FlagReader reader({argv + 1, argv + argc}, kFlags);
+  while (const auto item = reader.next()) {
+    if (item->kind == FlagReader::Item::kHelp) {
+      std::fputs(usage().c_str(), stdout);
+      return std::nullopt;
+    }
+    // The coordinator takes no arguments: anything but its flags is unknown.
+    if (item->kind != FlagReader::Item::kFlag) throw UserError("unknown argument '" + item->text + "'");
+    const std::string& a = item->text;
+    const std::string& v = item->value;  // a flag given twice: the last one counts
+    if (a == "--listen") f.listen = v;
+    else if (a == "--db") f.db = v;
+    else if (a == "--data-root") f.data_root = v;
+    else if (a == "--token-file") f.token_file = v;
+    else if (a == "--worker-binary") f.worker_binary = v;
+    else if (a == "--port-file") f.port_file = v;
+    else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_whole_number(a, v, 0, 256));
+    else if (a == "--worker-threads") f.worker_threads = static_cast<int>(parse_whole_number(a, v, 1, 1024));
+    else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_whole_number(a, v, 1, 100));
     else if (a == "--heartbeat-timeout") {
-      const std::string v = value();
       char* end = nullptr;
       f.heartbeat_timeout = std::strtod(v.c_str(), &end);
       if (v.empty() || *end || !(f.heartbeat_timeout >= 0.5 && f.heartbeat_timeout <= 3600))
         throw UserError(a + ": must be a number of seconds from 0.5 to 3600, got '" + v + "'");
-    } else if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return std::nullopt;
-    } else {
-      throw UserError("unknown argument '" + a + "'");
     }
   }
   return f;
@@ -111,7 +116,7 @@ int main(int argc, char** argv) {
     if (!flags) return 0;
     if (!flags->token_file.empty()) auth = std::make_unique<TokenAuth>(TokenAuth::from_file(flags->token_file));
   } catch (const UserError& e) {
-    std::fprintf(stderr, "prelude-coordinator: %s\n%s", e.what(), kUsage);
+    std::fprintf(stderr, "prelude-coordinator: %s\n%s", e.what(), usage().c_str());
     return 2;
   }
   const Flags& f = *flags;

@@ -5,8 +5,9 @@
 #include <optional>
 #include <thread>
 
-#include "server/errors.h"
-#include "server/grpc_status.h"
+#include "common/job_state.h"
+#include "common/status.h"
+#include "server/handle.h"
 
 namespace prelude::server {
 

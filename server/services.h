@@ -1,5 +1,5 @@
 // The coordinator's gRPC services: thin adapters from requests to the JobManager.
-// Every handler runs through handle() (grpc_status.h): token check first, one
+// Every handler runs through handle() (handle.h): token check first, one
 // mapping of errors to status codes.
 #pragma once
 

@@ -41,6 +41,27 @@ expect 2 "model.activation.alphaInit" -- run "$tmp/relu.json"
 echo '{ "dataset": { "trainImages": "../../etc/passwd", "trainLabels": "a", "testImages": "b", "testLabels": "c" } }' > "$tmp/escape.json"
 expect 2 "dataset.trainImages" -- run --data-root "$tmp" "$tmp/escape.json"
 
+# One flag reader for run and serve (common/flags.h): --flag=VALUE as well, and the
+# command line's errors named; the help on stdout with exit 0.
+expect 2 "dataset.trainImages" -- run --data-root="$tmp" "$tmp/escape.json"
+expect 2 "--threads: needs a value" -- run "$tmp/escape.json" --threads
+expect 2 "--quiet: takes no value" -- run --quiet=yes "$tmp/escape.json"
+expect 2 "more than one job file given" -- run "$tmp/escape.json" "$tmp/batch.json"
+expect 2 "unknown argument '--bogus'" -- serve --bogus
+expect 2 "unknown argument 'extra'" -- serve extra
+expect 2 "--threads: must be a whole number from 1 to 1024, got '0'" -- serve --threads=0
+expect 2 "--coordinator: needs a value" -- serve --quiet --coordinator
+expect 2 "nope: cannot read the token file" -- serve --token-file "$tmp/nope"
+for args in "--help" "run --help" "serve --help"; do
+  # shellcheck disable=SC2086  # the words of $args are the arguments
+  if "$worker" $args > "$tmp/out" 2> "$tmp/err" && grep -q "^usage: " "$tmp/out" && grep -q "^  --" "$tmp/out" &&
+     [[ ! -s "$tmp/err" ]]; then
+    passes=$((passes + 1))
+  else
+    echo "FAIL: prelude-worker $args: no usage on stdout with exit 0"; fails=$((fails + 1))
+  fi
+done
+
 # Corrupt and missing data files under a data root of our own.
 mkdir -p "$tmp/root/fashion-mnist"
 printf 'not an idx file at all' > "$tmp/root/fashion-mnist/train-images-idx3-ubyte"

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "artifacts/checkpoint_file.h"
 #include "common/flags.h"
@@ -30,19 +31,27 @@
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]\n"
-    "                          [--checkpoint-dir DIR] [--resume CKPT]\n"
-    "       prelude-worker serve [--coordinator ADDR] [--token-file F] ...  (see serve --help)\n"
-    "\n"
-    "Trains the job described by JOB.json (the JSON form of prelude.v1.JobSpec).\n"
-    "  --data-root DIR  where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
-    "  --threads N      compute threads (default: OMP_NUM_THREADS or all cores)\n"
-    "  --quiet          no progress on stderr\n"
-    "  --checkpoint-dir DIR  write DIR/step-N.ckpt at every epoch's end (and every\n"
-    "                   training.checkpoint.everySteps steps) and DIR/final.ckpt at the end\n"
-    "  --resume CKPT    continue from a checkpoint of this job (epochs and maxSteps may grow)\n"
-    "stdout: one JSON event per line; exit 0 ok, 1 training failed, 2 bad input.\n";
+using prelude::FlagReader;
+
+const std::vector<prelude::FlagSpec> kRunFlags = {
+    {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
+    {"--threads", "N", "compute threads (default: OMP_NUM_THREADS or all cores)"},
+    {"--quiet", "", "no progress on stderr"},
+    {"--checkpoint-dir", "DIR",
+     "write DIR/step-N.ckpt at epoch ends (and every checkpoint.everySteps), DIR/final.ckpt last"},
+    {"--resume", "CKPT", "continue from a checkpoint of this job (epochs and maxSteps may grow)"},
+};
+
+std::string usage() {
+  return "usage: prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]\n"
+         "                          [--checkpoint-dir DIR] [--resume CKPT]\n"
+         "       prelude-worker export|eval|predict CKPT ...  (see export --help)\n"
+         "       prelude-worker serve [--coordinator ADDR] [--token-file F] ...  (see serve --help)\n"
+         "\n"
+         "Trains the job described by JOB.json (the JSON form of prelude.v1.JobSpec).\n" +
+         prelude::flag_list(kRunFlags) +
+         "stdout: one JSON event per line; exit 0 ok, 1 training failed, 2 bad input.\n";
+}
 
 class CliSink : public prelude::EventSink {
  public:
@@ -72,7 +81,7 @@ class CliSink : public prelude::EventSink {
 };
 
 int usage_error(const std::string& msg) {
-  std::fprintf(stderr, "prelude-worker: %s\n%s", msg.c_str(), kUsage);
+  std::fprintf(stderr, "prelude-worker: %s\n%s", msg.c_str(), usage().c_str());
   return 2;
 }
 
@@ -82,7 +91,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage_error("missing command");
   const std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-    std::fputs(kUsage, stdout);
+    std::fputs(usage().c_str(), stdout);
     return 0;
   }
   if (cmd == "serve") return prelude::serve_main(argc - 2, argv + 2);
@@ -95,36 +104,30 @@ int main(int argc, char** argv) {
   if (const char* root = std::getenv("PRELUDE_DATA_ROOT")) options.data_root = root;
   std::string job_path, checkpoint_dir, resume_path;
   bool quiet = false;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&](const char* flag) -> std::string {
-      if (i + 1 >= argc) throw prelude::UserError(std::string(flag) + ": needs a value");
-      return argv[++i];
-    };
-    try {
-      if (a == "--data-root") {
-        options.data_root = value("--data-root");
-      } else if (a == "--threads") {
-        omp_set_num_threads(prelude::parse_threads(value("--threads")));
-      } else if (a == "--checkpoint-dir") {
-        checkpoint_dir = value("--checkpoint-dir");
-      } else if (a == "--resume") {
-        resume_path = value("--resume");
-      } else if (a == "--quiet") {
-        quiet = true;
-      } else if (a == "--help" || a == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (!a.empty() && a[0] == '-') {
-        return usage_error("unknown option '" + a + "'");
-      } else if (job_path.empty()) {
-        job_path = a;
-      } else {
-        return usage_error("more than one job file given");
+  try {
+    FlagReader reader({argv + 2, argv + argc}, kRunFlags);
+    while (const auto item = reader.next()) {
+      switch (item->kind) {
+        case FlagReader::Item::kHelp:
+          std::fputs(usage().c_str(), stdout);
+          return 0;
+        case FlagReader::Item::kUnknown:
+          return usage_error("unknown option '" + item->text + "'");
+        case FlagReader::Item::kArgument:
+          if (!job_path.empty()) return usage_error("more than one job file given");
+          job_path = item->text;
+          break;
+        case FlagReader::Item::kFlag:  // given twice: the last one counts
+          if (item->text == "--data-root") options.data_root = item->value;
+          if (item->text == "--threads") omp_set_num_threads(prelude::parse_threads(item->value));
+          if (item->text == "--quiet") quiet = true;
+          if (item->text == "--checkpoint-dir") checkpoint_dir = item->value;
+          if (item->text == "--resume") resume_path = item->value;
+          break;
       }
-    } catch (const prelude::UserError& e) {
-      return usage_error(e.what());
     }
+  } catch (const prelude::UserError& e) {
+    return usage_error(e.what());
   }
   if (job_path.empty()) return usage_error("missing JOB.json");
 

@@ -26,42 +26,67 @@ namespace v1 = prelude::v1;
 
 namespace {
 
-constexpr const char* kModelUsage =
-    "usage: prelude-worker export CKPT --format onnx|prelude -o FILE\n"
-    "       prelude-worker eval CKPT [--data-root DIR] [--dataset NAME] [--threads N]\n"
-    "       prelude-worker predict CKPT --images IDX [--top K] [--limit N] [--threads N]\n"
-    "\n"
-    "  export   writes the model as ONNX (opset 13: input 'pixels' N x C x H x W in [0, 1],\n"
-    "           output 'logits') or as a Prelude checkpoint without optimizer state\n"
-    "  eval     prints one JSON object: test loss and accuracy, per-class accuracy and the\n"
-    "           confusion matrix (rows: true class, columns: predicted), on the job's test set\n"
-    "           or on another installed data set (--dataset NAME)\n"
-    "  predict  prints one JSON line per image of an IDX file: its logits and its top K\n"
-    "           classes (default 3) with probabilities\n";
+const std::vector<FlagSpec> kExportFlags = {
+    {"--format", "F", "onnx (opset 13: input 'pixels' N x C x H x W in [0, 1], output 'logits'), or prelude "
+                      "(the checkpoint without optimizer state)"},
+    {"-o", "FILE", "where to write it (atomically)"},
+};
+const std::vector<FlagSpec> kEvalFlags = {
+    {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
+    {"--dataset", "NAME", "evaluate on this installed data set's test files instead of the job's"},
+    {"--threads", "N", "compute threads (default: OMP_NUM_THREADS or all cores)"},
+};
+const std::vector<FlagSpec> kPredictFlags = {
+    {"--images", "IDX", "an IDX image file (gzip or raw), of the model's image size"},
+    {"--top", "K", "classes to list per image, most probable first (default 3)"},
+    {"--limit", "N", "only the first N images (default all)"},
+    {"--threads", "N", "compute threads (default: OMP_NUM_THREADS or all cores)"},
+};
 
-// The flags of one command: name -> value (flags without values map to "").
+struct Command {
+  const char* name;
+  const char* synopsis;
+  const char* what;
+  const std::vector<FlagSpec>& flags;
+};
+const Command kExport{"export", "export CKPT --format onnx|prelude -o FILE", "Writes a trained model for other tools.\n",
+                      kExportFlags};
+const Command kEval{"eval", "eval CKPT [--data-root DIR] [--dataset NAME] [--threads N]",
+                    "Prints one JSON object: test loss and accuracy, per-class accuracy and the confusion\n"
+                    "matrix (rows: true class, columns: predicted).\n",
+                    kEvalFlags};
+const Command kPredict{"predict", "predict CKPT --images IDX [--top K] [--limit N] [--threads N]",
+                       "Prints one JSON line per image: its logits and its top K classes with probabilities.\n",
+                       kPredictFlags};
+
+// A command's checkpoint and flag values (the last of a flag given twice counts).
 struct Args {
   std::string ckpt;
   std::map<std::string, std::string> flags;
+  bool help = false;
   std::string get(const std::string& f, const std::string& fallback = "") const {
     auto it = flags.find(f);
     return it == flags.end() ? fallback : it->second;
   }
 };
 
-Args parse(int argc, char** argv, const std::vector<std::string>& valued) {
+Args parse(const Command& cmd, int argc, char** argv) {
   Args a;
-  for (int i = 0; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (!arg.empty() && arg[0] == '-') {
-      if (std::find(valued.begin(), valued.end(), arg) == valued.end())
-        throw UserError("unknown option '" + arg + "'");
-      if (i + 1 >= argc) throw UserError(arg + ": needs a value");
-      a.flags[arg] = argv[++i];
-    } else if (a.ckpt.empty()) {
-      a.ckpt = arg;
-    } else {
-      throw UserError("more than one checkpoint given");
+  FlagReader reader({argv, argv + argc}, cmd.flags);
+  while (const auto item = reader.next()) {
+    switch (item->kind) {
+      case FlagReader::Item::kHelp:
+        a.help = true;
+        return a;
+      case FlagReader::Item::kUnknown:
+        throw UserError("unknown option '" + item->text + "'");
+      case FlagReader::Item::kArgument:
+        if (!a.ckpt.empty()) throw UserError("more than one checkpoint given");
+        a.ckpt = item->text;
+        break;
+      case FlagReader::Item::kFlag:
+        a.flags[item->text] = item->value;
+        break;
     }
   }
   if (a.ckpt.empty()) throw UserError("missing CKPT (a checkpoint file)");
@@ -102,19 +127,21 @@ std::string jlist(const std::vector<T>& items, F&& each) {
   return out + "]";
 }
 
-int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body) {
-  for (int i = 0; i < argc; ++i)
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::fputs(kModelUsage, stdout);
+// Runs a command: --help, or its body with the exit code of what went wrong.
+int run(const Command& cmd, int argc, char** argv, const std::function<void(const Args&)>& body) {
+  try {
+    const Args a = parse(cmd, argc, argv);
+    if (a.help) {
+      std::printf("usage: prelude-worker %s\n\n%s%s", cmd.synopsis, cmd.what, flag_list(cmd.flags).c_str());
       return 0;
     }
-  try {
-    return body(argc, argv);
+    body(a);
+    return 0;
   } catch (const UserError& e) {
-    std::fprintf(stderr, "prelude-worker %s: %s\n", name, e.what());
+    std::fprintf(stderr, "prelude-worker %s: %s\n", cmd.name, e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "prelude-worker %s: internal error: %s\n", name, e.what());
+    std::fprintf(stderr, "prelude-worker %s: internal error: %s\n", cmd.name, e.what());
     return 1;
   }
 }
@@ -122,8 +149,7 @@ int run(const char* name, int argc, char** argv, const std::function<int(int, ch
 }  // namespace
 
 int export_main(int argc, char** argv) {
-  return run("export", argc, argv, [](int argc, char** argv) {
-    const Args a = parse(argc, argv, {"--format", "-o"});
+  return run(kExport, argc, argv, [](const Args& a) {
     const std::string format = a.get("--format", "onnx"), out = a.get("-o");
     if (out.empty()) throw UserError("-o: the output file is required");
     v1::Checkpoint c = read_checkpoint_file(a.ckpt);
@@ -137,13 +163,11 @@ int export_main(int argc, char** argv) {
     }
     std::fprintf(stderr, "prelude-worker export: wrote %s (%s, step %lld)\n", out.c_str(), format.c_str(),
                  static_cast<long long>(c.progress().step()));
-    return 0;
   });
 }
 
 int eval_main(int argc, char** argv) {
-  return run("eval", argc, argv, [](int argc, char** argv) {
-    const Args a = parse(argc, argv, {"--data-root", "--dataset", "--threads"});
+  return run(kEval, argc, argv, [](const Args& a) {
     const v1::Checkpoint c = read_checkpoint_file(a.ckpt);
     std::string root = a.get("--data-root", std::getenv("PRELUDE_DATA_ROOT") ? std::getenv("PRELUDE_DATA_ROOT")
                                                                               : "/usr/share/datasets");
@@ -174,13 +198,11 @@ int eval_main(int argc, char** argv) {
         }) +
         "}";
     std::printf("%s\n", out.c_str());
-    return 0;
   });
 }
 
 int predict_main(int argc, char** argv) {
-  return run("predict", argc, argv, [](int argc, char** argv) {
-    const Args a = parse(argc, argv, {"--images", "--top", "--limit", "--threads"});
+  return run(kPredict, argc, argv, [](const Args& a) {
     const std::string images_path = a.get("--images");
     if (images_path.empty()) throw UserError("--images: an IDX image file is required");
     const v1::Checkpoint c = read_checkpoint_file(a.ckpt);
@@ -222,7 +244,6 @@ int predict_main(int argc, char** argv) {
         std::printf("%s\n", line.c_str());
       }
     }
-    return 0;
   });
 }
 

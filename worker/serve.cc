@@ -23,12 +23,14 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <vector>
 
+#include "common/bearer.h"
+#include "common/errors.h"
 #include "common/flags.h"
-#include "common/status_name.h"
+#include "common/grpc_status.h"
 #include "common/token.h"
 #include "engine/comm.h"
-#include "common/errors.h"
 #include "engine/trainer.h"
 #include "prelude/v1/worker.grpc.pb.h"
 
@@ -39,16 +41,21 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr const char* kServeUsage =
-    "usage: [mpirun -np N] prelude-worker serve [--coordinator ADDR] [--token-file F]\n"
-    "                                          [--data-root DIR] [--threads N] [--quiet]\n"
-    "\n"
-    "Runs a worker pool of the coordinator: rank 0 takes jobs, every rank trains them.\n"
-    "  --coordinator ADDR  the coordinator (default $PRELUDE_COORDINATOR or localhost:50051)\n"
-    "  --token-file F      the coordinator's token (default $PRELUDE_TOKEN)\n"
-    "  --data-root DIR     where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)\n"
-    "  --threads N         compute threads per rank (default: OMP_NUM_THREADS or all cores)\n"
-    "  --quiet             no training progress on stderr\n";
+const std::vector<FlagSpec> kServeFlags = {
+    {"--coordinator", "ADDR", "the coordinator (default $PRELUDE_COORDINATOR or localhost:50051)"},
+    {"--token-file", "F", "the coordinator's token (default $PRELUDE_TOKEN)"},
+    {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
+    {"--threads", "N", "compute threads per rank (default: OMP_NUM_THREADS or all cores)"},
+    {"--quiet", "", "no training progress on stderr"},
+};
+
+std::string serve_usage() {
+  return "usage: [mpirun -np N] prelude-worker serve [--coordinator ADDR] [--token-file F]\n"
+         "                                          [--data-root DIR] [--threads N] [--quiet]\n"
+         "\n"
+         "Runs a worker pool of the coordinator: rank 0 takes jobs, every rank trains them.\n" +
+         flag_list(kServeFlags);
+}
 
 struct ServeOptions {
   std::string coordinator = "localhost:50051";
@@ -58,10 +65,6 @@ struct ServeOptions {
 };
 
 void log(const std::string& line) { std::fprintf(stderr, "prelude-worker: %s\n", line.c_str()); }
-
-std::string describe(const grpc::Status& s) {
-  return std::string(status_code_name(s.error_code())) + ": " + s.error_message();
-}
 
 // Rank 0's connection to the coordinator: the pool's registration and its calls.
 class CoordinatorLink {
@@ -91,9 +94,10 @@ class CoordinatorLink {
         log("registered as " + pool_id_ + " (" + std::to_string(ranks) + " ranks) with " + options_.coordinator);
         return;
       }
-      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED || s.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
-        throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + describe(s));
-      if (attempt % 10 == 0) log("waiting for the coordinator at " + options_.coordinator + ": " + describe(s));
+      const ErrorCode kind = from_grpc(s.error_code());
+      if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kInvalidArgument)
+        throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + status_text(s));
+      if (attempt % 10 == 0) log("waiting for the coordinator at " + options_.coordinator + ": " + status_text(s));
       std::this_thread::sleep_for(std::min(5000ms, 200ms * (attempt + 1)));
     }
   }
@@ -112,13 +116,14 @@ class CoordinatorLink {
         if (resp.has_job()) return resp.job();
         continue;
       }
-      if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
-        log(describe(s));
+      const ErrorCode kind = from_grpc(s.error_code());
+      if (kind == ErrorCode::kNotFound) {  // the coordinator forgot the pool (it restarted): register again
+        log(status_text(s));
         register_pool(ranks_);
         continue;
       }
-      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) throw UserError(describe(s));
-      if (failures++ % 10 == 0) log("cannot reach the coordinator: " + describe(s));
+      if (kind == ErrorCode::kUnauthenticated) throw UserError(status_text(s));
+      if (failures++ % 10 == 0) log("cannot reach the coordinator: " + status_text(s));
       std::this_thread::sleep_for(std::min(5000ms, 200ms * failures));
     }
   }
@@ -137,12 +142,12 @@ class CoordinatorLink {
       *stop = resp.stop();
       return true;
     }
-    if (s.error_code() == grpc::StatusCode::NOT_FOUND) {  // the coordinator forgot us: the job is lost
-      log(describe(s) + "; stopping job " + job_id);
+    if (from_grpc(s.error_code()) == ErrorCode::kNotFound) {  // the coordinator forgot us: the job is lost
+      log(status_text(s) + "; stopping job " + job_id);
       *stop = true;
       return true;
     }
-    log("reporting progress failed (will retry): " + describe(s));
+    log("reporting progress failed (will retry): " + status_text(s));
     return false;
   }
 
@@ -157,8 +162,10 @@ class CoordinatorLink {
       auto ctx = context(10s);
       const grpc::Status s = stub_->FinishJob(ctx.get(), req, &resp);
       if (s.ok()) return;
-      if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-        log("the coordinator did not take the end of job " + job_id + ": " + describe(s));
+      // Repeated only while no answer comes: the coordinator is down or too slow.
+      const ErrorCode kind = from_grpc(s.error_code());
+      if (kind != ErrorCode::kUnavailable && kind != ErrorCode::kTimedOut) {
+        log("the coordinator did not take the end of job " + job_id + ": " + status_text(s));
         return;  // the job is no longer ours (requeued or the coordinator restarted)
       }
       std::this_thread::sleep_for(500ms);
@@ -179,7 +186,7 @@ class CoordinatorLink {
   std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout) const {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() + timeout);
-    if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
+    add_bearer_token(ctx.get(), options_.token);
     return ctx;
   }
 
@@ -308,31 +315,23 @@ int serve_main(int argc, char** argv) {
   if (const char* v = std::getenv("PRELUDE_TOKEN")) o.token = v;
   if (const char* v = std::getenv("PRELUDE_DATA_ROOT")) o.data_root = v;
   try {
-    for (int i = 0; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= argc) throw UserError(a + ": needs a value");
-        return argv[++i];
-      };
-      if (a == "--coordinator") {
-        o.coordinator = value();
-      } else if (a == "--token-file") {
-        o.token = read_token_file(value());
-      } else if (a == "--data-root") {
-        o.data_root = value();
-      } else if (a == "--threads") {
-        omp_set_num_threads(parse_threads(value()));
-      } else if (a == "--quiet") {
-        o.quiet = true;
-      } else if (a == "--help" || a == "-h") {
-        std::fputs(kServeUsage, stdout);
+    FlagReader reader({argv, argv + argc}, kServeFlags);
+    while (const auto item = reader.next()) {
+      if (item->kind == FlagReader::Item::kHelp) {
+        std::fputs(serve_usage().c_str(), stdout);
         return 0;
-      } else {
-        throw UserError("unknown argument '" + a + "'");
       }
+      // serve takes no arguments: anything but its flags is unknown.
+      if (item->kind != FlagReader::Item::kFlag) throw UserError("unknown argument '" + item->text + "'");
+      const std::string& a = item->text;  // a flag given twice: the last one counts
+      if (a == "--coordinator") o.coordinator = item->value;
+      if (a == "--token-file") o.token = read_token_file(item->value);
+      if (a == "--data-root") o.data_root = item->value;
+      if (a == "--threads") omp_set_num_threads(parse_threads(item->value));
+      if (a == "--quiet") o.quiet = true;
     }
   } catch (const UserError& e) {
-    std::fprintf(stderr, "prelude-worker: %s\n%s", e.what(), kServeUsage);
+    std::fprintf(stderr, "prelude-worker: %s\n%s", e.what(), serve_usage().c_str());
     return 2;
   }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "client/cli.h"
+#include "spec/events.h"
 #include "spec/job_spec.h"
 #include "fake_coordinator.h"
 
@@ -58,7 +59,7 @@ v1::JobEvent training_event(int64_t seq, const v1::TrainingEvent& t) {
 
 v1::TrainingEvent diagnostics() {
   v1::TrainingEvent t;
-  t.set_event("diagnostics");
+  set_event_kind(&t, v1::TrainingEvent::DIAGNOSTICS);
   t.set_epoch(0);
   t.add_layers("conv1");
   t.add_activation_std(0.98);
@@ -69,7 +70,7 @@ v1::TrainingEvent diagnostics() {
 
 v1::TrainingEvent step_50() {
   v1::TrainingEvent t;
-  t.set_event("step");
+  set_event_kind(&t, v1::TrainingEvent::STEP);
   t.set_epoch(1);
   t.set_step(50);
   t.set_total_steps(100);
@@ -82,7 +83,7 @@ v1::TrainingEvent step_50() {
 
 v1::TrainingEvent epoch_1() {
   v1::TrainingEvent t;
-  t.set_event("epoch");
+  set_event_kind(&t, v1::TrainingEvent::EPOCH);
   t.set_epoch(1);
   t.set_step(100);
   t.set_train_loss(0.4);
@@ -97,7 +98,7 @@ v1::TrainingEvent epoch_1() {
 
 v1::TrainingEvent summary() {
   v1::TrainingEvent t;
-  t.set_event("summary");
+  set_event_kind(&t, v1::TrainingEvent::SUMMARY);
   t.set_name("tiny");
   t.set_steps(100);
   t.set_train_loss(0.4);
@@ -435,17 +436,43 @@ TEST_F(ClientCli, ListWithNoJobsSaysSoOnStderr) {
 
 // ---- metrics
 
+// What `metrics` prints for history(...).
+const std::string kMetricsCsv =
+    "event,epoch,step,loss,accuracy,learning_rate,train_loss,train_accuracy,test_loss,test_accuracy,"
+    "images_per_second\n"
+    "step,1,50,0.5,0.75,0.01,,,,,640\n"
+    "epoch,1,100,,,,0.4,0.85,0.35,0.875,\n"
+    "summary,,100,,,,0.4,,0.35,0.875,650\n";
+
 TEST_F(ClientCli, MetricsCsvHasTheHeaderAndOneRowPerStepEpochAndSummary) {
   fake.service.add_job(job("job-1", v1::SUCCEEDED));
   fake.service.events["job-1"] = history(v1::SUCCEEDED, "done");
   const Result r = run({"metrics", "job-1"});
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out,
-            "event,epoch,step,loss,accuracy,learning_rate,train_loss,train_accuracy,test_loss,test_accuracy,"
-            "images_per_second\n"
-            "step,1,50,0.5,0.75,0.01,,,,,640\n"
-            "epoch,1,100,,,,0.4,0.85,0.35,0.875,\n"
-            "summary,,100,,,,0.4,,0.35,0.875,650\n");
+  EXPECT_EQ(r.out, kMetricsCsv);
+}
+
+// Events stored before TrainingEvent.kind existed (and those the trainer still
+// sends) give their kind by name only: watched and exported as if it were set.
+TEST_F(ClientCli, EventsNamingTheirKindOnlyAreWatchedAndExportedTheSame) {
+  fake.service.add_job(job("job-1", v1::SUCCEEDED));
+  fake.service.events["job-1"] = history(v1::SUCCEEDED, "done");
+  live = true;  // the step is the progress line
+  const Result live_by_kind = run({"watch", "job-1"});
+  EXPECT_NE(live_by_kind.out.find("\rRUNNING  epoch 1/2  [###"), std::string::npos) << live_by_kind.out;
+
+  for (auto& e : fake.service.events["job-1"])
+    if (e.has_training()) e.mutable_training()->clear_kind();
+  const Result live_by_name = run({"watch", "job-1"});
+  EXPECT_EQ(live_by_name.code, 0) << live_by_name.err;
+  EXPECT_EQ(live_by_name.out, live_by_kind.out);
+  live = false;
+  const Result plain = run({"watch", "job-1"});
+  EXPECT_EQ(plain.code, 0) << plain.err;
+  EXPECT_EQ(plain.out, kWatchedHistory + "2026-01-02T03:04:12Z  SUCCEEDED\njob job-1 SUCCEEDED\n");
+  const Result csv = run({"metrics", "job-1"});
+  EXPECT_EQ(csv.code, 0) << csv.err;
+  EXPECT_EQ(csv.out, kMetricsCsv);
 }
 
 TEST_F(ClientCli, MetricsJsonIsOneTrainingEventPerLineWithProtoNamesDiagnosticsAndAlphas) {
@@ -606,7 +633,7 @@ v1::Job change(const std::string& id, v1::JobState state, const std::string& err
 }
 
 v1::Job with_progress(v1::Job j, int step) {
-  j.mutable_progress()->set_event("step");
+  set_event_kind(j.mutable_progress(), v1::TrainingEvent::STEP);
   j.mutable_progress()->set_step(step);
   j.mutable_progress()->set_total_steps(100);
   return j;

@@ -4,6 +4,7 @@
 
 #include "client/format.h"
 #include "client/render.h"
+#include "spec/events.h"
 #include "spec/job_spec.h"
 
 namespace prelude::client {
@@ -13,7 +14,7 @@ namespace v1 = prelude::v1;
 
 v1::TrainingEvent step(int done, int total, double images_per_second) {
   v1::TrainingEvent e;
-  e.set_event("step");
+  set_event_kind(&e, v1::TrainingEvent::STEP);
   e.set_epoch(2);
   e.set_step(done);
   e.set_total_steps(total);
@@ -137,7 +138,7 @@ TEST(ClientRender, EventLinesHaveNoControlCharactersAndSkipDiagnostics) {
   e.mutable_state_change()->set_reason("line one\nline two\r");
   EXPECT_EQ(event_line(e, JobShape()), "FAILED line one line two ");
   v1::JobEvent d;
-  d.mutable_training()->set_event("diagnostics");
+  set_event_kind(d.mutable_training(), v1::TrainingEvent::DIAGNOSTICS);
   EXPECT_EQ(event_line(d, JobShape()), "");
 }
 
@@ -177,6 +178,33 @@ TEST(ClientRender, JobsTableRowsInTheOrderGiven) {
             "ID     STATE    NAME                      MODEL                              PROGRESS  TEST ACC  POOL  AGE\n"
             "job-2  RUNNING  a-name-far-too-long-f...  cnn-small prelu-cw kaiming-normal  10/100    -         -     1m\n"
             "job-1  QUEUED   -                         cnn-small prelu-cw kaiming-normal  -         -         -     3m\n");
+}
+
+// Events stored before TrainingEvent.kind existed (and those the trainer still
+// sends) give their kind by name only: they read as if it were set.
+TEST(ClientRender, EventsNamingTheirKindOnlyReadTheSame) {
+  const v1::TrainingEvent by_kind = step(50, 100, 640);
+  v1::TrainingEvent by_name = by_kind;
+  by_name.clear_kind();
+  ASSERT_EQ(by_name.event(), "step");
+  EXPECT_EQ(training_text(by_name, JobShape()), training_text(by_kind, JobShape()));
+  EXPECT_NE(training_text(by_name, JobShape()), "");
+
+  // A finished job's PROGRESS cell and the "at the end" of its slopes come from its summary.
+  v1::Job job;
+  job.set_job_id("job-1");
+  job.set_state(v1::SUCCEEDED);
+  job.mutable_create_time()->set_seconds(1000);
+  v1::TrainingEvent* summary = job.mutable_latest_metrics();
+  summary->set_event("summary");
+  summary->set_steps(321);
+  auto* a = summary->add_alphas();
+  a->set_layer("act1");
+  a->add_values(0.25f);
+  const auto now = Clock::time_point(std::chrono::seconds(1090));
+  EXPECT_NE(jobs_table({job}, now).find("  321  "), std::string::npos) << jobs_table({job}, now);
+  EXPECT_NE(job_details(job, now).find("Slopes     learned per activation layer, at the end:\n"), std::string::npos)
+      << job_details(job, now);
 }
 
 // ---- sweeps

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "client/compare.h"
+#include "spec/events.h"
 
 using namespace prelude::client;
 namespace v1 = prelude::v1;
@@ -18,7 +19,7 @@ v1::Job job(const std::string& id, const std::string& point, v1::JobState state,
   j.set_state(state);
   if (state == v1::SUCCEEDED) {
     auto* m = j.mutable_latest_metrics();
-    m->set_event("summary");
+    prelude::set_event_kind(m, v1::TrainingEvent::SUMMARY);
     m->set_test_accuracy(acc);
     m->set_test_loss(loss);
     m->set_train_images_per_second(1000);
@@ -37,7 +38,7 @@ v1::GetMetricsResponse steps(std::vector<std::pair<int, double>> losses) {
   v1::GetMetricsResponse r;
   for (auto [step, loss] : losses) {
     auto* t = r.add_events()->mutable_training();
-    t->set_event("step");
+    prelude::set_event_kind(t, v1::TrainingEvent::STEP);
     t->set_step(step);
     t->set_loss(loss);
   }

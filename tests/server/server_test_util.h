@@ -15,8 +15,9 @@
 #include <thread>
 
 #include "prelude/v1/service.pb.h"
-#include "server/errors.h"
+#include "common/status.h"
 #include "server/job_manager.h"
+#include "spec/events.h"
 
 namespace prelude::server::testing {
 
@@ -74,7 +75,7 @@ inline v1::JobSpec small_spec(const std::string& name = "test", int batch = 0) {
 
 inline v1::TrainingEvent step_event(int step, double loss) {
   v1::TrainingEvent t;
-  t.set_event("step");
+  set_event_kind(&t, v1::TrainingEvent::STEP);
   t.set_step(step);
   t.set_loss(loss);
   return t;
@@ -82,7 +83,7 @@ inline v1::TrainingEvent step_event(int step, double loss) {
 
 inline v1::TrainingEvent epoch_event(int epoch, double test_accuracy) {
   v1::TrainingEvent t;
-  t.set_event("epoch");
+  set_event_kind(&t, v1::TrainingEvent::EPOCH);
   t.set_epoch(epoch);
   t.set_test_accuracy(test_accuracy);
   auto* a = t.add_alphas();
@@ -93,9 +94,16 @@ inline v1::TrainingEvent epoch_event(int epoch, double test_accuracy) {
 
 inline v1::TrainingEvent summary_event(int steps, double test_accuracy) {
   v1::TrainingEvent t;
-  t.set_event("summary");
+  set_event_kind(&t, v1::TrainingEvent::SUMMARY);
   t.set_steps(steps);
   t.set_test_accuracy(test_accuracy);
+  return t;
+}
+
+// The event with its kind given by name only: as the trainer still sends them, and
+// as every event stored before TrainingEvent.kind existed reads back.
+inline v1::TrainingEvent name_only(v1::TrainingEvent t) {
+  t.clear_kind();
   return t;
 }
 
@@ -135,7 +143,7 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
     try {                                                                                                 \
       statement;                                                                                          \
       ADD_FAILURE() << "no ServiceError from " #statement;                                                \
-    } catch (const ::prelude::server::ServiceError& e_) {                                                 \
+    } catch (const ::prelude::ServiceError& e_) {                                                         \
       EXPECT_EQ(static_cast<int>(e_.code()), static_cast<int>(expected_code)) << "message: " << e_.what(); \
       EXPECT_NE(std::string(e_.what()).find(needle), std::string::npos)                                   \
           << "message '" << e_.what() << "' does not contain '" << needle << "'";                       \

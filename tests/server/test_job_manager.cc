@@ -463,14 +463,14 @@ TEST_F(JobManagerTest, ReportAppendsTrainingEventsAndTracksProgressAndMetrics) {
 
   EXPECT_FALSE(jm_->report(p, id, {step_event(1, 2.3), step_event(2, 2.1)}));
   v1::Job job = jm_->get(id);
-  EXPECT_EQ(job.progress().event(), "step");
+  EXPECT_EQ(event_kind(job.progress()), v1::TrainingEvent::STEP);
   EXPECT_EQ(job.progress().step(), 2);
   EXPECT_DOUBLE_EQ(job.progress().loss(), 2.1);
   EXPECT_FALSE(job.has_latest_metrics());
 
   EXPECT_FALSE(jm_->report(p, id, {epoch_event(0, 0.81)}));
   job = jm_->get(id);
-  EXPECT_EQ(job.latest_metrics().event(), "epoch");
+  EXPECT_EQ(event_kind(job.latest_metrics()), v1::TrainingEvent::EPOCH);
   EXPECT_DOUBLE_EQ(job.latest_metrics().test_accuracy(), 0.81);
   ASSERT_EQ(job.latest_metrics().alphas_size(), 1);
   EXPECT_EQ(job.latest_metrics().alphas(0).layer(), "act1");
@@ -479,7 +479,7 @@ TEST_F(JobManagerTest, ReportAppendsTrainingEventsAndTracksProgressAndMetrics) {
   EXPECT_FALSE(jm_->report(p, id, {step_event(3, 1.9), summary_event(3, 0.83)}));
   job = jm_->get(id);
   EXPECT_EQ(job.progress().step(), 3);
-  EXPECT_EQ(job.latest_metrics().event(), "summary");
+  EXPECT_EQ(event_kind(job.latest_metrics()), v1::TrainingEvent::SUMMARY);
   EXPECT_DOUBLE_EQ(job.latest_metrics().test_accuracy(), 0.83);
 
   EXPECT_FALSE(jm_->report(p, id, {}));  // a bare heartbeat adds nothing
@@ -489,11 +489,33 @@ TEST_F(JobManagerTest, ReportAppendsTrainingEventsAndTracksProgressAndMetrics) {
   ASSERT_TRUE(events[2].has_training());
   EXPECT_EQ(events[2].training().step(), 1);
   EXPECT_EQ(events[2].job_id(), id);
-  EXPECT_EQ(events[6].training().event(), "summary");
+  EXPECT_EQ(event_kind(events[6].training()), v1::TrainingEvent::SUMMARY);
 
   const auto metrics = jm_->metrics(id);
   EXPECT_EQ(seqs(metrics), (std::vector<int64_t>{3, 4, 5, 6, 7}));
   for (const auto& e : metrics) EXPECT_TRUE(e.has_training());
+}
+
+TEST_F(JobManagerTest, EventsNamingTheirKindOnlyTrackProgressAndMetricsAlike) {
+  const std::string p = register_pool(1);
+  const std::string id = submit();
+  take(p);
+  ASSERT_EQ(name_only(step_event(1, 2.3)).kind(), v1::TrainingEvent::KIND_UNSPECIFIED);
+
+  EXPECT_FALSE(jm_->report(p, id, {name_only(step_event(1, 2.3))}));
+  v1::Job job = jm_->get(id);
+  EXPECT_EQ(job.progress().step(), 1);
+  EXPECT_FALSE(job.has_latest_metrics());
+  EXPECT_FALSE(jm_->report(p, id, {name_only(epoch_event(0, 0.8))}));
+  EXPECT_DOUBLE_EQ(jm_->get(id).latest_metrics().test_accuracy(), 0.8);
+  EXPECT_FALSE(jm_->report(p, id, {name_only(step_event(2, 2.0)), name_only(summary_event(2, 0.85))}));
+  job = jm_->get(id);
+  EXPECT_EQ(job.progress().step(), 2);
+  EXPECT_EQ(event_kind(job.latest_metrics()), v1::TrainingEvent::SUMMARY);
+  EXPECT_DOUBLE_EQ(job.latest_metrics().test_accuracy(), 0.85);
+  // Stored as sent: the coordinator does not rewrite a worker's events.
+  EXPECT_EQ(job.latest_metrics().kind(), v1::TrainingEvent::KIND_UNSPECIFIED);
+  EXPECT_EQ(job.latest_metrics().event(), "summary");
 }
 
 TEST_F(JobManagerTest, IdleHeartbeatAndReportsForOtherJobs) {
@@ -521,7 +543,7 @@ TEST_F(JobManagerTest, FinishSucceededSetsStateEndTimeAndFinalEvent) {
   EXPECT_TRUE(job.has_end_time());
   EXPECT_GE(job.end_time().seconds(), job.start_time().seconds());
   EXPECT_EQ(job.pool_id(), p);  // the last pool that ran it
-  EXPECT_EQ(job.latest_metrics().event(), "summary");
+  EXPECT_EQ(event_kind(job.latest_metrics()), v1::TrainingEvent::SUMMARY);
   const v1::JobEvent last = last_event(id);
   EXPECT_EQ(last.seq(), 5);
   ASSERT_TRUE(last.has_state_change());
@@ -960,6 +982,73 @@ TEST_F(JobManagerStoreFailureTest, ReportWhoseWriteFailsLeavesNoGapInTheHistory)
 
   // The next report continues the numbering without a hole.
   EXPECT_FALSE(jm_->report(p, id, {step_event(2, 1.5)}));
+  EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2, 3}));
+}
+
+TEST_F(JobManagerStoreFailureTest, AcquireWhoseWriteFailsLeavesTheJobQueuedAndThePoolFree) {
+  const std::string p = register_pool(2);
+  const std::string id = submit();  // seq 1 QUEUED
+  const v1::Job before = jm_->get(id);
+  plant_event(id, 2);  // its RUNNING event cannot be written
+  EXPECT_ANY_THROW(jm_->acquire(p, 0ms));
+  remove_event(id, 2);
+
+  // The job is as it was: queued, on no pool, no attempt counted.
+  const v1::Job after = jm_->get(id);
+  EXPECT_EQ(after.state(), v1::QUEUED);
+  EXPECT_EQ(after.pool_id(), "");
+  EXPECT_EQ(after.ranks(), 0);
+  EXPECT_EQ(after.attempts(), 0);
+  EXPECT_EQ(after.SerializeAsString(), before.SerializeAsString());
+  // The pool holds nothing and waits no more.
+  const PoolInfo* pool = pool_info(p);
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(pool->job_id, "");
+  EXPECT_EQ(pool->waiting, 0);
+  EXPECT_TRUE(jm_->report(p, id, {})) << "the pool may report on a job it was never given";
+
+  // Taken again, it is the first attempt, with no hole in the history.
+  const v1::Job job = take(p);
+  EXPECT_EQ(job.job_id(), id);
+  EXPECT_EQ(job.attempts(), 1);
+  EXPECT_EQ(job.pool_id(), p);
+  EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(pool_info(p)->job_id, id);
+}
+
+TEST_F(JobManagerStoreFailureTest, AcquireWhoseRequeueWriteFailsLeavesThePoolItsJob) {
+  const std::string p = register_pool(1);
+  const std::string id = submit();
+  take(p);             // seq 1 QUEUED, 2 RUNNING
+  plant_event(id, 3);  // the pool asks for work again, but the requeue cannot be written
+  EXPECT_ANY_THROW(jm_->acquire(p, 0ms));
+  remove_event(id, 3);
+
+  EXPECT_EQ(jm_->get(id).state(), v1::RUNNING);
+  EXPECT_EQ(jm_->get(id).attempts(), 1);
+  EXPECT_EQ(pool_info(p)->job_id, id) << "the job would stay RUNNING with no pool to lose it";
+  EXPECT_EQ(pool_info(p)->waiting, 0);
+  // Asking again requeues it and starts it over.
+  const v1::Job job = take(p);
+  EXPECT_EQ(job.job_id(), id);
+  EXPECT_EQ(job.attempts(), 2);
+  EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
+TEST_F(JobManagerStoreFailureTest, FinishWhoseWriteFailsLeavesTheJobRunningOnThePool) {
+  const std::string p = register_pool(1);
+  const std::string id = submit();
+  take(p);             // seq 1 QUEUED, 2 RUNNING
+  plant_event(id, 3);  // the SUCCEEDED event cannot be written
+  EXPECT_ANY_THROW(jm_->finish(p, id, v1::SUCCEEDED, ""));
+  remove_event(id, 3);
+
+  EXPECT_EQ(jm_->get(id).state(), v1::RUNNING);
+  EXPECT_EQ(pool_info(p)->job_id, id);
+  // The pool's next try is taken.
+  jm_->finish(p, id, v1::SUCCEEDED, "");
+  EXPECT_EQ(jm_->get(id).state(), v1::SUCCEEDED);
+  EXPECT_EQ(pool_info(p)->job_id, "");
   EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2, 3}));
 }
 

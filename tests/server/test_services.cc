@@ -17,9 +17,11 @@
 
 #include "prelude/v1/service.grpc.pb.h"
 #include "prelude/v1/worker.grpc.pb.h"
+#include "common/bearer.h"
 #include "common/errors.h"
+#include "common/grpc_status.h"
 #include "server/auth.h"
-#include "server/grpc_status.h"
+#include "server/handle.h"
 #include "server/job_manager.h"
 #include "server/services.h"
 #include "server/store.h"
@@ -210,6 +212,54 @@ TEST(TokenAuthTest, FromFileTrimsWhiteSpaceAndNamesABadFile) {
   const std::string blank = dir.file("blank");
   std::ofstream(blank) << " \n";
   EXPECT_THROW(TokenAuth::from_file(blank), UserError);
+}
+
+// The one mapping of error kinds to and from gRPC codes (common/grpc_status.h).
+constexpr ErrorCode kAllKinds[] = {ErrorCode::kInvalidArgument, ErrorCode::kNotFound,  ErrorCode::kFailedPrecondition,
+                                   ErrorCode::kUnauthenticated, ErrorCode::kUnavailable, ErrorCode::kInternal,
+                                   ErrorCode::kTimedOut,        ErrorCode::kInterrupted, ErrorCode::kUnsupported};
+
+TEST(GrpcStatusTest, EveryKindGoesOutAsItsCodeAndComesBackAsItself) {
+  EXPECT_EQ(to_grpc(ErrorCode::kInvalidArgument), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(to_grpc(ErrorCode::kNotFound), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(to_grpc(ErrorCode::kFailedPrecondition), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(to_grpc(ErrorCode::kUnauthenticated), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(to_grpc(ErrorCode::kUnavailable), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(to_grpc(ErrorCode::kInternal), grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(to_grpc(ErrorCode::kTimedOut), grpc::StatusCode::DEADLINE_EXCEEDED);
+  for (ErrorCode kind : kAllKinds) EXPECT_EQ(from_grpc(to_grpc(kind)), kind) << status_code_name(to_grpc(kind));
+}
+
+TEST(GrpcStatusTest, CallersRetryWhatMayPassAndNeverARefusal) {
+  for (grpc::StatusCode code : {grpc::StatusCode::UNAVAILABLE, grpc::StatusCode::DEADLINE_EXCEEDED,
+                                grpc::StatusCode::CANCELLED, grpc::StatusCode::ABORTED,
+                                grpc::StatusCode::RESOURCE_EXHAUSTED, grpc::StatusCode::INTERNAL,
+                                grpc::StatusCode::UNKNOWN})
+    EXPECT_TRUE(is_retryable(from_grpc(code))) << status_code_name(code);
+  for (grpc::StatusCode code : {grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::NOT_FOUND,
+                                grpc::StatusCode::FAILED_PRECONDITION, grpc::StatusCode::UNAUTHENTICATED,
+                                grpc::StatusCode::UNIMPLEMENTED, grpc::StatusCode::ALREADY_EXISTS,
+                                grpc::StatusCode::PERMISSION_DENIED, grpc::StatusCode::OUT_OF_RANGE,
+                                grpc::StatusCode::DATA_LOSS})
+    EXPECT_FALSE(is_retryable(from_grpc(code))) << status_code_name(code);
+  // Codes the coordinator never sends are not taken for one it does.
+  EXPECT_EQ(from_grpc(grpc::StatusCode::PERMISSION_DENIED), ErrorCode::kUnsupported);
+  EXPECT_EQ(from_grpc(grpc::StatusCode::OUT_OF_RANGE), ErrorCode::kUnsupported);
+}
+
+TEST(GrpcStatusTest, CodesReadByName) {
+  EXPECT_EQ(status_text(grpc::StatusCode::NOT_FOUND, "job-7: no such job"), "NOT_FOUND: job-7: no such job");
+  EXPECT_EQ(status_text(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong token")),
+            "UNAUTHENTICATED: wrong token");
+  EXPECT_STREQ(status_code_name(grpc::StatusCode::DEADLINE_EXCEEDED), "DEADLINE_EXCEEDED");
+}
+
+TEST(BearerTest, TheTokenGoesOutAsBearerMetadataAndIsReadBack) {
+  EXPECT_EQ(bearer_token("Bearer s3cret"), std::optional<std::string>("s3cret"));
+  EXPECT_EQ(bearer_token("Bearer "), std::optional<std::string>(""));
+  EXPECT_EQ(bearer_token("bearer s3cret"), std::nullopt);
+  EXPECT_EQ(bearer_token("Basic czNjcmV0"), std::nullopt);
+  EXPECT_EQ(bearer_token("s3cret"), std::nullopt);
 }
 
 TEST(GrpcStatusTest, EveryErrorHasItsStatusCode) {
@@ -544,7 +594,7 @@ TEST_F(ServicesTest, WatchJobStreamsHistoryThenLiveEventsAndEndsAfterTheFinalSta
   EXPECT_EQ(events[1].state_change().pool_id(), pool);
   EXPECT_EQ(events[2].training().step(), 1);
   EXPECT_EQ(events[3].training().step(), 2);
-  EXPECT_EQ(events[4].training().event(), "epoch");
+  EXPECT_EQ(event_kind(events[4].training()), v1::TrainingEvent::EPOCH);
   ASSERT_TRUE(events[5].has_state_change());
   EXPECT_EQ(events[5].state_change().state(), v1::SUCCEEDED);
 }
@@ -674,13 +724,14 @@ TEST_F(ServicesTest, GetMetricsReturnsOnlyTrainingEvents) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(resp.job().job_id(), id);
   EXPECT_EQ(resp.job().state(), v1::SUCCEEDED);
-  EXPECT_EQ(resp.job().latest_metrics().event(), "summary");
+  EXPECT_EQ(event_kind(resp.job().latest_metrics()), v1::TrainingEvent::SUMMARY);
   EXPECT_EQ(resp.job().progress().step(), 2);
   ASSERT_EQ(resp.events_size(), 4);
-  const char* kinds[] = {"step", "step", "epoch", "summary"};
+  const EventKind kinds[] = {v1::TrainingEvent::STEP, v1::TrainingEvent::STEP, v1::TrainingEvent::EPOCH,
+                             v1::TrainingEvent::SUMMARY};
   for (int i = 0; i < 4; ++i) {
     EXPECT_TRUE(resp.events(i).has_training()) << i;
-    EXPECT_EQ(resp.events(i).training().event(), kinds[i]);
+    EXPECT_EQ(event_kind(resp.events(i).training()), kinds[i]);
     EXPECT_EQ(resp.events(i).seq(), 3 + i);
   }
 }

@@ -26,7 +26,7 @@ v1::Job make_job(const std::string& id, v1::JobState state, const std::string& n
   job.set_attempts(2);
   job.set_pool_id("pool-1.1");
   job.mutable_create_time()->set_seconds(1700000000);
-  job.mutable_latest_metrics()->set_event("epoch");
+  set_event_kind(job.mutable_latest_metrics(), v1::TrainingEvent::EPOCH);
   job.mutable_latest_metrics()->set_test_accuracy(0.875);
   return job;
 }
@@ -116,7 +116,7 @@ TEST(StoreTest, EventsRoundTripWithTheirContent) {
   EXPECT_EQ(events[0].state_change().reason(), "submitted");
   EXPECT_EQ(events[0].time().seconds(), 1700000001);
   ASSERT_TRUE(events[3].has_training());
-  EXPECT_EQ(events[3].training().event(), "step");
+  EXPECT_EQ(event_kind(events[3].training()), v1::TrainingEvent::STEP);
   EXPECT_EQ(events[3].training().step(), 20);
   EXPECT_DOUBLE_EQ(events[3].training().loss(), 0.1);
   ASSERT_TRUE(events[5].has_state_change());

@@ -3,11 +3,12 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
-#include "server/errors.h"
+#include "common/status.h"
 #include "server/job_manager.h"
 #include "server_test_util.h"
 
 using namespace prelude::server;
+using prelude::ErrorCode;
 using namespace prelude::server::testing;
 
 namespace {

@@ -16,6 +16,7 @@
 #include "engine/dataset.h"
 #include "engine/gradient_reducer.h"
 #include "common/errors.h"
+#include "spec/events.h"
 #include "spec/job_spec.h"
 #include "engine/model.h"
 #include "engine/param_io.h"
@@ -176,7 +177,7 @@ class Run {
   // Says that the run continues from a checkpoint, and from which step.
   void emit_resumed_event(const TrainingState& s) {
     v1::TrainingEvent e;
-    e.set_event("resumed");
+    set_event_kind(&e, v1::TrainingEvent::RESUMED);
     e.set_epoch(s.epoch + 1);
     e.set_step(static_cast<int32_t>(s.step));
     e.set_total_steps(static_cast<int32_t>(total_steps_));

@@ -1,4 +1,5 @@
-// The one place where the coordinator's errors become gRPC status codes.
+// Where a gRPC handler of the coordinator meets its core: the token check, and the
+// core's errors turned into status codes by the shared mapping (common/grpc_status.h).
 #pragma once
 
 #include <grpcpp/grpcpp.h>

@@ -1,18 +1,26 @@
-// Errors of the coordinator's core (job manager, store), free of gRPC: the one
-// place that turns them into gRPC status codes is grpc_status.cc.
+// What went wrong with a call between Prelude's programs, free of gRPC: the
+// coordinator's core raises ServiceErrors, and the client and the worker pools
+// learn the same kinds from the status of a failed call. The one mapping to and
+// from gRPC status codes is common/grpc_status.h.
 #pragma once
 
 #include <stdexcept>
 #include <string>
 
-namespace prelude::server {
+namespace prelude {
 
 enum class ErrorCode {
+  // What the coordinator's core raises (and a caller then sees).
   kInvalidArgument,     // a bad request field or job spec; the message names it
   kNotFound,            // an unknown job or pool id
   kFailedPrecondition,  // the object is in the wrong state for the call
   kUnauthenticated,     // missing or wrong token
-  kUnavailable,         // shutting down
+  kUnavailable,         // shutting down; to a caller also: the coordinator cannot be reached
+  kInternal,            // a fault of the coordinator (the store failed, a bug)
+  // What only a caller meets.
+  kTimedOut,     // no answer before the call's deadline
+  kInterrupted,  // the call was cut short (the coordinator stopped mid-stream, aborted, overloaded)
+  kUnsupported,  // a call the server does not know, or a code the coordinator never sends
 };
 
 class ServiceError : public std::runtime_error {
@@ -30,4 +38,4 @@ inline ServiceError failed_precondition(const std::string& m) { return {ErrorCod
 inline ServiceError unauthenticated(const std::string& m) { return {ErrorCode::kUnauthenticated, m}; }
 inline ServiceError unavailable(const std::string& m) { return {ErrorCode::kUnavailable, m}; }
 
-}  // namespace prelude::server
+}  // namespace prelude
