@@ -286,7 +286,7 @@ class Run {
   // The step event: loss and accuracy of the steps since the last one.
   void emit_step_event(const TrainingState& s, double lr) {
     v1::TrainingEvent e;
-    e.set_event("step");
+    set_event_kind(&e, v1::TrainingEvent::STEP);
     e.set_epoch(s.epoch + 1);
     e.set_step(static_cast<int32_t>(s.step));
     e.set_loss(s.window.loss());
@@ -303,7 +303,7 @@ class Run {
   // the learning rate of its last step, the test set's (when evaluated) and the slopes.
   void emit_epoch_event(const TrainingState& s, const Accum& test) {
     v1::TrainingEvent e;
-    e.set_event("epoch");
+    set_event_kind(&e, v1::TrainingEvent::EPOCH);
     e.set_epoch(s.epoch + 1);
     e.set_step(static_cast<int32_t>(s.step));
     e.set_train_loss(s.epoch_sums.loss());
@@ -324,7 +324,7 @@ class Run {
   // reducing the gradients cost.
   v1::TrainingEvent make_summary(const TrainingState& s, double seconds) const {
     v1::TrainingEvent e;
-    e.set_event("summary");
+    set_event_kind(&e, v1::TrainingEvent::SUMMARY);
     e.set_name(spec_.name());
     e.set_steps(static_cast<int32_t>(s.step));
     e.set_train_loss(s.last_epoch.loss());
@@ -481,7 +481,7 @@ class Run {
     net_->backward();
     const LayerStats st = net_->weight_layer_stats();
     v1::TrainingEvent e;
-    e.set_event("diagnostics");
+    set_event_kind(&e, v1::TrainingEvent::DIAGNOSTICS);
     e.set_epoch(epoch);
     e.set_total_steps(static_cast<int32_t>(total_steps_));
     for (size_t i = 0; i < st.layers.size(); ++i) {
