@@ -242,7 +242,8 @@ v1::SweepStatus JobManager::sweep_status(const std::string& sweep_id) const {
   if (it == sweeps_.end()) throw not_found("sweep '" + sweep_id + "' does not exist");
   v1::SweepStatus status;
   *status.mutable_sweep() = it->second;
-  for (const auto& id : it->second.job_ids()) *status.add_jobs() = find(id).job;
+  for (const auto& id : it->second.job_ids())
+    if (jobs_.count(id)) *status.add_jobs() = find(id).job;  // deleted jobs drop out
   return status;
 }
 
@@ -254,6 +255,7 @@ v1::SweepStatus JobManager::get_sweep(const std::string& sweep_id) const {
 int64_t JobManager::sweep_version(const v1::Sweep& sweep) const {
   int64_t version = 0;
   for (const auto& id : sweep.job_ids()) {
+    if (!jobs_.count(id)) continue;  // deleted
     const Record& r = find(id);
     version += r.last_seq + (r.job.cancel_requested() ? 1 : 0);
   }
@@ -507,6 +509,99 @@ std::vector<PoolInfo> JobManager::pools() const {
   std::vector<PoolInfo> out;
   for (const auto& [id, p] : pools_) out.push_back(p);
   return out;
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+void JobManager::check_holds(const std::string& pool_id, const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto pit = pools_.find(pool_id);
+  if (pit == pools_.end())
+    throw not_found("pool '" + pool_id + "' is not registered (the coordinator may have restarted): register again");
+  find(job_id);
+  if (pit->second.job_id != job_id)
+    throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+}
+
+std::vector<v1::CheckpointInfo> JobManager::add_checkpoint(const std::string& pool_id, const std::string& job_id,
+                                                           const v1::CheckpointInfo& info) {
+  std::lock_guard<std::mutex> lock(mu_);
+  PoolInfo& pool = find_pool(pool_id);
+  pool.last_seen = options_.now();
+  if (pool.job_id != job_id) throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+  Record& r = find(job_id);
+  Record next = r;
+  // The list, oldest first: the new one replaces its namesake, then only the newest
+  // keep_checkpoints of the others and the final model stay.
+  std::vector<v1::CheckpointInfo> all;
+  for (const auto& c : r.job.checkpoints())
+    if (c.final() != info.final() || (!c.final() && c.step() != info.step())) all.push_back(c);
+  all.push_back(info);
+  std::stable_sort(all.begin(), all.end(), [](const v1::CheckpointInfo& a, const v1::CheckpointInfo& b) {
+    return a.final() != b.final() ? b.final() : a.step() < b.step();
+  });
+  int others = 0;
+  for (const auto& c : all) others += c.final() ? 0 : 1;
+  std::vector<v1::CheckpointInfo> dropped;
+  next.job.clear_checkpoints();
+  for (const auto& c : all) {
+    if (!c.final() && others > options_.keep_checkpoints) {
+      --others;
+      dropped.push_back(c);
+      continue;
+    }
+    *next.job.add_checkpoints() = c;
+  }
+  commit(r, std::move(next), {});
+  // A replaced namesake's file was overwritten by the new one: not the caller's to remove.
+  return dropped;
+}
+
+v1::CheckpointInfo JobManager::checkpoint(const std::string& job_id, const std::string& which) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const v1::Job& job = find(job_id).job;
+  const v1::CheckpointInfo* found = nullptr;
+  const v1::CheckpointInfo* latest = nullptr;
+  const v1::CheckpointInfo* final = nullptr;
+  for (const auto& c : job.checkpoints()) {
+    if (c.final()) final = &c;
+    if (!latest || c.step() > latest->step() || (c.step() == latest->step() && c.final())) latest = &c;
+  }
+  if (which == "final") {
+    found = final;
+  } else if (which == "latest") {
+    found = latest;
+  } else if (which.empty()) {
+    found = final ? final : latest;
+  } else {
+    char* end = nullptr;
+    const long long step = std::strtoll(which.c_str(), &end, 10);
+    if (*end != '\0' || step < 0) throw invalid_argument("checkpoint: 'final', 'latest' or a step number, got '" + which + "'");
+    for (const auto& c : job.checkpoints())
+      if (c.step() == step && (!found || !c.final())) found = &c;
+  }
+  if (found) return *found;
+  std::string kept;
+  for (const auto& c : job.checkpoints())
+    kept += (kept.empty() ? "" : ", ") + (c.final() ? std::string("final (step ") + std::to_string(c.step()) + ")"
+                                                    : "step " + std::to_string(c.step()));
+  throw not_found("job '" + job_id + "' has no " + (which.empty() ? std::string("checkpoint") : "checkpoint '" + which + "'") +
+                  (kept.empty() ? " (it keeps none yet)" : " (it keeps " + kept + ")"));
+}
+
+v1::Job JobManager::remove(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Record& r = find(job_id);
+  if (!is_final(r.job.state()))
+    throw failed_precondition("job '" + job_id + "' is " + state_name(r.job.state()) +
+                              ": cancel it and wait for it to end before deleting it");
+  const v1::Job job = r.job;
+  store_.remove(job_id);  // throws: nothing changed
+  by_number_.erase(r.number);
+  jobs_.erase(job_id);
+  changed_.notify_all();
+  if (options_.log) options_.log(job_id + " deleted");
+  return job;
 }
 
 }  // namespace prelude::server
