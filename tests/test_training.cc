@@ -78,6 +78,23 @@ TEST(Training, ShortRunLossFallsAndEventsAreComplete) {
   // Five activation layers; channel-wise slopes have one value per channel, and they moved.
   ASSERT_EQ(summary.alphas_size(), 5);
   EXPECT_EQ(summary.alphas(0).layer(), "conv1.act");
+  // The test set by class: Fashion-MNIST's names, and a confusion matrix over all
+  // 2000 test images whose diagonal is the accuracy, row by row and in all.
+  ASSERT_EQ(summary.class_names_size(), 10);
+  EXPECT_EQ(summary.class_names(0), "T-shirt/top");
+  EXPECT_EQ(summary.class_names(9), "Ankle boot");
+  ASSERT_EQ(summary.confusion_matrix_size(), 100);
+  ASSERT_EQ(summary.class_accuracy_size(), 10);
+  int64_t total = 0, diagonal = 0;
+  for (int i = 0; i < 10; ++i) {
+    int64_t row = 0;
+    for (int j = 0; j < 10; ++j) row += summary.confusion_matrix(i * 10 + j);
+    total += row;
+    diagonal += summary.confusion_matrix(i * 11);
+    EXPECT_DOUBLE_EQ(summary.class_accuracy(i), row ? static_cast<double>(summary.confusion_matrix(i * 11)) / row : 0);
+  }
+  EXPECT_EQ(total, 2000);
+  EXPECT_NEAR(static_cast<double>(diagonal) / total, summary.test_accuracy(), 1.0 / 2000);  // argmax ties aside
   EXPECT_EQ(summary.alphas(0).values_size(), 32);
   EXPECT_EQ(summary.alphas(4).values_size(), 256);
   double moved = 0;

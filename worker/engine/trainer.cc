@@ -14,6 +14,7 @@
 
 #include "engine/comm.h"
 #include "engine/dataset.h"
+#include "engine/evaluation.h"
 #include "engine/gradient_reducer.h"
 #include "common/errors.h"
 #include "spec/events.h"
@@ -273,11 +274,12 @@ class Run {
   // The test set's loss and accuracy, then the epoch's report and diagnostics; `s`
   // moves to the start of the next epoch.
   void end_epoch(TrainingState& s) {
-    const Accum test = evaluate();
-    emit_epoch_event(s, test);
+    const TestResult test = evaluate();
+    emit_epoch_event(s, test.sums);
     diagnostics(s.epoch + 1);
     s.last_epoch = s.epoch_sums;
-    s.last_test = test;
+    s.last_test = test.sums;
+    s.last_confusion = test.confusion;
     s.epoch_sums = Accum();
     ++s.epoch;
     s.position = 0;
@@ -332,6 +334,7 @@ class Run {
     if (!t_.skip_test()) {
       e.set_test_loss(s.last_test.loss());
       e.set_test_accuracy(s.last_test.accuracy());
+      add_classes(&e, s.last_confusion);
     }
     const int64_t timed = s.step > kWarmupSteps ? s.step - kWarmupSteps : 0;
     e.set_train_images_per_second(s.train_seconds > 0 ? timed * global_batch_ / s.train_seconds : 0);
@@ -341,6 +344,19 @@ class Run {
     e.set_allreduce_bytes_per_step(reducer_->bytes_per_step());
     e.set_seconds(seconds);
     return e;
+  }
+
+  // The test set by class, from its confusion matrix: names, accuracy per class, the matrix.
+  void add_classes(v1::TrainingEvent* e, const std::vector<int64_t>& confusion) const {
+    const int k = train_.num_classes;
+    if (confusion.size() != static_cast<size_t>(k) * k) return;
+    for (const auto& name : class_names(spec_.dataset(), k)) e->add_class_names(name);
+    for (int i = 0; i < k; ++i) {
+      int64_t row = 0;
+      for (int j = 0; j < k; ++j) row += confusion[i * k + j];
+      e->add_class_accuracy(row ? static_cast<double>(confusion[i * k + i]) / row : 0.0);
+    }
+    e->mutable_confusion_matrix()->Add(confusion.begin(), confusion.end());
   }
 
   // Runs `f` on every rank; if it throws on any rank, every rank throws the error of
@@ -449,13 +465,20 @@ class Run {
 
   // Loss and accuracy over the whole test set, in batches (the last one padded);
   // count 0 when the test set is skipped.
-  Accum evaluate() {
-    if (t_.skip_test() || test_.n == 0) return Accum();
+  // The test set's loss and accuracy, and its confusion matrix (classes x classes,
+  // row = true class), over every rank.
+  struct TestResult {
+    Accum sums;
+    std::vector<int64_t> confusion;
+  };
+  TestResult evaluate() {
+    if (t_.skip_test() || test_.n == 0) return {};
     // Each rank evaluates its contiguous share of the test set; the sums are reduced.
     const int64_t b = net_->batch();
     const int64_t begin = test_.n * comm_.rank() / comm_.size();
     const int64_t end = test_.n * (comm_.rank() + 1) / comm_.size();
     std::vector<int32_t> idx(b), labels(b);
+    ConfusionMatrix cm(test_.num_classes);
     double sums[3] = {0, 0, 0};
     for (int64_t start = begin; start < end; start += b) {
       const int count = static_cast<int>(std::min<int64_t>(b, end - start));
@@ -464,9 +487,15 @@ class Run {
       net_->forward();
       const LossResult r = net_->loss(labels.data(), count, false, 1.0);
       sums[0] += r.loss_sum, sums[1] += r.correct, sums[2] += r.count;
+      const std::vector<float> logits = to_plain(net_->logits().data);
+      cm.add(logits.data(), labels.data(), count);
     }
-    comm_.allreduce_sum(sums, 3);
-    return {sums[0], static_cast<int64_t>(sums[1]), static_cast<int64_t>(sums[2])};
+    std::vector<double> all(sums, sums + 3);
+    all.insert(all.end(), cm.counts.begin(), cm.counts.end());
+    comm_.allreduce_sum(all.data(), all.size());
+    TestResult out{{all[0], static_cast<int64_t>(all[1]), static_cast<int64_t>(all[2])}, {}};
+    for (size_t i = 3; i < all.size(); ++i) out.confusion.push_back(static_cast<int64_t>(all[i]));
+    return out;
   }
 
   // Standard deviations per weight layer on the first training batch (unshuffled;

@@ -35,6 +35,7 @@ v1::TrainingProgress to_progress(const TrainingState& s, int64_t total_steps) {
   put(s.epoch_sums, 0, p.mutable_epoch_sums());
   put(s.last_epoch, 0, p.mutable_last_epoch());
   put(s.last_test, 0, p.mutable_last_test());
+  p.mutable_last_confusion()->Add(s.last_confusion.begin(), s.last_confusion.end());
   p.set_stall_sum(s.stall.sum);
   if (std::isfinite(s.stall.best_mean)) p.set_stall_best_mean(s.stall.best_mean);
   p.set_stall_best_end(s.stall.best_end);
@@ -52,6 +53,7 @@ TrainingState from_progress(const v1::TrainingProgress& p) {
   s.epoch_sums = get(p.epoch_sums());
   s.last_epoch = get(p.last_epoch());
   s.last_test = get(p.last_test());
+  s.last_confusion.assign(p.last_confusion().begin(), p.last_confusion().end());
   s.stall.sum = p.stall_sum();
   if (p.has_stall_best_mean()) s.stall.best_mean = p.stall_best_mean();
   s.stall.best_end = p.stall_best_end();

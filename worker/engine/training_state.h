@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "engine/softmax_xent.h"
 #include "prelude/v1/checkpoint.pb.h"
@@ -46,6 +47,7 @@ struct TrainingState {
   Accum epoch_sums;      // the steps of `epoch` so far
   Accum last_epoch;      // the last reported epoch: its steps,
   Accum last_test;       // and its test set (count 0: not evaluated)
+  std::vector<int64_t> last_confusion;  // and its confusion matrix (row = true class)
   StallWatch stall;
   // Training time: only the throughputs (images per second) depend on it.
   double window_seconds = 0;  // of the steps in `window`
