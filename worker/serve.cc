@@ -317,7 +317,9 @@ class CheckpointUploader {
   ~CheckpointUploader() { close(); }
 
   void add(const v1::Checkpoint& c) {
-    Item item{c, encode_checkpoint(c)};
+    const auto t0 = std::chrono::steady_clock::now();
+    Item item{c, encode_checkpoint(c), 0};
+    item.encode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!pending_.empty() && !pending_.back().checkpoint.progress().finished()) pending_.pop_back();
@@ -341,6 +343,7 @@ class CheckpointUploader {
   struct Item {
     v1::Checkpoint checkpoint;
     std::string bytes;
+    double encode_ms;  // in the training thread
   };
 
   void loop() {
@@ -365,7 +368,8 @@ class CheckpointUploader {
       const grpc::Status s = link_.upload_checkpoint(job_id_, item.checkpoint, item.bytes);
       if (s.ok()) {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-        log(job_id_ + ": kept " + what + " in " + std::to_string(ms.count()) + " ms");
+        log(job_id_ + ": kept " + what + ": encoded in " + std::to_string(static_cast<int>(item.encode_ms)) +
+            " ms, uploaded in " + std::to_string(ms.count()) + " ms");
         return;
       }
       const ErrorCode kind = from_grpc(s.error_code());
