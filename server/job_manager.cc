@@ -9,6 +9,7 @@
 #include "common/errors.h"
 #include "common/job_state.h"
 #include "common/status.h"
+#include "artifacts/resume_check.h"
 #include "spec/data_files.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
@@ -177,6 +178,7 @@ void JobManager::check_submittable(v1::JobSpec* spec) const {
   } catch (const UserError& e) {
     throw invalid_argument(std::string("spec.") + e.what());
   }
+  check_init_from(spec);
   std::set<int> sizes(options_.expected_pool_ranks.begin(), options_.expected_pool_ranks.end());
   for (const auto& [id, pool] : pools_) sizes.insert(pool.ranks);
   if (sizes.empty()) return;  // no pool known yet: the queue waits for one that fits
@@ -559,7 +561,10 @@ std::vector<v1::CheckpointInfo> JobManager::add_checkpoint(const std::string& po
 
 v1::CheckpointInfo JobManager::checkpoint(const std::string& job_id, const std::string& which) const {
   std::lock_guard<std::mutex> lock(mu_);
-  const v1::Job& job = find(job_id).job;
+  return find_checkpoint(find(job_id).job, which);
+}
+
+v1::CheckpointInfo JobManager::find_checkpoint(const v1::Job& job, const std::string& which) {
   const v1::CheckpointInfo* found = nullptr;
   const v1::CheckpointInfo* latest = nullptr;
   const v1::CheckpointInfo* final = nullptr;
@@ -576,7 +581,8 @@ v1::CheckpointInfo JobManager::checkpoint(const std::string& job_id, const std::
   } else {
     char* end = nullptr;
     const long long step = std::strtoll(which.c_str(), &end, 10);
-    if (*end != '\0' || step < 0) throw invalid_argument("checkpoint: 'final', 'latest' or a step number, got '" + which + "'");
+    if (*end != '\0' || step < 0)
+      throw invalid_argument("checkpoint: 'final', 'latest' or a step number, got '" + which + "'");
     for (const auto& c : job.checkpoints())
       if (c.step() == step && (!found || !c.final())) found = &c;
   }
@@ -585,8 +591,33 @@ v1::CheckpointInfo JobManager::checkpoint(const std::string& job_id, const std::
   for (const auto& c : job.checkpoints())
     kept += (kept.empty() ? "" : ", ") + (c.final() ? std::string("final (step ") + std::to_string(c.step()) + ")"
                                                     : "step " + std::to_string(c.step()));
-  throw not_found("job '" + job_id + "' has no " + (which.empty() ? std::string("checkpoint") : "checkpoint '" + which + "'") +
+  throw not_found("job '" + job.job_id() + "' has no " +
+                  (which.empty() ? std::string("checkpoint") : "checkpoint '" + which + "'") +
                   (kept.empty() ? " (it keeps none yet)" : " (it keeps " + kept + ")"));
+}
+
+void JobManager::check_init_from(v1::JobSpec* spec) const {
+  v1::InitFromSpec* from = spec->mutable_model()->mutable_init_from();
+  if (from->job_id().empty()) return;
+  auto it = jobs_.find(from->job_id());
+  if (it == jobs_.end()) throw invalid_argument("spec.model.initFrom.jobId: no job '" + from->job_id() + "'");
+  const v1::Job& source = it->second.job;
+  v1::CheckpointInfo info;
+  try {
+    info = find_checkpoint(source, from->checkpoint());
+  } catch (const ServiceError& e) {
+    throw invalid_argument(std::string("spec.model.initFrom.checkpoint: ") + e.what());
+  }
+  // The same model: everything of `model` but how it is initialised.
+  const std::string differs =
+      first_difference(spec->model(), source.spec().model(), [](const std::string& path) {
+        return path == "init" || path == "initFrom" || path.rfind("init.", 0) == 0 || path.rfind("initFrom.", 0) == 0;
+      });
+  if (!differs.empty())
+    throw invalid_argument("spec.model." + differs + ": differs from the model of " + from->job_id() +
+                           ", whose weights the job would start from");
+  // Pinned: the job starts from this checkpoint whatever the source keeps later.
+  from->set_checkpoint(info.final() ? "final" : std::to_string(info.step()));
 }
 
 v1::Job JobManager::remove(const std::string& job_id) {

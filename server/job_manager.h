@@ -165,6 +165,10 @@ class JobManager {
   const Record& find(const std::string& job_id) const;
   PoolInfo& find_pool(const std::string& pool_id);
   void check_submittable(prelude::v1::JobSpec* spec) const;
+  // model.initFrom: the job and its checkpoint exist and the model is the same; pins
+  // the checkpoint ("final" or its step).
+  void check_init_from(prelude::v1::JobSpec* spec) const;
+  static prelude::v1::CheckpointInfo find_checkpoint(const prelude::v1::Job& job, const std::string& which);
   Record& add_job(prelude::v1::JobSpec spec, const std::string& sweep_id, const std::string& point);
   void cancel_locked(Record& r);
   prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;

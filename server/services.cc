@@ -130,8 +130,21 @@ grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::A
   return handle(ctx, auth_, [&] {
     if (auto job = jobs_.acquire(req->pool_id(), std::chrono::milliseconds(req->wait_ms()),
                                  [ctx] { return ctx->IsCancelled(); })) {
-      // A job that trained before resumes from its latest checkpoint.
-      if (job->checkpoints_size() > 0) *resp->mutable_resume_from() = jobs_.checkpoint(job->job_id(), "latest");
+      // A job that trained before resumes from its latest checkpoint; one that
+      // warm-starts is told its pinned checkpoint (if that is gone by now, the pool's
+      // fetch fails the job saying so).
+      const v1::InitFromSpec& from = job->spec().model().init_from();
+      if (job->checkpoints_size() > 0) {
+        *resp->mutable_resume_from() = jobs_.checkpoint(job->job_id(), "latest");
+      } else if (!from.job_id().empty()) {
+        v1::CheckpointInfo* info = resp->mutable_init_from();
+        try {
+          *info = jobs_.checkpoint(from.job_id(), from.checkpoint());
+        } catch (const ServiceError&) {
+          info->set_final(from.checkpoint() == "final");
+          if (!info->final()) info->set_step(std::strtoll(from.checkpoint().c_str(), nullptr, 10));
+        }
+      }
       *resp->mutable_job() = std::move(*job);
     }
   });
@@ -191,7 +204,14 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const 
   return handle(ctx, auth_, [&] {
     const std::string& job_id = job_id_of(req->job_id());
     jobs_.check_holds(req->pool_id(), job_id);
-    const std::string bytes = artifacts_.get(job_id, jobs_.checkpoint(job_id, std::to_string(req->step())));
+    // Its own checkpoint, or the one of the job it warm-starts from (and no other).
+    std::string source = job_id;
+    if (!req->from_job_id().empty()) {
+      if (jobs_.get(job_id).spec().model().init_from().job_id() != req->from_job_id())
+        throw failed_precondition("job '" + job_id + "' does not start from job '" + req->from_job_id() + "'");
+      source = req->from_job_id();
+    }
+    const std::string bytes = artifacts_.get(source, jobs_.checkpoint(source, std::to_string(req->step())));
     v1::CheckpointChunk chunk;
     for (size_t at = 0; at < bytes.size(); at += kChunkBytes) {
       chunk.set_data(bytes.substr(at, kChunkBytes));

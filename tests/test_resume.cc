@@ -56,7 +56,7 @@ Outcome train(const v1::JobSpec& spec, const v1::Checkpoint* resume = nullptr,
   RunOptions opt;
   opt.data_root = kRoot;
   opt.should_stop = should_stop;
-  opt.resume_from = resume;
+  if (resume) opt.resume_from = [resume] { return *resume; };
   opt.resume_source = "test.ckpt";
   opt.on_checkpoint = [&](const v1::Checkpoint& c, bool final) {
     const int64_t key = final ? -1 : c.progress().step();
@@ -200,4 +200,41 @@ TEST(Resume, TheStallWatchContinuesToo) {
     resumed_error = e.what();
   }
   EXPECT_EQ(resumed_error, full_error);
+}
+
+TEST(WarmStart, StartsFromAnotherRunsWeightsAtStepZero) {
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  const Outcome first = train(job());
+  const v1::Checkpoint& final = first.checkpoints.at(-1);
+  // Fine-tuning at another learning rate: allowed (only the model must match).
+  const auto spec = job(1, R"(,"learningRate":0.002)");
+  Recorder rec;
+  RunOptions opt;
+  opt.data_root = kRoot;
+  opt.init_from = [&] { return final; };
+  opt.init_source = "first.ckpt";
+  run_training(spec, opt, rec);
+  // The first step window's loss is that of a trained model, far below ln(10) = 2.30,
+  // where the same job from scratch starts.
+  std::vector<v1::TrainingEvent> steps;
+  for (const auto& e : rec.events)
+    if (e.event() == "step") steps.push_back(e);
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(steps[0].step(), 6);
+  EXPECT_LT(steps[0].loss(), 1.0);
+  const Outcome scratch = train(job(1, R"(,"learningRate":0.002)"));
+  double scratch_first = 0;
+  for (const auto& e : scratch.events)
+    if (e.event() == "step") {
+      scratch_first = e.loss();
+      break;
+    }
+  EXPECT_GT(scratch_first, 1.5);
+  // Another model's checkpoint is refused naming it.
+  auto relu = parse_job_json(R"({"dataset":{"name":"fashion-mnist","trainLimit":1280,"testLimit":300},
+      "model":{"preset":"cnn-small","activation":{"kind":"RELU"}},"training":{"epochs":1}})", "test");
+  apply_defaults(&relu);
+  validate_job_spec(relu);
+  EXPECT_EQ(error_of([&] { run_training(relu, opt, rec); }),
+            "first.ckpt: holds 17 parameters, the model has 12: it is another model");
 }

@@ -40,11 +40,12 @@ const std::vector<prelude::FlagSpec> kRunFlags = {
     {"--checkpoint-dir", "DIR",
      "write DIR/step-N.ckpt at epoch ends (and every checkpoint.everySteps), DIR/final.ckpt last"},
     {"--resume", "CKPT", "continue from a checkpoint of this job (epochs and maxSteps may grow)"},
+    {"--init-from", "CKPT", "start from a checkpoint's weights and slopes (same model; fine-tuning)"},
 };
 
 std::string usage() {
   return "usage: prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]\n"
-         "                          [--checkpoint-dir DIR] [--resume CKPT]\n"
+         "                          [--checkpoint-dir DIR] [--resume CKPT | --init-from CKPT]\n"
          "       prelude-worker export|eval|predict CKPT ...  (see export --help)\n"
          "       prelude-worker serve [--coordinator ADDR] [--token-file F] ...  (see serve --help)\n"
          "\n"
@@ -102,7 +103,7 @@ int main(int argc, char** argv) {
 
   prelude::RunOptions options;
   if (const char* root = std::getenv("PRELUDE_DATA_ROOT")) options.data_root = root;
-  std::string job_path, checkpoint_dir, resume_path;
+  std::string job_path, checkpoint_dir, resume_path, init_path;
   bool quiet = false;
   try {
     FlagReader reader({argv + 2, argv + argc}, kRunFlags);
@@ -123,6 +124,7 @@ int main(int argc, char** argv) {
           if (item->text == "--quiet") quiet = true;
           if (item->text == "--checkpoint-dir") checkpoint_dir = item->value;
           if (item->text == "--resume") resume_path = item->value;
+          if (item->text == "--init-from") init_path = item->value;
           break;
       }
     }
@@ -130,6 +132,7 @@ int main(int argc, char** argv) {
     return usage_error(e.what());
   }
   if (job_path.empty()) return usage_error("missing JOB.json");
+  if (!resume_path.empty() && !init_path.empty()) return usage_error("--resume and --init-from exclude each other");
 
   CliSink sink(quiet);
   prelude::Communicator& comm = prelude::Communicator::world();
@@ -150,12 +153,11 @@ int main(int argc, char** argv) {
       options.on_checkpoint = [&](const prelude::v1::Checkpoint& c, bool final) { sink.save(checkpoint_dir, c, final); };
     }
     // Rank 0 reads the checkpoint; the trainer hands its state to the other ranks.
-    prelude::v1::Checkpoint resume;
-    if (!resume_path.empty() && comm.is_root()) {
-      resume = prelude::read_checkpoint_file(resume_path);
-      options.resume_from = &resume;
-    }
+    if (!resume_path.empty())
+      options.resume_from = [&] { return prelude::read_checkpoint_file(resume_path); };
     options.resume_source = resume_path;
+    if (!init_path.empty()) options.init_from = [&] { return prelude::read_checkpoint_file(init_path); };
+    options.init_source = init_path;
     prelude::run_training(spec, options, sink);
   } catch (const prelude::UserError& e) {
     return fail(std::string("error: ") + e.what(), 2);

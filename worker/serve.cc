@@ -198,19 +198,23 @@ class CoordinatorLink {
     return writer->Finish();
   }
 
-  // The bytes of a checkpoint of the job this pool holds.
-  std::string fetch_checkpoint(const std::string& job_id, int64_t step) {
+  // A checkpoint of the job this pool holds (or, with `from_job`, of the job it
+  // warm-starts from), decoded. UserError when the coordinator has no such checkpoint.
+  v1::Checkpoint fetch_checkpoint(const std::string& job_id, const std::string& from_job, int64_t step,
+                                  const std::string& source) {
     v1::FetchCheckpointRequest req;
     req.set_pool_id(pool_id());
     req.set_job_id(job_id);
     req.set_step(step);
+    req.set_from_job_id(from_job);
     auto ctx = context(120s);
     auto reader = stub_->FetchCheckpoint(ctx.get(), req);
     std::string bytes;
     for (v1::CheckpointChunk chunk; reader->Read(&chunk);) bytes += chunk.data();
     const grpc::Status s = reader->Finish();
-    if (!s.ok()) throw std::runtime_error("fetching the checkpoint of step " + std::to_string(step) + ": " + status_text(s));
-    return bytes;
+    if (from_grpc(s.error_code()) == ErrorCode::kNotFound) throw user_error(source, status_text(s));
+    if (!s.ok()) throw std::runtime_error(source + ": " + status_text(s));
+    return decode_checkpoint(bytes, source);
   }
 
   std::chrono::milliseconds interval() const {
@@ -417,17 +421,20 @@ void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, Coordin
   if (uploader) options.on_checkpoint = [&](const v1::Checkpoint& c, bool) { uploader->add(c); };
   v1::JobState state = v1::SUCCEEDED;
   std::string error;
-  v1::Checkpoint resume;
+  // An earlier attempt left a checkpoint, or the job warm-starts from another job's:
+  // rank 0 fetches it while the ranks set up (a checkpoint that cannot be had fails
+  // every rank alike), and the trainer hands what it needs to the others.
+  if (link && acquired.has_resume_from()) {
+    const int64_t step = acquired.resume_from().step();
+    options.resume_source = job.job_id() + "'s checkpoint of step " + std::to_string(step);
+    options.resume_from = [&, step] { return link->fetch_checkpoint(job.job_id(), "", step, options.resume_source); };
+  } else if (link && acquired.has_init_from()) {
+    const std::string& from = job.spec().model().init_from().job_id();
+    const int64_t step = acquired.init_from().step();
+    options.init_source = from + "'s checkpoint of step " + std::to_string(step);
+    options.init_from = [&, step] { return link->fetch_checkpoint(job.job_id(), from, step, options.init_source); };
+  }
   try {
-    // An earlier attempt left a checkpoint: rank 0 fetches it, the trainer hands its
-    // state to the other ranks. A checkpoint that cannot be had fails the job's
-    // setup on every rank alike (inside the trainer), never silently restarts it.
-    if (link && acquired.has_resume_from()) {
-      const int64_t step = acquired.resume_from().step();
-      options.resume_source = job.job_id() + "'s checkpoint of step " + std::to_string(step);
-      resume = decode_checkpoint(link->fetch_checkpoint(job.job_id(), step), options.resume_source);
-      options.resume_from = &resume;
-    }
     const auto summary = run_training(job.spec(), options, reporter ? static_cast<EventSink&>(*reporter) : null_sink);
     if (reporter && reporter->stop_requested())
       state = v1::CANCELLED, error = "stopped at step " + std::to_string(summary.steps());

@@ -956,5 +956,68 @@ TEST_F(ModelsTest, DownloadsAsCheckpointOrOnnxAndDeleteRemovesEverything) {
   EXPECT_EQ(jobs_->DeleteJob(ctx().get(), del, &del_resp).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_F(ModelsTest, WarmStartIsCheckedAtSubmitPinnedAndFetchedFromTheSourceJob) {
+  start();
+  const std::string pool = register_pool(1);
+  const std::string source = submit(small_spec("source")).job_id();
+  ASSERT_TRUE(acquire(pool).has_job());
+  upload_ok(pool, source, 10);
+  const std::string final_bytes = upload_ok(pool, source, 10, true);
+  ASSERT_TRUE(finish(pool, source, v1::SUCCEEDED).ok());
+
+  auto submit_status = [&](const v1::JobSpec& spec, v1::Job* job) {
+    v1::SubmitJobRequest req;
+    *req.mutable_spec() = spec;
+    return jobs_->SubmitJob(ctx().get(), req, job);
+  };
+  v1::Job job;
+  v1::JobSpec spec = small_spec("fine-tune");
+  spec.mutable_training()->set_learning_rate(0.001);
+  spec.mutable_model()->mutable_init_from()->set_job_id("job-000099");
+  grpc::Status s = submit_status(spec, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "spec.model.initFrom.jobId: no job 'job-000099'");
+  spec.mutable_model()->mutable_init_from()->set_job_id(source);
+  spec.mutable_model()->mutable_init_from()->set_checkpoint("7");
+  s = submit_status(spec, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "spec.model.initFrom.checkpoint: job '" + source +
+                                              "' has no checkpoint '7' (it keeps step 10, final (step 10))"))
+      << s.error_message();
+  v1::JobSpec other = spec;
+  other.mutable_model()->mutable_activation()->set_kind(v1::ActivationSpec::RELU);
+  other.mutable_model()->mutable_init_from()->clear_checkpoint();
+  s = submit_status(other, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "spec.model.activation.kind: differs from the model of " + source))
+      << s.error_message();
+
+  // Accepted, pinned to the final model; its pool is told so and may fetch exactly that.
+  spec.mutable_model()->mutable_init_from()->clear_checkpoint();
+  ASSERT_TRUE(submit_status(spec, &job).ok());
+  EXPECT_EQ(job.spec().model().init_from().checkpoint(), "final");
+  const v1::AcquireJobResponse acquired = acquire(pool);
+  ASSERT_EQ(acquired.job().job_id(), job.job_id());
+  EXPECT_FALSE(acquired.has_resume_from());
+  EXPECT_TRUE(acquired.init_from().final());
+  EXPECT_EQ(acquired.init_from().step(), 10);
+  auto fetch = [&](const std::string& from) {
+    v1::FetchCheckpointRequest req;
+    req.set_pool_id(pool), req.set_job_id(job.job_id()), req.set_step(10), req.set_from_job_id(from);
+    auto c = ctx();
+    auto reader = workers_->FetchCheckpoint(c.get(), req);
+    std::string bytes;
+    for (v1::CheckpointChunk chunk; reader->Read(&chunk);) bytes += chunk.data();
+    return std::make_pair(bytes, reader->Finish());
+  };
+  const auto [bytes, status] = fetch(source);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // Step 10's checkpoint and the final one hold the same step: either is that model.
+  EXPECT_EQ(decode_checkpoint(bytes, "x").progress().step(), 10);
+  // Only the job it starts from: another job's checkpoints stay out of reach.
+  const std::string unrelated = submit(small_spec("unrelated")).job_id();
+  EXPECT_EQ(fetch(unrelated).second.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
 }  // namespace
 }  // namespace prelude::server

@@ -104,7 +104,7 @@ class Run {
     agree_on([&] {
       load_data();
       build(local_batch_);
-      if (comm_.is_root() && options_.resume_from) restore_parameters(*options_.resume_from);
+      if (comm_.is_root()) restore_parameters();
     });
     const TrainingState start = restored_state();
     count_steps();
@@ -128,19 +128,30 @@ class Run {
     return start;
   }
 
-  // Rank 0, resuming: the job must be one the checkpoint may continue, and its
-  // parameters and momentum replace the initial ones (prepare() then broadcasts them).
-  void restore_parameters(const v1::Checkpoint& c) {
-    check_resume_compatible(spec_, "the job", c, options_.resume_source);
-    load_params(c, options_.resume_source, /*with_momentum=*/true, net_->params());
+  // Rank 0: a checkpoint's parameters replace the initial ones (prepare() then
+  // broadcasts them). Resuming, the job must be one the checkpoint may continue, and
+  // its momentum and progress come too; warm-starting, only the values.
+  void restore_parameters() {
+    if (options_.resume_from) {
+      resume_ = options_.resume_from();
+      check_resume_compatible(spec_, "the job", resume_, options_.resume_source);
+      load_params(resume_, options_.resume_source, /*with_momentum=*/true, net_->params());
+      has_resume_ = true;
+    } else if (options_.init_from) {
+      const v1::Checkpoint c = options_.init_from();
+      load_params(c, options_.init_source, /*with_momentum=*/false, net_->params());
+      progress("model: parameters from " + options_.init_source + " (step " + std::to_string(c.progress().step()) +
+               ")");
+    }
   }
 
   // Where training starts on every rank: rank 0's checkpoint's progress, or step 0.
   TrainingState restored_state() {
     std::string progress_bytes;
-    if (comm_.is_root() && options_.resume_from) progress_bytes = options_.resume_from->progress().SerializeAsString();
+    if (comm_.is_root() && has_resume_) progress_bytes = resume_.progress().SerializeAsString();
     comm_.broadcast_bytes(&progress_bytes, 0);
     resumed_ = !progress_bytes.empty();
+    resume_.Clear();  // its parameters are in the arena now
     if (!resumed_) return TrainingState();
     v1::TrainingProgress p;
     if (!p.ParseFromString(progress_bytes)) throw std::runtime_error("cannot parse the broadcast training progress");
@@ -545,7 +556,9 @@ class Run {
   std::vector<int32_t> labels_;  // the labels of this rank's slice of the batch
   std::vector<v1::LayerSpec> layers_;  // the model, expanded
   DataFiles data_files_;
-  bool resumed_ = false;  // continuing from a checkpoint
+  bool resumed_ = false;     // continuing from a checkpoint
+  v1::Checkpoint resume_;    // rank 0, while setting up: the checkpoint resumed from
+  bool has_resume_ = false;
 };
 
 }  // namespace
