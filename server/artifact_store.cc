@@ -16,6 +16,13 @@ ArtifactStore::ArtifactStore(std::string dir) : dir_(std::move(dir)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw user_error(dir_, "cannot create the artifact directory: " + ec.message());
+  // Temporary files of uploads that a crash interrupted: never listed, now removed.
+  for (auto it = fs::recursive_directory_iterator(dir_, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (it->is_regular_file() && name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos)
+      fs::remove(it->path(), ec);
+  }
 }
 
 std::string ArtifactStore::path(const std::string& job_id, const v1::CheckpointInfo& info) const {
@@ -38,7 +45,12 @@ v1::CheckpointInfo ArtifactStore::put(const std::string& job_id, const v1::Check
   const std::string file = path(job_id, info);
   std::error_code ec;
   fs::create_directories(fs::path(file).parent_path(), ec);
-  write_file_atomically(file, bytes);
+  try {
+    write_file_atomically(file, bytes);
+  } catch (const UserError& e) {
+    // The coordinator's disk, not the pool's upload, is at fault (INTERNAL: retried).
+    throw std::runtime_error(e.what());
+  }
   return info;
 }
 
