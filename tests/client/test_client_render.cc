@@ -77,6 +77,29 @@ TEST(ClientFormat, TablesAlignColumnsWithoutTrailingSpaces) {
   EXPECT_EQ(truncate("short", 10), "short");
 }
 
+TEST(ClientFormat, RightAlignedColumnsLineUpTheirDigits) {
+  Table t({"STEP", "FINAL", "SIZE"});
+  t.align_right(0);
+  t.align_right(2);
+  t.add({"50", "-", "900 B"});
+  t.add({"1200", "yes", "4.2 MiB"});
+  EXPECT_EQ(t.render(),
+            "STEP  FINAL     SIZE\n"
+            "  50  -        900 B\n"
+            "1200  yes    4.2 MiB\n");
+}
+
+TEST(ClientFormat, ByteSizesReadInPowersOf1024) {
+  EXPECT_EQ(byte_size(0), "0 B");
+  EXPECT_EQ(byte_size(1023), "1023 B");
+  EXPECT_EQ(byte_size(1024), "1.0 KiB");
+  EXPECT_EQ(byte_size(10123), "9.9 KiB");
+  EXPECT_EQ(byte_size(4404019), "4.2 MiB");
+  EXPECT_EQ(byte_size(int64_t{37} << 20), "37 MiB");
+  EXPECT_EQ(byte_size((int64_t{1} << 20) - 1), "1.0 MiB") << "not 1024 KiB";
+  EXPECT_EQ(byte_size(int64_t{3} << 30), "3.0 GiB");
+}
+
 TEST(ClientRender, EtaIsRemainingStepsTimesBatchOverImagesPerSecond) {
   JobShape shape;
   shape.batch_size = 64;
