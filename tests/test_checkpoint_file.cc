@@ -12,19 +12,17 @@
 #include "artifacts/resume_check.h"
 #include "common/errors.h"
 #include "spec/job_spec.h"
+#include "test_util.h"
 
 namespace prelude {
 namespace {
 
+using testutil::user_error_of;
+
 namespace v1 = prelude::v1;
 namespace fs = std::filesystem;
 
-v1::JobSpec spec_from(const std::string& json) {
-  auto spec = parse_job_json(json, "test");
-  apply_defaults(&spec);
-  validate_job_spec(spec);
-  return spec;
-}
+using testutil::spec_from;
 
 v1::Checkpoint small_checkpoint() {
   v1::Checkpoint c;
@@ -45,15 +43,6 @@ v1::Checkpoint small_checkpoint() {
   c.mutable_progress()->set_step(7);
   c.mutable_progress()->set_total_steps(100);
   return c;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 struct TempDir {
@@ -80,23 +69,23 @@ TEST(CheckpointFile, RoundTripIsExact) {
 
 TEST(CheckpointFile, RefusesDamagedFilesNamingThem) {
   const std::string good = encode_checkpoint(small_checkpoint());
-  EXPECT_EQ(error_of([&] { decode_checkpoint("hello", "a.ckpt"); }),
+  EXPECT_EQ(user_error_of([&] { decode_checkpoint("hello", "a.ckpt"); }),
             "a.ckpt: not a Prelude checkpoint (no PRLDCKPT header)");
   std::string wrong_magic = good;
   wrong_magic[0] = 'X';
-  EXPECT_NE(error_of([&] { decode_checkpoint(wrong_magic, "a.ckpt"); }).find("not a Prelude checkpoint"),
+  EXPECT_NE(user_error_of([&] { decode_checkpoint(wrong_magic, "a.ckpt"); }).find("not a Prelude checkpoint"),
             std::string::npos);
   std::string newer = good;
   newer[8] = 2;
-  EXPECT_EQ(error_of([&] { decode_checkpoint(newer, "b.ckpt"); }),
+  EXPECT_EQ(user_error_of([&] { decode_checkpoint(newer, "b.ckpt"); }),
             "b.ckpt: checkpoint format version 2, but this Prelude reads version 1 (written by a newer Prelude)");
   const std::string truncated = good.substr(0, good.size() - 10);
-  EXPECT_NE(error_of([&] { decode_checkpoint(truncated, "c.ckpt"); }).find("c.ckpt: truncated or extended"),
+  EXPECT_NE(user_error_of([&] { decode_checkpoint(truncated, "c.ckpt"); }).find("c.ckpt: truncated or extended"),
             std::string::npos);
   for (size_t at : {size_t{30}, kCheckpointHeaderBytes + 5, good.size() - 1}) {  // header digest, payload
     std::string corrupted = good;
     corrupted[at] ^= 0x10;
-    EXPECT_EQ(error_of([&] { decode_checkpoint(corrupted, "d.ckpt"); }),
+    EXPECT_EQ(user_error_of([&] { decode_checkpoint(corrupted, "d.ckpt"); }),
               "d.ckpt: checksum mismatch: the file is corrupted")
         << "byte " << at;
   }
@@ -105,19 +94,19 @@ TEST(CheckpointFile, RefusesDamagedFilesNamingThem) {
 TEST(CheckpointFile, RefusesInconsistentContent) {
   v1::Checkpoint c = small_checkpoint();
   c.mutable_params(0)->add_values(1.f);
-  EXPECT_EQ(error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }),
+  EXPECT_EQ(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }),
             "e.ckpt: parameter conv1.weight has 19 values for a shape of 18");
   c = small_checkpoint();
   c.mutable_params(0)->mutable_momentum()->RemoveLast();
-  EXPECT_NE(error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }).find("17 momentum values"),
+  EXPECT_NE(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }).find("17 momentum values"),
             std::string::npos);
   c = small_checkpoint();
   c.mutable_progress()->set_step(101);
-  EXPECT_NE(error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }).find("progress is inconsistent"),
+  EXPECT_NE(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }).find("progress is inconsistent"),
             std::string::npos);
   c = small_checkpoint();
   c.clear_params();
-  EXPECT_EQ(error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }), "e.ckpt: holds no parameters");
+  EXPECT_EQ(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }), "e.ckpt: holds no parameters");
 }
 
 TEST(CheckpointFile, WritesAtomicallyAndReadsBack) {
@@ -137,9 +126,9 @@ TEST(CheckpointFile, WritesAtomicallyAndReadsBack) {
 }
 
 TEST(CheckpointFile, UnwritableAndMissingFilesAreUserErrors) {
-  EXPECT_EQ(error_of([] { write_file_atomically("/nonexistent-dir/x.ckpt", "data"); }),
+  EXPECT_EQ(user_error_of([] { write_file_atomically("/nonexistent-dir/x.ckpt", "data"); }),
             "/nonexistent-dir/x.ckpt: cannot write: No such file or directory");
-  EXPECT_EQ(error_of([] { read_checkpoint_file("/nonexistent-dir/x.ckpt"); }),
+  EXPECT_EQ(user_error_of([] { read_checkpoint_file("/nonexistent-dir/x.ckpt"); }),
             "/nonexistent-dir/x.ckpt: cannot read: No such file or directory");
 }
 
@@ -152,7 +141,7 @@ TEST(CheckpointFile, FullDiskLeavesNoFileAndNamesTheReason) {
   if (std::system(("mount -t tmpfs -o size=64k tmpfs " + mnt + " 2>/dev/null").c_str()) != 0)
     GTEST_SKIP() << "skipped, because this machine does not allow mounting a small tmpfs";
   const std::string path = mnt + "/final.ckpt";
-  const std::string err = error_of([&] { write_file_atomically(path, std::string(200000, 'x')); });
+  const std::string err = user_error_of([&] { write_file_atomically(path, std::string(200000, 'x')); });
   EXPECT_EQ(err, path + ": cannot write: No space left on device");
   EXPECT_TRUE(fs::is_empty(mnt));  // neither the file nor its temporary is left
   (void)std::system(("umount " + mnt).c_str());
@@ -165,24 +154,24 @@ TEST(ResumeCheck, OnlyTheLengthOfTheRunAndReportingMayChange) {
   check_resume_compatible(spec_from(R"({"name":"b","training":{"epochs":5,"learningRate":0.01,"maxSteps":900,
       "logEverySteps":7,"checkpoint":{"everySteps":10},"dataParallel":{"bucketBytes":65536}}})"),
                           "job.json", c, "step-7.ckpt");
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(user_error_of([&] {
               check_resume_compatible(spec_from(R"({"training":{"epochs":2,"learningRate":0.02}})"), "job.json", c,
                                       "step-7.ckpt");
             }),
             "job.json: training.learningRate: differs from the checkpoint's (step-7.ckpt): 0.02 here, 0.01 there; "
             "when resuming, only the name, epochs, maxSteps, logging, checkpointing and data-parallel settings may "
             "change");
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(user_error_of([&] {
               check_resume_compatible(spec_from(R"({"name":"a","model":{"activation":{"kind":"RELU"}},
                   "training":{"epochs":2,"learningRate":0.01}})"), "job.json", c, "step-7.ckpt");
             }).find("job.json: model.activation.kind: differs"),
             std::string::npos);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(user_error_of([&] {
               check_resume_compatible(spec_from(R"({"name":"a","dataset":{"name":"fashion-mnist","trainLimit":100},
                   "training":{"epochs":2,"learningRate":0.01}})"), "job.json", c, "step-7.ckpt");
             }).find("dataset.trainLimit: differs"),
             std::string::npos);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(user_error_of([&] {
               check_resume_compatible(spec_from(R"({"name":"a","training":{"epochs":2,"learningRate":0.01,
                   "seed":2}})"), "job.json", c, "step-7.ckpt");
             }).find("training.seed: differs from the checkpoint's (step-7.ckpt): 2 here, 1 there"),

@@ -13,17 +13,17 @@
 #include "engine/param_io.h"
 #include "engine/sgd.h"
 #include "spec/job_spec.h"
+#include "test_util.h"
 
 using namespace prelude;
 namespace v1 = prelude::v1;
 
 namespace {
 
+using testutil::user_error_of;
+
 std::vector<v1::LayerSpec> layers_of(const std::string& model_json) {
-  auto spec = parse_job_json(R"({"model":)" + model_json + "}", "test");
-  apply_defaults(&spec);
-  validate_job_spec(spec);
-  return expand_model(spec.model(), 10);
+  return expand_model(testutil::spec_from(R"({"model":)" + model_json + "}").model(), 10);
 }
 
 // A network with non-trivial values and momentum: initialised, then a few SGD steps
@@ -44,15 +44,6 @@ std::unique_ptr<Network> trained(const std::vector<v1::LayerSpec>& layers, uint6
     sgd.step(0.05);
   }
   return net;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -90,16 +81,16 @@ TEST(ParamIo, AnotherModelIsRefusedNamingTheParameter) {
   save_params(trained(layers_of(R"({"preset":"cnn-small","activation":{"kind":"PRELU_CHANNELWISE"}})"), 1)->params(),
               true, &c);
   auto relu = build_network(layers_of(R"({"preset":"cnn-small","activation":{"kind":"RELU"}})"), {8, 1, 28, 28});
-  EXPECT_EQ(error_of([&] { load_params(c, "cw.ckpt", true, relu->params()); }),
+  EXPECT_EQ(user_error_of([&] { load_params(c, "cw.ckpt", true, relu->params()); }),
             "cw.ckpt: holds 17 parameters, the model has 12: it is another model");
   auto shared = build_network(layers_of(R"({"preset":"cnn-small","activation":{"kind":"PRELU_SHARED"}})"),
                               {8, 1, 28, 28});
-  EXPECT_EQ(error_of([&] { load_params(c, "cw.ckpt", true, shared->params()); }),
+  EXPECT_EQ(user_error_of([&] { load_params(c, "cw.ckpt", true, shared->params()); }),
             "cw.ckpt: parameter 2 is conv1.act.slope 32, the model's is conv1.act.slope 1: it is another model");
   for (auto& t : *c.mutable_params()) t.clear_momentum();
   auto cw = build_network(layers_of(R"({"preset":"cnn-small","activation":{"kind":"PRELU_CHANNELWISE"}})"),
                           {8, 1, 28, 28});
-  EXPECT_NE(error_of([&] { load_params(c, "cw.ckpt", true, cw->params()); }).find("no optimizer state"),
+  EXPECT_NE(user_error_of([&] { load_params(c, "cw.ckpt", true, cw->params()); }).find("no optimizer state"),
             std::string::npos);
   load_params(c, "cw.ckpt", false, cw->params());  // values alone are enough for inference
 }

@@ -12,20 +12,18 @@
 #include "engine/params.h"
 #include "engine/trainer.h"
 #include "spec/job_spec.h"
+#include "test_util.h"
 
 using namespace prelude;
 namespace v1 = prelude::v1;
 
 namespace {
 
-const char* kRoot = "/usr/share/datasets";
+using testutil::user_error_of;
 
-bool have_data() { return std::filesystem::exists(std::string(kRoot) + "/fashion-mnist/train-images-idx3-ubyte.gz"); }
-
-struct Recorder : EventSink {
-  std::vector<v1::TrainingEvent> events;
-  void on_event(const v1::TrainingEvent& e) override { events.push_back(e); }
-};
+using testutil::have_fashion_mnist;
+using testutil::kDataRoot;
+using testutil::Recorder;
 
 // 1280 images, batch 64: 20 steps an epoch, 2 epochs, a checkpoint every 7 steps
 // (7, 14, 21, 28, 35) besides the epoch ends (20, 40). A step schedule and a step
@@ -54,7 +52,7 @@ Outcome train(const v1::JobSpec& spec, const v1::Checkpoint* resume = nullptr,
   Outcome out;
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   opt.should_stop = should_stop;
   if (resume) opt.resume_from = [resume] { return *resume; };
   opt.resume_source = "test.ckpt";
@@ -115,19 +113,10 @@ void expect_exact_resume(const v1::JobSpec& spec, const Outcome& full, int64_t s
   EXPECT_TRUE(a.SerializeAsString() == b.SerializeAsString());
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 TEST(Resume, FromAnyStepIsBitIdenticalToAnUninterruptedRun) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = job();
   const Outcome full = train(spec);
   // Checkpoints every 7 steps, at each epoch's end (20, 40), and the final one.
@@ -143,7 +132,7 @@ TEST(Resume, FromAnyStepIsBitIdenticalToAnUninterruptedRun) {
 }
 
 TEST(Resume, AfterAStopContinuesAsIfNeverStopped) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = job();
   const Outcome full = train(spec);
   // Stopped (a cancelled attempt) after step 11: its last checkpoint is that step's.
@@ -157,23 +146,23 @@ TEST(Resume, AfterAStopContinuesAsIfNeverStopped) {
 }
 
 TEST(Resume, LongerRunsMayContinueOtherJobsMayNot) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const Outcome full = train(job());
   const v1::Checkpoint& last = full.checkpoints.at(-1);
   // One more epoch from the final model: 20 more steps.
   const Outcome longer = train(job(3), &last);
   EXPECT_EQ(longer.events.back().steps(), 60);
-  EXPECT_EQ(error_of([&] { train(job(2, R"(,"learningRate":0.02)"), &last); }),
+  EXPECT_EQ(user_error_of([&] { train(job(2, R"(,"learningRate":0.02)"), &last); }),
             "the job: training.learningRate: differs from the checkpoint's (test.ckpt): 0.02 here, 0.01 there; "
             "when resuming, only the name, epochs, maxSteps, logging, checkpointing and data-parallel settings may "
             "change");
-  EXPECT_EQ(error_of([&] { train(job(2, R"(,"maxSteps":30)"), &last); }),
+  EXPECT_EQ(user_error_of([&] { train(job(2, R"(,"maxSteps":30)"), &last); }),
             "training.maxSteps: the run would end at step 30, before the checkpoint's step 40 (when resuming, epochs "
             "and maxSteps may grow, not shrink)");
 }
 
 TEST(Resume, TheStallWatchContinuesToo) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   // Windows of 3 steps on this short, noisy run: it stalls somewhere after step 7.
   const auto spec = job(2, R"(,"stallWindowSteps":3)");
   Outcome full;
@@ -203,14 +192,14 @@ TEST(Resume, TheStallWatchContinuesToo) {
 }
 
 TEST(WarmStart, StartsFromAnotherRunsWeightsAtStepZero) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const Outcome first = train(job());
   const v1::Checkpoint& final = first.checkpoints.at(-1);
   // Fine-tuning at another learning rate: allowed (only the model must match).
   const auto spec = job(1, R"(,"learningRate":0.002)");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   opt.init_from = [&] { return final; };
   opt.init_source = "first.ckpt";
   run_training(spec, opt, rec);
@@ -235,6 +224,6 @@ TEST(WarmStart, StartsFromAnotherRunsWeightsAtStepZero) {
       "model":{"preset":"cnn-small","activation":{"kind":"RELU"}},"training":{"epochs":1}})", "test");
   apply_defaults(&relu);
   validate_job_spec(relu);
-  EXPECT_EQ(error_of([&] { run_training(relu, opt, rec); }),
+  EXPECT_EQ(user_error_of([&] { run_training(relu, opt, rec); }),
             "first.ckpt: holds 17 parameters, the model has 12: it is another model");
 }

@@ -11,44 +11,28 @@
 #include "common/errors.h"
 #include "spec/job_spec.h"
 #include "engine/trainer.h"
+#include "test_util.h"
 
 using namespace prelude;
 namespace v1 = prelude::v1;
 
 namespace {
 
-const char* kRoot = "/usr/share/datasets";
-
-bool have_data() { return std::filesystem::exists(std::string(kRoot) + "/fashion-mnist/train-images-idx3-ubyte.gz"); }
-
-struct Recorder : EventSink {
-  std::vector<v1::TrainingEvent> events;
-  void on_event(const v1::TrainingEvent& e) override { events.push_back(e); }
-  std::vector<v1::TrainingEvent> of(const std::string& kind) const {
-    std::vector<v1::TrainingEvent> out;
-    for (auto& e : events)
-      if (e.event() == kind) out.push_back(e);
-    return out;
-  }
-};
-
-v1::JobSpec spec_from(const std::string& json) {
-  auto spec = parse_job_json(json, "test");
-  apply_defaults(&spec);
-  validate_job_spec(spec);
-  return spec;
-}
+using testutil::have_fashion_mnist;
+using testutil::kDataRoot;
+using testutil::Recorder;
+using testutil::spec_from;
 
 }  // namespace
 
 TEST(Training, ShortRunLossFallsAndEventsAreComplete) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = spec_from(R"({"name":"short","dataset":{"name":"fashion-mnist","trainLimit":9600,"testLimit":2000},
       "model":{"preset":"cnn-small","activation":{"kind":"PRELU_CHANNELWISE"}},
       "training":{"epochs":2,"batchSize":64,"learningRate":0.01,"logEverySteps":25}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   const auto summary = run_training(spec, opt, rec);
 
   const auto steps = rec.of("step");
@@ -109,7 +93,7 @@ TEST(Training, ShortRunLossFallsAndEventsAreComplete) {
 }
 
 TEST(Training, SameSeedSameRunOtherSeedOtherRun) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   auto run = [](int seed) {
     const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":1280},
         "model":{"preset":"cnn-small","activation":{"kind":"PRELU_SHARED"}},
@@ -117,7 +101,7 @@ TEST(Training, SameSeedSameRunOtherSeedOtherRun) {
                                 std::to_string(seed) + "}}");
     Recorder rec;
     RunOptions opt;
-    opt.data_root = kRoot;
+    opt.data_root = kDataRoot;
     run_training(spec, opt, rec);
     std::vector<double> losses;
     for (auto& e : rec.of("step")) losses.push_back(e.loss());
@@ -130,12 +114,12 @@ TEST(Training, SameSeedSameRunOtherSeedOtherRun) {
 }
 
 TEST(Training, StopRequestEndsTheRunEarly) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":3200},
       "training":{"batchSize":32,"skipTest":true}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   int polls = 0;
   opt.should_stop = [&] { return ++polls > 7; };  // polled after each step
   const auto summary = run_training(spec, opt, rec);
@@ -157,23 +141,23 @@ TEST(Training, MissingDataIsAUserErrorNamingTheFile) {
 }
 
 TEST(Training, BatchLargerThanTheDataIsAUserError) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":100},"training":{"batchSize":128}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   EXPECT_THROW(run_training(spec, opt, rec), UserError);
 }
 
 TEST(Training, LossThatStopsImprovingEndsTheRunAsStalled) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   // A learning rate far too small to move the loss: window means differ only by
   // which images they saw, so within a few windows one fails to beat the best by 1%.
   const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":2048},
       "training":{"batchSize":32,"learningRate":1e-9,"maxSteps":200,"skipTest":true,"stallWindowSteps":10}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   int64_t last_step = 0;
   opt.after_step = [&](int64_t step, ParamStore&) { last_step = step; };
   try {
@@ -195,11 +179,11 @@ TEST(Training, LossThatStopsImprovingEndsTheRunAsStalled) {
 }
 
 TEST(Training, LossThatFallsIsNotStalled) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":2048},
       "training":{"batchSize":32,"learningRate":0.01,"maxSteps":30,"skipTest":true,"stallWindowSteps":10}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   EXPECT_EQ(run_training(spec, opt, rec).steps(), 30);
 }
