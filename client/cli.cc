@@ -16,10 +16,11 @@ const char* const kExitCodes =
     "exit codes:\n"
     "  0  ok\n"
     "  2  usage error or bad local input: unknown flag, missing argument, bad flag value,\n"
-    "     unreadable or malformed job file, unreadable token file\n"
+    "     unreadable or malformed job file, unreadable token file, a download's file not writable\n"
     "  3  the coordinator refused or failed the call; stderr says `prelude: CODE: message`, e.g.\n"
     "     INVALID_ARGUMENT (with the field), NOT_FOUND, UNAUTHENTICATED, FAILED_PRECONDITION,\n"
-    "     UNAVAILABLE (cannot reach it), DEADLINE_EXCEEDED\n"
+    "     UNAVAILABLE (cannot reach it), DEADLINE_EXCEEDED, DATA_LOSS (a download that did not\n"
+    "     arrive whole; nothing was written)\n"
     "  4  the watched job ended FAILED or CANCELLED, or a job of the watched sweep did (watch,\n"
     "     submit --watch, sweep --watch)\n"
     "  1  an internal error of the client (a bug)\n";
@@ -28,10 +29,14 @@ std::string pad(const std::string& s, size_t width) {
   return s.size() >= width ? s + "  " : s + std::string(width - s.size() + 2, ' ');
 }
 
+bool is_required(const CommandSpec& c, const FlagSpec& flag) {
+  return std::find(c.required_flags.begin(), c.required_flags.end(), flag.name) != c.required_flags.end();
+}
+
 std::string synopsis(const CommandSpec& c) {
   std::string s = "prelude " + c.name;
   for (const auto& a : c.arguments) s += " " + a;
-  for (const auto& f : c.flags) s += " [" + flag_usage(f) + "]";
+  for (const auto& f : c.flags) s += is_required(c, f) ? " " + flag_usage(f) : " [" + flag_usage(f) + "]";
   return s;
 }
 
@@ -121,6 +126,8 @@ void check_arguments(const CommandSpec& c, const CommandLine& line) {
     throw UsageError(c.name + ": missing " + c.arguments[line.arguments.size()]);
   if (line.arguments.size() > c.arguments.size())
     throw UsageError(c.name + ": unexpected argument '" + line.arguments[c.arguments.size()] + "'");
+  for (const auto& f : c.flags)
+    if (is_required(c, f) && !line.has(f.name)) throw UsageError(c.name + ": missing " + flag_usage(f));
 }
 
 int run(const std::vector<std::string>& args, Console& console) {

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "client/compare.h"
+#include "client/download.h"
 #include "client/render.h"
 #include "client/watch.h"
 #include "spec/job_spec.h"
@@ -46,6 +47,31 @@ const std::string& id_argument(const CommandLine& line) {
 // get, watch and cancel take a job id or a sweep id; the coordinator names sweeps
 // "sweep-000001" and jobs "job-000001".
 bool is_sweep_id(const std::string& id) { return id.rfind("sweep-", 0) == 0; }
+
+// What to run on a sweep instead of a command that takes a job id only.
+std::string sweep_alternative(const std::string& command, const std::string& sweep_id) {
+  if (command == "metrics")
+    return "`prelude compare " + sweep_id + "` compares a sweep's jobs, `prelude get " + sweep_id + "` lists them";
+  return "`prelude get " + sweep_id + "` lists its jobs";
+}
+
+// The ID argument of a command that takes a job id only: a sweep id is a usage error.
+const std::string& job_id_argument(const CommandLine& line, const std::string& command) {
+  const std::string& id = id_argument(line);
+  if (is_sweep_id(id))
+    throw UsageError("ID: " + command + " takes a job id, not a sweep id ('" + id + "'); " +
+                     sweep_alternative(command, id));
+  return id;
+}
+
+// The -o of download: a file, or "-" for standard output when that is not a terminal.
+std::string output_argument(const CommandLine& line, const Console& console) {
+  const std::string path = line.value_or("-o", "");
+  if (path.empty()) throw UsageError("-o: needs a file name, or - for standard output");
+  if (path == "-" && console.live)
+    throw UsageError("-o -: standard output is a terminal; redirect it to a file or a pipe, or give -o FILE");
+  return path;
+}
 
 int submit(Session& session, const CommandLine& line) {
   const v1::JobSpec spec = read_job(line.arguments.at(0), session.console().in);
@@ -116,12 +142,46 @@ int cancel(Session& session, const CommandLine& line) {
 
 int metrics(Session& session, const CommandLine& line) {
   const std::string format = parse_choice("--format", line.value_or("--format", "csv"), {"csv", "json"});
-  const std::string& id = id_argument(line);
-  if (is_sweep_id(id))
-    throw UsageError("ID: metrics takes a job id, not a sweep id ('" + id + "'); `prelude compare " + id +
-                     "` compares a sweep's jobs, `prelude get " + id + "` lists them");
-  const v1::GetMetricsResponse response = session.coordinator().get_metrics(id);
+  const v1::GetMetricsResponse response = session.coordinator().get_metrics(job_id_argument(line, "metrics"));
   session.console().out << (format == "csv" ? metrics_csv(response) : metrics_json_lines(response));
+  return kExitOk;
+}
+
+int checkpoints(Session& session, const CommandLine& line) {
+  const std::string format = parse_choice("--format", line.value_or("--format", "table"), {"table", "json"});
+  const v1::Job job = session.coordinator().get_job(job_id_argument(line, "checkpoints"));
+  if (format == "json") {
+    session.console().out << checkpoints_json(job);
+    return kExitOk;
+  }
+  if (job.checkpoints_size() == 0) {
+    session.console().err << no_checkpoints_line(job) << '\n';
+    return kExitOk;
+  }
+  session.console().out << checkpoints_table(job);
+  return kExitOk;
+}
+
+int download(Session& session, const CommandLine& line) {
+  v1::DownloadModelRequest request;
+  request.set_job_id(job_id_argument(line, "download"));
+  const std::string path = output_argument(line, session.console());
+  // No --checkpoint: the coordinator's default (the final model, else the latest).
+  if (line.has("--checkpoint"))
+    request.set_checkpoint(parse_checkpoint("--checkpoint", line.value_or("--checkpoint", "")));
+  const std::string format = parse_choice("--format", line.value_or("--format", "prelude"), {"prelude", "onnx"});
+  request.set_format(format == "onnx" ? v1::DownloadModelRequest::ONNX : v1::DownloadModelRequest::PRELUDE);
+  const DownloadedModel model = download_model(session, request, path);
+  session.console().err << download_line(path == "-" ? "standard output" : path, request.job_id(), format,
+                                         model.checkpoint, model.bytes)
+                        << '\n';
+  return kExitOk;
+}
+
+int remove_job(Session& session, const CommandLine& line) {
+  const std::string& id = job_id_argument(line, "delete");
+  session.coordinator().delete_job(id);
+  session.console().out << "deleted " << id << '\n';
   return kExitOk;
 }
 
@@ -180,12 +240,15 @@ const std::vector<CommandSpec>& commands() {
        list},
       {"get",
        {"ID"},
-       "show a job (state, error, metrics, learned slopes) or a sweep (its jobs)",
+       "show a job (state, metrics, learned slopes, checkpoints) or a sweep (its jobs)",
        "ID is a job id (job-000001) or a sweep id (sweep-000001).\n"
        "A job: its state (and error), model, data set, training settings, pool, attempts, times, its\n"
        "latest progress and metrics (test accuracy, losses) and the slopes its PReLU layers learned\n"
-       "(per activation layer: the value, or mean, min and max over channels). --format json prints\n"
-       "the Job message in protobuf JSON; its \"spec\" is a valid job file.\n"
+       "(per activation layer: the value, or mean, min and max over channels). Once it has ended, the\n"
+       "test set by class: each class's accuracy and the confusion matrix (a row per true class, a\n"
+       "column per predicted class, numbered as the rows). Then the checkpoints it keeps, as\n"
+       "`prelude checkpoints` lists them. --format json prints the Job message in protobuf JSON; its\n"
+       "\"spec\" is a valid job file.\n"
        "A sweep: its name, creation time and how many jobs are in each state, then a table of its\n"
        "jobs in grid order (ID, STATE, POINT, PROGRESS, TEST ACC) and the errors of the failed ones;\n"
        "`prelude compare SWEEP_ID` compares its grid points. --format json prints the SweepStatus\n"
@@ -238,6 +301,49 @@ const std::vector<CommandSpec>& commands() {
        {{"--format", "FORMAT", "csv (default) or json"}},
        {"prelude metrics job-000001 > curves.csv", "prelude metrics job-000001 --format json | jq -c .alphas"},
        metrics},
+      {"checkpoints",
+       {"ID"},
+       "list the checkpoints kept of a job",
+       "The checkpoints the coordinator keeps of job ID, complete and verified, oldest first: the latest\n"
+       "few and the final model. A table: STEP (optimizer steps done), EPOCHS (epochs completed), FINAL\n"
+       "(the model after the last step), SIZE, SHA256 (its first 12 hex digits) and CREATED (UTC).\n"
+       "--format json prints them as a JSON array of CheckpointInfo in protobuf JSON, one a line, every\n"
+       "field present. A job without any says so on stderr (exit 0). `prelude download` fetches one.",
+       {{"--format", "FORMAT", "table (default) or json"}},
+       {"prelude checkpoints job-000001", "prelude checkpoints job-000001 --format json | jq -r '.[].sha256'"},
+       checkpoints},
+      {"download",
+       {"ID"},
+       "download a job's trained model, as a Prelude checkpoint or as ONNX",
+       "Fetches a kept checkpoint of job ID (DownloadModel) and writes it to FILE: by default the final\n"
+       "model, or the latest checkpoint while there is none. --format prelude (default) is the\n"
+       "checkpoint file itself, which `prelude-worker run --resume` continues from and\n"
+       "`prelude-worker export/eval/predict` read; --format onnx is the model as ONNX (opset 13),\n"
+       "converted by the coordinator. The bytes go to a temporary file beside FILE (.FILE.tmp-PID),\n"
+       "which becomes FILE only once its length and SHA-256 match what the coordinator announced\n"
+       "(FILE is replaced if it exists); otherwise it is removed, FILE is left as it was, and the\n"
+       "command fails with DATA_LOSS, or the stream's own error if it broke (exit 3). `-o -` writes to\n"
+       "stdout (not a terminal), once the whole model has arrived and checked out. Prints what it\n"
+       "wrote on stderr: the file, the checkpoint's step, the format and the size. An unknown job or\n"
+       "checkpoint is NOT_FOUND; the coordinator's message lists the checkpoints it keeps.",
+       {{"--checkpoint", "WHICH", "final, latest or a step number (default: final if the job has one, else latest)"},
+        {"--format", "FORMAT", "prelude (default) or onnx"},
+        {"-o", "FILE", "where to write it (required); - for stdout"}},
+       {"prelude download job-000001 -o fmnist.ckpt", "prelude download job-000001 --format onnx -o fmnist.onnx",
+        "prelude download job-000001 --checkpoint 1200 -o step-1200.ckpt",
+        "prelude download job-000001 -o - | sha256sum"},
+       download,
+       {"-o"}},
+      {"delete",
+       {"ID"},
+       "delete an ended job: its record, events and checkpoints",
+       "Removes job ID from the coordinator: its record, its event history and every checkpoint it\n"
+       "keeps, for good; prints `deleted ID`. Only a job that has ended can be deleted: a queued or\n"
+       "running one is FAILED_PRECONDITION (exit 3); cancel it first. Download its model first if you\n"
+       "want to keep it.",
+       {},
+       {"prelude delete job-000001"},
+       remove_job},
       {"sweep",
        {"SWEEP.json"},
        "queue a sweep: one job per grid point; prints its id",

@@ -88,6 +88,12 @@ v1::SweepStatus Coordinator::cancel_sweep(const std::string& sweep_id) {
   return unary<v1::CancelSweepRequest, v1::SweepStatus>(&v1::JobService::Stub::CancelSweep, request);
 }
 
+void Coordinator::delete_job(const std::string& job_id) {
+  v1::DeleteJobRequest request;
+  request.set_job_id(job_id);
+  unary<v1::DeleteJobRequest, v1::DeleteJobResponse>(&v1::JobService::Stub::DeleteJob, request);
+}
+
 template <typename Message>
 std::unique_ptr<Coordinator::Stream<Message>> Coordinator::open_stream() const {
   auto stream = std::make_unique<Stream<Message>>();
@@ -110,6 +116,12 @@ std::unique_ptr<Coordinator::SweepStream> Coordinator::watch_sweep(const std::st
   v1::WatchSweepRequest request;
   request.set_sweep_id(sweep_id);
   stream->reader_ = stub_->WatchSweep(&stream->context_, request);
+  return stream;
+}
+
+std::unique_ptr<Coordinator::ModelStream> Coordinator::download_model(const v1::DownloadModelRequest& request) {
+  auto stream = open_stream<v1::DownloadModelChunk>();
+  stream->reader_ = stub_->DownloadModel(&stream->context_, request);
   return stream;
 }
 

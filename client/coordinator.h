@@ -43,26 +43,41 @@ class Coordinator {
   prelude::v1::SweepStatus submit_sweep(const prelude::v1::SweepSpec& sweep);
   prelude::v1::SweepStatus get_sweep(const std::string& sweep_id);
   prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
+  void delete_job(const std::string& job_id);
 
-  // A server stream: WatchJob's events or WatchSweep's statuses. No deadline: a job
-  // may train for hours, a sweep for days.
+  // A server stream: WatchJob's events, WatchSweep's statuses or DownloadModel's
+  // chunks. No deadline: a job may train for hours, a sweep for days, and a large
+  // model take long on a slow link.
   template <typename Message>
   class Stream {
    public:
+    // A stream dropped before finish() (its reader gave up on it, an exception) is
+    // cancelled and its status collected, so the call ends cleanly.
+    ~Stream() {
+      if (!reader_ || finished_) return;
+      context_.TryCancel();
+      reader_->Finish();
+    }
     // False at the end of the stream; then finish() tells why.
     bool next(Message* message) { return reader_->Read(message); }
-    grpc::Status finish() { return reader_->Finish(); }
+    grpc::Status finish() {
+      finished_ = true;
+      return reader_->Finish();
+    }
 
    private:
     friend class Coordinator;
     grpc::ClientContext context_;
     std::unique_ptr<grpc::ClientReader<Message>> reader_;
+    bool finished_ = false;
   };
   using EventStream = Stream<prelude::v1::JobEvent>;
   using SweepStream = Stream<prelude::v1::SweepStatus>;
+  using ModelStream = Stream<prelude::v1::DownloadModelChunk>;
 
   std::unique_ptr<EventStream> watch_job(const std::string& job_id, int64_t after_seq);
   std::unique_ptr<SweepStream> watch_sweep(const std::string& sweep_id);
+  std::unique_ptr<ModelStream> download_model(const prelude::v1::DownloadModelRequest& request);
 
   // The CallError for a failed status, with the help a user needs: the address of
   // a coordinator that cannot be reached, the deadline that passed, how to give a

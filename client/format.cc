@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <iterator>
 
 #include "common/job_state.h"
 #include "spec/job_spec.h"
@@ -124,6 +125,24 @@ std::string truncate(const std::string& s, size_t max_chars) {
   return s.substr(0, cut) + "...";
 }
 
+std::string byte_size(int64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  static const char* const units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes) / 1024;
+  size_t unit = 0;
+  while (v >= 1023.5 && unit + 1 < std::size(units)) {  // 1023.6 KiB reads as 1.0 MiB, not 1024 KiB
+    v /= 1024;
+    ++unit;
+  }
+  // One decimal while it says something ("4.2 MiB"), none from 10 on ("37 MiB").
+  return (v < 9.95 ? fixed(v, 1) : fixed(v, 0)) + " " + units[unit];
+}
+
+void Table::align_right(size_t column) {
+  if (right_.size() <= column) right_.resize(column + 1, false);
+  right_[column] = true;
+}
+
 std::string Table::render() const {
   std::vector<size_t> widths;
   for (const auto& row : rows_)
@@ -135,8 +154,10 @@ std::string Table::render() const {
   for (const auto& row : rows_) {
     std::string line;
     for (size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      if (c + 1 < row.size()) line += std::string(widths[c] - row[c].size() + 2, ' ');
+      const std::string padding(widths[c] - row[c].size(), ' ');
+      const bool right = c < right_.size() && right_[c];
+      line += right ? padding + row[c] : row[c];
+      if (c + 1 < row.size()) line += (right ? "" : padding) + "  ";
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     text += line + "\n";

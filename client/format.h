@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -51,15 +52,21 @@ std::string model_summary(const prelude::v1::JobSpec& spec);
 // At most `max_chars` characters, the end replaced by "..." when cut.
 std::string truncate(const std::string& s, size_t max_chars);
 
-// Left-aligned columns separated by two spaces; the last column is not padded.
+// A size for people, in powers of 1024: "812 B", "4.2 KiB", "37 MiB", "1.1 GiB".
+std::string byte_size(int64_t bytes);
+
+// Columns separated by two spaces, left-aligned unless set right-aligned (counts,
+// so that their digits line up); trailing spaces are dropped.
 class Table {
  public:
   explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
   void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void align_right(size_t column);
   std::string render() const;
 
  private:
   std::vector<std::vector<std::string>> rows_;
+  std::vector<bool> right_;  // per column; columns past its end are left-aligned
 };
 
 }  // namespace prelude::client

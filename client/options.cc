@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "common/flags.h"
 #include "common/token.h"
@@ -145,6 +146,15 @@ prelude::v1::JobState parse_job_state(const std::string& flag, const std::string
   for (const auto& [name, state] : states)
     if (name == key) return state;
   throw UsageError(flag + ": must be one of queued, running, succeeded, failed, cancelled, got '" + value + "'");
+}
+
+std::string parse_checkpoint(const std::string& flag, const std::string& value) {
+  if (value == "final" || value == "latest") return value;
+  try {
+    return std::to_string(parse_whole_number(flag, value, 0, std::numeric_limits<long>::max()));
+  } catch (const UserError&) {
+    throw UsageError(flag + ": must be final, latest or a step number, got '" + value + "'");
+  }
 }
 
 }  // namespace prelude::client

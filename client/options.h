@@ -58,5 +58,8 @@ int parse_count(const std::string& flag, const std::string& value, int min, int 
 std::string parse_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& choices);
 // A job state by name, any case: queued, running, succeeded, failed, cancelled.
 prelude::v1::JobState parse_job_state(const std::string& flag, const std::string& value);
+// Which checkpoint of a job: "final", "latest" or a step number, as DownloadModel
+// takes it (a step without sign or leading zeros).
+std::string parse_checkpoint(const std::string& flag, const std::string& value);
 
 }  // namespace prelude::client

@@ -97,10 +97,12 @@ std::string summary_text(const v1::TrainingEvent& e) {
 // A CSV cell: the number when set, else empty.
 std::string cell(bool has, double v) { return has ? exact(v) : ""; }
 
-std::string to_json(const google::protobuf::Message& message, bool proto_names, bool indent) {
+std::string to_json(const google::protobuf::Message& message, bool proto_names, bool indent,
+                    bool all_fields = false) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = proto_names;
   options.add_whitespace = indent;
+  options.always_print_primitive_fields = all_fields;
   std::string json;
   const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
   if (!status.ok()) throw std::runtime_error("cannot print " + message.GetTypeName() + " as JSON: " +
@@ -196,32 +198,60 @@ std::string state_counts(const std::vector<v1::JobState>& states) {
   return join(parts, ", ");
 }
 
-}  // namespace
-
-JobShape job_shape(const v1::JobSpec& spec) {
-  const v1::TrainingSpec t = with_defaults(spec).training();
-  JobShape shape;
-  if (t.has_epochs() && t.epochs() > 0) shape.epochs = t.epochs();
-  if (t.has_batch_size() && t.batch_size() > 0) shape.batch_size = t.batch_size();
-  return shape;
+// Each line of `text` indented by two spaces: a table under its heading line.
+std::string indented(const std::string& text) {
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\n', start);
+    const size_t stop = end == std::string::npos ? text.size() : end + 1;
+    out += "  " + text.substr(start, stop - start);
+    start = stop;
+  }
+  return out;
 }
 
-// ---- list / get
+size_t widest_line(const std::string& text) {
+  size_t widest = 0, start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    widest = std::max(widest, end - start);
+    start = end + 1;
+  }
+  return widest;
+}
 
-std::string jobs_table(const std::vector<v1::Job>& jobs, Clock::time_point now) {
-  Table table({"ID", "STATE", "NAME", "MODEL", "PROGRESS", "TEST ACC", "POOL", "AGE"});
-  for (const auto& job : jobs) {
-    const auto& latest = job.latest_metrics();
-    table.add({job.job_id(), state_name(job.state()),
-               job.spec().name().empty() ? "-" : truncate(job.spec().name(), kNameColumnWidth),
-               model_summary(job.spec()), progress_cell(job),
-               latest.has_test_accuracy() ? fixed(latest.test_accuracy(), 4) : "-",
-               job.pool_id().empty() ? "-" : job.pool_id(), age(job.create_time(), now)});
+// How many classes a summary reports on (0: no class data), and whether its
+// confusion matrix is the square of that.
+int class_count(const v1::TrainingEvent& e) { return std::max(e.class_accuracy_size(), e.class_names_size()); }
+bool has_confusion_matrix(const v1::TrainingEvent& e) {
+  const int n = class_count(e);
+  return n > 0 && e.confusion_matrix_size() == n * n;
+}
+
+// The per-class rows, with the confusion matrix's columns or without them.
+std::string class_rows(const v1::TrainingEvent& e, bool with_matrix) {
+  const int n = class_count(e);
+  std::vector<std::string> header = {"#", "CLASS", "TEST ACC"};
+  if (with_matrix)
+    for (int predicted = 0; predicted < n; ++predicted) header.push_back(std::to_string(predicted));
+  Table table(header);
+  for (size_t c = 0; c < header.size(); ++c)
+    if (c != 1) table.align_right(c);
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> row = {std::to_string(i), i < e.class_names_size() ? e.class_names(i) : "-",
+                                    i < e.class_accuracy_size() ? fixed(e.class_accuracy(i), 4) : "-"};
+    if (with_matrix)
+      for (int predicted = 0; predicted < n; ++predicted)
+        row.push_back(std::to_string(e.confusion_matrix(i * n + predicted)));
+    table.add(row);
   }
   return table.render();
 }
 
-std::string job_details(const v1::Job& job, Clock::time_point now) {
+// The fields of `prelude get` up to the latest metrics, one "Label  value" line each.
+std::string job_fields(const v1::Job& job, Clock::time_point now) {
   const v1::JobSpec spec = with_defaults(job.spec());
   const JobShape shape = job_shape(spec);
   Details d;
@@ -253,22 +283,86 @@ std::string job_details(const v1::Job& job, Clock::time_point now) {
   d.add("Ended", ended);
   if (job.has_progress() && job.progress().has_step())
     d.add("Progress", step_text(job.progress(), shape, job.state() == v1::RUNNING));
-  const auto& latest = job.latest_metrics();
-  if (job.has_latest_metrics()) d.add("Metrics", training_text(latest, shape));
-  // The learned slopes, one aligned line per activation layer under their heading.
-  std::string slopes;
-  if (latest.alphas_size() > 0) {
-    const bool summary = event_kind(latest) == v1::TrainingEvent::SUMMARY;
-    const std::string when = summary              ? "at the end"
-                             : latest.has_epoch() ? "after epoch " + std::to_string(latest.epoch())
-                                                  : "latest";
-    d.add("Slopes", "learned per activation layer, " + when + ":");
-    size_t width = 0;
-    for (const auto& layer : latest.alphas()) width = std::max(width, layer.layer().size());
-    for (const auto& layer : latest.alphas())
-      slopes += "  " + layer.layer() + std::string(width - layer.layer().size() + 2, ' ') + slopes_text(layer) + "\n";
+  if (job.has_latest_metrics()) d.add("Metrics", training_text(job.latest_metrics(), shape));
+  return d.text();
+}
+
+// The learned slopes, one aligned line per activation layer under their heading.
+std::string slopes_section(const v1::TrainingEvent& latest) {
+  if (latest.alphas_size() == 0) return "";
+  const bool summary = event_kind(latest) == v1::TrainingEvent::SUMMARY;
+  const std::string when = summary              ? "at the end"
+                           : latest.has_epoch() ? "after epoch " + std::to_string(latest.epoch())
+                                                : "latest";
+  Details d;
+  d.add("Slopes", "learned per activation layer, " + when + ":");
+  size_t width = 0;
+  for (const auto& layer : latest.alphas()) width = std::max(width, layer.layer().size());
+  std::string lines;
+  for (const auto& layer : latest.alphas())
+    lines += "  " + layer.layer() + std::string(width - layer.layer().size() + 2, ' ') + slopes_text(layer) + "\n";
+  return d.text() + lines;
+}
+
+// A summary's results by class under their heading.
+std::string classes_section(const v1::TrainingEvent& latest) {
+  if (event_kind(latest) != v1::TrainingEvent::SUMMARY || class_count(latest) == 0) return "";
+  Details d;
+  d.add("By class", has_confusion_matrix(latest)
+                        ? "test set at the end: accuracy, confusion matrix (rows: true class, columns: predicted)"
+                        : "test set at the end:");
+  return d.text() + indented(class_table(latest));
+}
+
+// The kept checkpoints under their heading, with how to download one.
+std::string checkpoints_section(const v1::Job& job) {
+  if (job.checkpoints_size() == 0) return "";
+  const bool has_final = std::any_of(job.checkpoints().begin(), job.checkpoints().end(),
+                                     [](const v1::CheckpointInfo& c) { return c.final(); });
+  Details d;
+  d.add("Kept", plural(job.checkpoints_size(), "checkpoint", "checkpoints") + "; `prelude download " + job.job_id() +
+                    " -o FILE` gets the " + (has_final ? "final model" : "latest checkpoint"));
+  return d.text() + indented(checkpoints_table(job));
+}
+
+}  // namespace
+
+JobShape job_shape(const v1::JobSpec& spec) {
+  const v1::TrainingSpec t = with_defaults(spec).training();
+  JobShape shape;
+  if (t.has_epochs() && t.epochs() > 0) shape.epochs = t.epochs();
+  if (t.has_batch_size() && t.batch_size() > 0) shape.batch_size = t.batch_size();
+  return shape;
+}
+
+// ---- list / get
+
+std::string jobs_table(const std::vector<v1::Job>& jobs, Clock::time_point now) {
+  Table table({"ID", "STATE", "NAME", "MODEL", "PROGRESS", "TEST ACC", "POOL", "AGE"});
+  for (const auto& job : jobs) {
+    const auto& latest = job.latest_metrics();
+    table.add({job.job_id(), state_name(job.state()),
+               job.spec().name().empty() ? "-" : truncate(job.spec().name(), kNameColumnWidth),
+               model_summary(job.spec()), progress_cell(job),
+               latest.has_test_accuracy() ? fixed(latest.test_accuracy(), 4) : "-",
+               job.pool_id().empty() ? "-" : job.pool_id(), age(job.create_time(), now)});
   }
-  return d.text() + slopes;
+  return table.render();
+}
+
+std::string job_details(const v1::Job& job, Clock::time_point now) {
+  const auto& latest = job.latest_metrics();
+  return job_fields(job, now) + slopes_section(latest) + classes_section(latest) + checkpoints_section(job);
+}
+
+std::string class_table(const v1::TrainingEvent& summary) {
+  if (class_count(summary) == 0) return "";
+  if (!has_confusion_matrix(summary)) return class_rows(summary, /*with_matrix=*/false);
+  const std::string full = class_rows(summary, /*with_matrix=*/true);
+  if (widest_line(full) <= kMaxClassTableWidth) return full;
+  const std::string n = std::to_string(class_count(summary));
+  return class_rows(summary, /*with_matrix=*/false) + "(the " + n + " x " + n +
+         " confusion matrix is too wide to show here: see --format json, latestMetrics.confusionMatrix)\n";
 }
 
 std::string job_json(const v1::Job& job) { return to_json(job, /*proto_names=*/false, /*indent=*/true); }
@@ -286,6 +380,43 @@ std::string slopes_text(const v1::LayerSlopes& slopes) {
   const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
   return std::to_string(v.size()) + " channels: mean " + fixed(sum / v.size(), 4) + ", min " + fixed(*lo, 4) +
          ", max " + fixed(*hi, 4);
+}
+
+// ---- checkpoints and models
+
+std::string checkpoints_table(const v1::Job& job) {
+  constexpr size_t kShaDigits = 12;  // enough to tell checkpoints apart and to match them by eye
+  Table table({"STEP", "EPOCHS", "FINAL", "SIZE", "SHA256", "CREATED"});
+  for (size_t c : {0, 1, 3}) table.align_right(c);
+  for (const auto& c : job.checkpoints())
+    // CheckpointInfo.epoch is the epoch in progress (or next), 0-based: the epochs completed.
+    table.add({std::to_string(c.step()), std::to_string(c.epoch()), c.final() ? "yes" : "-", byte_size(c.bytes()),
+               c.sha256().substr(0, kShaDigits), timestamp(c.create_time())});
+  return table.render();
+}
+
+std::string checkpoints_json(const v1::Job& job) {
+  if (job.checkpoints_size() == 0) return "[]\n";
+  // One checkpoint per line: a short list reads as a table, and greps as one.
+  std::string json = "[\n";
+  for (int i = 0; i < job.checkpoints_size(); ++i) {
+    std::string object = to_json(job.checkpoints(i), /*proto_names=*/false, /*indent=*/false, /*all_fields=*/true);
+    object.pop_back();  // the newline: a comma may follow
+    json += "  " + object + (i + 1 < job.checkpoints_size() ? ",\n" : "\n");
+  }
+  return json + "]\n";
+}
+
+std::string no_checkpoints_line(const v1::Job& job) {
+  return job.job_id() + " has no checkpoints" + (is_final(job.state()) ? "" : " yet");
+}
+
+std::string download_line(const std::string& written_to, const std::string& job_id, const std::string& format,
+                          const v1::CheckpointInfo& checkpoint, int64_t bytes) {
+  const std::string as = format == "onnx" ? "ONNX" : "a Prelude checkpoint";
+  return "wrote " + written_to + ": " + job_id + " step " + std::to_string(checkpoint.step()) +
+         (checkpoint.final() ? " (final)" : "") + " as " + as + ", " + byte_size(bytes) + " (" +
+         std::to_string(bytes) + " bytes)";
 }
 
 // ---- metrics
@@ -347,6 +478,7 @@ std::string training_text(const v1::TrainingEvent& event, const JobShape& shape)
     case v1::TrainingEvent::STEP: return step_text(event, shape, /*with_eta=*/true);
     case v1::TrainingEvent::EPOCH: return epoch_text(event, shape);
     case v1::TrainingEvent::SUMMARY: return summary_text(event);
+    case v1::TrainingEvent::RESUMED: return "resumed from the checkpoint of step " + std::to_string(event.step());
     default: return "";  // diagnostics: for `metrics --format json`, not for lines
   }
 }

@@ -25,8 +25,16 @@ JobShape job_shape(const prelude::v1::JobSpec& spec);
 std::string jobs_table(const std::vector<prelude::v1::Job>& jobs, Clock::time_point now);
 
 // `prelude get`: the job's fields, one "Label  value" line each (unset ones left
-// out), then the learned slopes per activation layer.
+// out), then the learned slopes per activation layer, the test results by class (of
+// a summary that has them) and the kept checkpoints.
 std::string job_details(const prelude::v1::Job& job, Clock::time_point now);
+
+// A summary's test results by class, one row per class: its number, name and test
+// accuracy, then the confusion matrix (rows true class, columns predicted, headed by
+// class numbers). A matrix wider than kMaxClassTableWidth columns is left out, with a
+// note pointing to the JSON. "" when the event has no class data.
+constexpr size_t kMaxClassTableWidth = 100;
+std::string class_table(const prelude::v1::TrainingEvent& summary);
 
 // `prelude get --format json`: the Job in protobuf JSON (camelCase, as job files),
 // indented, ending with a newline.
@@ -35,6 +43,23 @@ std::string job_json(const prelude::v1::Job& job);
 // One activation layer's slopes: "0.2500" for one value, all of them for a few,
 // "32 channels: mean 0.2512, min 0.1023, max 0.4410" for many.
 std::string slopes_text(const prelude::v1::LayerSlopes& slopes);
+
+// ---- checkpoints and models
+
+// `prelude checkpoints`: STEP, EPOCHS (completed when it was written), FINAL, SIZE,
+// SHA256 (its first 12 hex digits) and CREATED (UTC), a row per checkpoint in the
+// order the coordinator keeps them (oldest first).
+std::string checkpoints_table(const prelude::v1::Job& job);
+// `prelude checkpoints --format json`: the checkpoints as a JSON array of
+// CheckpointInfo in protobuf JSON (camelCase), every field present, one a line.
+std::string checkpoints_json(const prelude::v1::Job& job);
+// "job-1 has no checkpoints yet" (a job that has ended: "... has no checkpoints").
+std::string no_checkpoints_line(const prelude::v1::Job& job);
+
+// What `prelude download` wrote, for stderr: "wrote model.onnx: job-1 step 2811
+// (final) as ONNX, 1.1 MiB (1153024 bytes)".
+std::string download_line(const std::string& written_to, const std::string& job_id, const std::string& format,
+                          const prelude::v1::CheckpointInfo& checkpoint, int64_t bytes);
 
 // ---- metrics
 

@@ -9,6 +9,7 @@
 #include "common/errors.h"
 #include "common/job_state.h"
 #include "common/status.h"
+#include "artifacts/resume_check.h"
 #include "spec/data_files.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
@@ -177,6 +178,7 @@ void JobManager::check_submittable(v1::JobSpec* spec) const {
   } catch (const UserError& e) {
     throw invalid_argument(std::string("spec.") + e.what());
   }
+  check_init_from(spec);
   std::set<int> sizes(options_.expected_pool_ranks.begin(), options_.expected_pool_ranks.end());
   for (const auto& [id, pool] : pools_) sizes.insert(pool.ranks);
   if (sizes.empty()) return;  // no pool known yet: the queue waits for one that fits
@@ -242,7 +244,8 @@ v1::SweepStatus JobManager::sweep_status(const std::string& sweep_id) const {
   if (it == sweeps_.end()) throw not_found("sweep '" + sweep_id + "' does not exist");
   v1::SweepStatus status;
   *status.mutable_sweep() = it->second;
-  for (const auto& id : it->second.job_ids()) *status.add_jobs() = find(id).job;
+  for (const auto& id : it->second.job_ids())
+    if (jobs_.count(id)) *status.add_jobs() = find(id).job;  // deleted jobs drop out
   return status;
 }
 
@@ -254,6 +257,7 @@ v1::SweepStatus JobManager::get_sweep(const std::string& sweep_id) const {
 int64_t JobManager::sweep_version(const v1::Sweep& sweep) const {
   int64_t version = 0;
   for (const auto& id : sweep.job_ids()) {
+    if (!jobs_.count(id)) continue;  // deleted
     const Record& r = find(id);
     version += r.last_seq + (r.job.cancel_requested() ? 1 : 0);
   }
@@ -507,6 +511,128 @@ std::vector<PoolInfo> JobManager::pools() const {
   std::vector<PoolInfo> out;
   for (const auto& [id, p] : pools_) out.push_back(p);
   return out;
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+void JobManager::check_holds(const std::string& pool_id, const std::string& job_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto pit = pools_.find(pool_id);
+  if (pit == pools_.end())
+    throw not_found("pool '" + pool_id + "' is not registered (the coordinator may have restarted): register again");
+  find(job_id);
+  if (pit->second.job_id != job_id)
+    throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+}
+
+std::vector<v1::CheckpointInfo> JobManager::add_checkpoint(const std::string& pool_id, const std::string& job_id,
+                                                           const v1::CheckpointInfo& info) {
+  std::lock_guard<std::mutex> lock(mu_);
+  PoolInfo& pool = find_pool(pool_id);
+  pool.last_seen = options_.now();
+  if (pool.job_id != job_id) throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+  Record& r = find(job_id);
+  Record next = r;
+  // The list, oldest first: the new one replaces its namesake, then only the newest
+  // keep_checkpoints of the others and the final model stay.
+  std::vector<v1::CheckpointInfo> all;
+  for (const auto& c : r.job.checkpoints())
+    if (c.final() != info.final() || (!c.final() && c.step() != info.step())) all.push_back(c);
+  all.push_back(info);
+  std::stable_sort(all.begin(), all.end(), [](const v1::CheckpointInfo& a, const v1::CheckpointInfo& b) {
+    return a.final() != b.final() ? b.final() : a.step() < b.step();
+  });
+  int others = 0;
+  for (const auto& c : all) others += c.final() ? 0 : 1;
+  std::vector<v1::CheckpointInfo> dropped;
+  next.job.clear_checkpoints();
+  for (const auto& c : all) {
+    if (!c.final() && others > options_.keep_checkpoints) {
+      --others;
+      dropped.push_back(c);
+      continue;
+    }
+    *next.job.add_checkpoints() = c;
+  }
+  commit(r, std::move(next), {});
+  // A replaced namesake's file was overwritten by the new one: not the caller's to remove.
+  return dropped;
+}
+
+v1::CheckpointInfo JobManager::checkpoint(const std::string& job_id, const std::string& which) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return find_checkpoint(find(job_id).job, which);
+}
+
+v1::CheckpointInfo JobManager::find_checkpoint(const v1::Job& job, const std::string& which) {
+  const v1::CheckpointInfo* found = nullptr;
+  const v1::CheckpointInfo* latest = nullptr;
+  const v1::CheckpointInfo* final = nullptr;
+  for (const auto& c : job.checkpoints()) {
+    if (c.final()) final = &c;
+    if (!latest || c.step() > latest->step() || (c.step() == latest->step() && c.final())) latest = &c;
+  }
+  if (which == "final") {
+    found = final;
+  } else if (which == "latest") {
+    found = latest;
+  } else if (which.empty()) {
+    found = final ? final : latest;
+  } else {
+    char* end = nullptr;
+    const long long step = std::strtoll(which.c_str(), &end, 10);
+    if (*end != '\0' || step < 0)
+      throw invalid_argument("checkpoint: 'final', 'latest' or a step number, got '" + which + "'");
+    for (const auto& c : job.checkpoints())
+      if (c.step() == step && (!found || !c.final())) found = &c;
+  }
+  if (found) return *found;
+  std::string kept;
+  for (const auto& c : job.checkpoints())
+    kept += (kept.empty() ? "" : ", ") + (c.final() ? std::string("final (step ") + std::to_string(c.step()) + ")"
+                                                    : "step " + std::to_string(c.step()));
+  throw not_found("job '" + job.job_id() + "' has no " +
+                  (which.empty() ? std::string("checkpoint") : "checkpoint '" + which + "'") +
+                  (kept.empty() ? " (it keeps none yet)" : " (it keeps " + kept + ")"));
+}
+
+void JobManager::check_init_from(v1::JobSpec* spec) const {
+  v1::InitFromSpec* from = spec->mutable_model()->mutable_init_from();
+  if (from->job_id().empty()) return;
+  auto it = jobs_.find(from->job_id());
+  if (it == jobs_.end()) throw invalid_argument("spec.model.initFrom.jobId: no job '" + from->job_id() + "'");
+  const v1::Job& source = it->second.job;
+  v1::CheckpointInfo info;
+  try {
+    info = find_checkpoint(source, from->checkpoint());
+  } catch (const ServiceError& e) {
+    throw invalid_argument(std::string("spec.model.initFrom.checkpoint: ") + e.what());
+  }
+  // The same model: everything of `model` but how it is initialised.
+  const std::string differs =
+      first_difference(spec->model(), source.spec().model(), [](const std::string& path) {
+        return path == "init" || path == "initFrom" || path.rfind("init.", 0) == 0 || path.rfind("initFrom.", 0) == 0;
+      });
+  if (!differs.empty())
+    throw invalid_argument("spec.model." + differs + ": differs from the model of " + from->job_id() +
+                           ", whose weights the job would start from");
+  // Pinned: the job starts from this checkpoint whatever the source keeps later.
+  from->set_checkpoint(info.final() ? "final" : std::to_string(info.step()));
+}
+
+v1::Job JobManager::remove(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Record& r = find(job_id);
+  if (!is_final(r.job.state()))
+    throw failed_precondition("job '" + job_id + "' is " + state_name(r.job.state()) +
+                              ": cancel it and wait for it to end before deleting it");
+  const v1::Job job = r.job;
+  store_.remove(job_id);  // throws: nothing changed
+  by_number_.erase(r.number);
+  jobs_.erase(job_id);
+  changed_.notify_all();
+  if (options_.log) options_.log(job_id + " deleted");
+  return job;
 }
 
 }  // namespace prelude::server

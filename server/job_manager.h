@@ -51,6 +51,8 @@ struct ManagerOptions {
   bool reaper_thread = true;
   // The largest sweep accepted, in jobs.
   int max_sweep_points = 1000;
+  // Checkpoints kept per job besides its final model: the newest ones.
+  int keep_checkpoints = 2;
   // Told of every state change ("job-000003 QUEUED: submitted"), for the log.
   std::function<void(const std::string&)> log;
 };
@@ -128,6 +130,25 @@ class JobManager {
   // Drops pools silent for longer than the heartbeat timeout; their jobs are
   // requeued or failed. Called every second by the manager's own thread.
   void reap_lost_pools();
+
+  // Checkpoints (their files are the ArtifactStore's; the manager keeps the list in
+  // each Job, so it is stored with the job).
+  // Throws unless `pool_id` holds `job_id` now (NOT_FOUND for an unknown pool or job,
+  // FAILED_PRECONDITION for a job it does not hold): uploads and fetches of a stale
+  // or foreign attempt are refused.
+  void check_holds(const std::string& pool_id, const std::string& job_id) const;
+  // Lists a checkpoint whose file is in place (replacing one of the same step, or the
+  // final one); keeps the newest keep_checkpoints plus the final model. Returns the
+  // checkpoints no longer kept, whose files the caller removes. A failed write
+  // changes nothing.
+  std::vector<prelude::v1::CheckpointInfo> add_checkpoint(const std::string& pool_id, const std::string& job_id,
+                                                          const prelude::v1::CheckpointInfo& info);
+  // A kept checkpoint: "final", "latest", "" (final if there is one, else latest)
+  // or a step number. NOT_FOUND names what the job keeps.
+  prelude::v1::CheckpointInfo checkpoint(const std::string& job_id, const std::string& which) const;
+  // Removes an ended job, its record and events (FAILED_PRECONDITION for one that
+  // has not ended). Returns it, for the caller to remove its files.
+  prelude::v1::Job remove(const std::string& job_id);
   std::vector<PoolInfo> pools() const;
 
   // Wakes every waiter and refuses further waits (UNAVAILABLE).
@@ -144,6 +165,10 @@ class JobManager {
   const Record& find(const std::string& job_id) const;
   PoolInfo& find_pool(const std::string& pool_id);
   void check_submittable(prelude::v1::JobSpec* spec) const;
+  // model.initFrom: the job and its checkpoint exist and the model is the same; pins
+  // the checkpoint ("final" or its step).
+  void check_init_from(prelude::v1::JobSpec* spec) const;
+  static prelude::v1::CheckpointInfo find_checkpoint(const prelude::v1::Job& job, const std::string& which);
   Record& add_job(prelude::v1::JobSpec spec, const std::string& sweep_id, const std::string& point);
   void cancel_locked(Record& r);
   prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;

@@ -22,6 +22,7 @@
 
 #include "common/flags.h"
 #include "common/errors.h"
+#include "server/artifact_store.h"
 #include "server/auth.h"
 #include "server/job_manager.h"
 #include "server/pool_spawner.h"
@@ -38,6 +39,8 @@ const std::vector<prelude::FlagSpec> kFlags = {
     {"--listen", "ADDR", "address to serve on (default 127.0.0.1:50051; port 0 picks one)"},
     {"--db", "FILE", "SQLite database of jobs and metrics (default prelude.db)"},
     {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
+    {"--artifact-dir", "DIR", "where jobs' checkpoints are kept (default: the database's name + .artifacts)"},
+    {"--keep-checkpoints", "K", "checkpoints kept per job besides its final model (default 2)"},
     {"--token-file", "F", "require 'authorization: Bearer <token>' with the token in F"},
     {"--spawn-workers", "N", "start a local worker pool of N MPI ranks (restarted if it dies)"},
     {"--worker-threads", "T", "threads per rank of that pool (default: cores / N, at least 1)"},
@@ -49,6 +52,7 @@ const std::vector<prelude::FlagSpec> kFlags = {
 
 std::string usage() {
   return "usage: prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]\n"
+         "                           [--artifact-dir DIR] [--keep-checkpoints K]\n"
          "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
          "                           [--heartbeat-timeout SECONDS] [--max-attempts K] [--port-file F]\n"
          "\n"
@@ -60,8 +64,8 @@ struct Flags {
   std::string listen = "127.0.0.1:50051";
   std::string db = "prelude.db";
   std::string data_root = "/usr/share/datasets";
-  std::string token_file, worker_binary, port_file;
-  int spawn_workers = 0, worker_threads = 0, max_attempts = 3;
+  std::string token_file, worker_binary, port_file, artifact_dir;
+  int spawn_workers = 0, worker_threads = 0, max_attempts = 3, keep_checkpoints = 2;
   double heartbeat_timeout = 15;
 };
 
@@ -83,6 +87,8 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--db") f.db = v;
     else if (a == "--data-root") f.data_root = v;
     else if (a == "--token-file") f.token_file = v;
+    else if (a == "--artifact-dir") f.artifact_dir = v;
+    else if (a == "--keep-checkpoints") f.keep_checkpoints = static_cast<int>(parse_whole_number(a, v, 1, 1000));
     else if (a == "--worker-binary") f.worker_binary = v;
     else if (a == "--port-file") f.port_file = v;
     else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_whole_number(a, v, 0, 256));
@@ -129,8 +135,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   std::unique_ptr<Store> store;
+  std::unique_ptr<ArtifactStore> artifacts;
   try {
     store = std::make_unique<Store>(f.db);
+    artifacts = std::make_unique<ArtifactStore>(
+        !f.artifact_dir.empty() ? f.artifact_dir : (f.db == ":memory:" ? "prelude" : f.db) + ".artifacts");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "prelude-coordinator: %s\n", e.what());
     return 2;
@@ -138,13 +147,14 @@ int main(int argc, char** argv) {
   ManagerOptions mo;
   mo.data_root = f.data_root;
   mo.max_attempts = f.max_attempts;
+  mo.keep_checkpoints = f.keep_checkpoints;
   mo.heartbeat_timeout = std::chrono::milliseconds(static_cast<long>(f.heartbeat_timeout * 1000));
   mo.heartbeat_interval = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(2000), mo.heartbeat_timeout / 4);
   if (f.spawn_workers > 0) mo.expected_pool_ranks = {f.spawn_workers};
   mo.log = [](const std::string& line) { std::fprintf(stderr, "prelude-coordinator: %s\n", line.c_str()); };
   JobManager jobs(*store, mo);
-  JobServiceImpl job_service(jobs, auth.get());
-  WorkerServiceImpl worker_service(jobs, auth.get());
+  JobServiceImpl job_service(jobs, *artifacts, auth.get());
+  WorkerServiceImpl worker_service(jobs, *artifacts, auth.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -159,8 +169,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prelude-coordinator: --listen: cannot listen on '%s'\n", f.listen.c_str());
     return 2;
   }
-  std::fprintf(stderr, "prelude-coordinator: serving on %s (database %s, data root %s%s)\n",
-               local_address(f.listen, port).c_str(), f.db.c_str(), f.data_root.c_str(),
+  std::fprintf(stderr, "prelude-coordinator: serving on %s (database %s, models in %s, data root %s%s)\n",
+               local_address(f.listen, port).c_str(), f.db.c_str(), artifacts->dir().c_str(), f.data_root.c_str(),
                auth ? ", token required" : "");
   if (!f.port_file.empty()) {
     const std::string tmp = f.port_file + ".tmp";

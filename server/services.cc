@@ -7,6 +7,10 @@
 
 #include "common/job_state.h"
 #include "common/status.h"
+#include "artifacts/checkpoint_file.h"
+#include "artifacts/onnx_export.h"
+#include "common/errors.h"
+#include "server/artifact_store.h"
 #include "server/handle.h"
 
 namespace prelude::server {
@@ -16,6 +20,8 @@ namespace v1 = prelude::v1;
 namespace {
 
 constexpr std::chrono::milliseconds kSweepWatchInterval{500};
+// Models travel in chunks well under gRPC's default 4 MiB message limit.
+constexpr size_t kChunkBytes = 1 << 20;
 
 // An id must name something before we look: an empty one is a request error.
 const std::string& id_of(const char* field, const std::string& id) {
@@ -123,8 +129,24 @@ grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::A
                                            v1::AcquireJobResponse* resp) {
   return handle(ctx, auth_, [&] {
     if (auto job = jobs_.acquire(req->pool_id(), std::chrono::milliseconds(req->wait_ms()),
-                                 [ctx] { return ctx->IsCancelled(); }))
+                                 [ctx] { return ctx->IsCancelled(); })) {
+      // A job that trained before resumes from its latest checkpoint; one that
+      // warm-starts is told its pinned checkpoint (if that is gone by now, the pool's
+      // fetch fails the job saying so).
+      const v1::InitFromSpec& from = job->spec().model().init_from();
+      if (job->checkpoints_size() > 0) {
+        *resp->mutable_resume_from() = jobs_.checkpoint(job->job_id(), "latest");
+      } else if (!from.job_id().empty()) {
+        v1::CheckpointInfo* info = resp->mutable_init_from();
+        try {
+          *info = jobs_.checkpoint(from.job_id(), from.checkpoint());
+        } catch (const ServiceError&) {
+          info->set_final(from.checkpoint() == "final");
+          if (!info->final()) info->set_step(std::strtoll(from.checkpoint().c_str(), nullptr, 10));
+        }
+      }
       *resp->mutable_job() = std::move(*job);
+    }
   });
 }
 
@@ -138,6 +160,97 @@ grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v
 grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::FinishJobRequest* req,
                                           v1::FinishJobResponse*) {
   return handle(ctx, auth_, [&] { jobs_.finish(req->pool_id(), req->job_id(), req->state(), req->error()); });
+}
+
+grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
+                                                 grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
+                                                 v1::UploadCheckpointResponse* resp) {
+  return handle(ctx, auth_, [&] {
+    v1::UploadCheckpointRequest first;
+    if (!reader->Read(&first)) throw invalid_argument("an upload needs at least one message");
+    const std::string& job_id = job_id_of(first.job_id());
+    if (first.total_bytes() <= 0 || static_cast<uint64_t>(first.total_bytes()) > kMaxCheckpointBytes)
+      throw invalid_argument("total_bytes: must be between 1 and " + std::to_string(kMaxCheckpointBytes) + ", got " +
+                             std::to_string(first.total_bytes()));
+    // Refuse a stale or foreign attempt before taking its bytes.
+    jobs_.check_holds(first.pool_id(), job_id);
+    std::string bytes = first.data();
+    bytes.reserve(static_cast<size_t>(first.total_bytes()));
+    for (v1::UploadCheckpointRequest more; reader->Read(&more);) {
+      if (bytes.size() + more.data().size() > static_cast<size_t>(first.total_bytes()))
+        throw invalid_argument("the upload is longer than its total_bytes");
+      bytes += more.data();
+    }
+    v1::CheckpointInfo announced;
+    announced.set_step(first.step());
+    announced.set_epoch(first.epoch());
+    announced.set_final(first.final());
+    announced.set_bytes(first.total_bytes());
+    announced.set_sha256(first.sha256());
+    const v1::CheckpointInfo info = artifacts_.put(job_id, announced, bytes);
+    try {
+      for (const auto& old : jobs_.add_checkpoint(first.pool_id(), job_id, info)) artifacts_.remove(job_id, old);
+    } catch (...) {
+      // Not listed, so not kept (unless it replaced its namesake, whose file it now is).
+      if (!info.final()) artifacts_.remove(job_id, info);
+      throw;
+    }
+    *resp->mutable_checkpoint() = info;
+  });
+}
+
+grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const v1::FetchCheckpointRequest* req,
+                                                grpc::ServerWriter<v1::CheckpointChunk>* writer) {
+  return handle(ctx, auth_, [&] {
+    const std::string& job_id = job_id_of(req->job_id());
+    jobs_.check_holds(req->pool_id(), job_id);
+    // Its own checkpoint, or the one of the job it warm-starts from (and no other).
+    std::string source = job_id;
+    if (!req->from_job_id().empty()) {
+      if (jobs_.get(job_id).spec().model().init_from().job_id() != req->from_job_id())
+        throw failed_precondition("job '" + job_id + "' does not start from job '" + req->from_job_id() + "'");
+      source = req->from_job_id();
+    }
+    const std::string bytes = artifacts_.get(source, jobs_.checkpoint(source, std::to_string(req->step())));
+    v1::CheckpointChunk chunk;
+    for (size_t at = 0; at < bytes.size(); at += kChunkBytes) {
+      chunk.set_data(bytes.substr(at, kChunkBytes));
+      if (!writer->Write(chunk)) return;
+    }
+  });
+}
+
+// ---------------------------------------------------------------- models
+
+grpc::Status JobServiceImpl::DownloadModel(grpc::ServerContext* ctx, const v1::DownloadModelRequest* req,
+                                           grpc::ServerWriter<v1::DownloadModelChunk>* writer) {
+  return handle(ctx, auth_, [&] {
+    const std::string& job_id = job_id_of(req->job_id());
+    const v1::CheckpointInfo info = jobs_.checkpoint(job_id, req->checkpoint());
+    std::string bytes = artifacts_.get(job_id, info);
+    if (req->format() == v1::DownloadModelRequest::ONNX) {
+      const std::string name = job_id + (info.final() ? " final" : " step " + std::to_string(info.step()));
+      bytes = export_onnx(decode_checkpoint(bytes, name), name);
+    }
+    v1::DownloadModelChunk chunk;
+    *chunk.mutable_checkpoint() = info;
+    chunk.set_total_bytes(static_cast<int64_t>(bytes.size()));
+    chunk.set_sha256(sha256_hex(bytes));
+    for (size_t at = 0; at < bytes.size(); at += kChunkBytes) {
+      chunk.set_data(bytes.substr(at, kChunkBytes));
+      if (!writer->Write(chunk)) return;
+      chunk.Clear();
+    }
+  });
+}
+
+grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* ctx, const v1::DeleteJobRequest* req,
+                                       v1::DeleteJobResponse*) {
+  return handle(ctx, auth_, [&] {
+    const std::string& job_id = job_id_of(req->job_id());
+    jobs_.remove(job_id);
+    artifacts_.remove_job(job_id);
+  });
 }
 
 }  // namespace prelude::server

@@ -9,11 +9,13 @@
 
 namespace prelude::server {
 
+class ArtifactStore;
 class TokenAuth;
 
 class JobServiceImpl final : public prelude::v1::JobService::Service {
  public:
-  JobServiceImpl(JobManager& jobs, const TokenAuth* auth) : jobs_(jobs), auth_(auth) {}
+  JobServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const TokenAuth* auth)
+      : jobs_(jobs), artifacts_(artifacts), auth_(auth) {}
 
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const prelude::v1::SubmitJobRequest* req,
                          prelude::v1::Job* resp) override;
@@ -35,15 +37,21 @@ class JobServiceImpl final : public prelude::v1::JobService::Service {
                            prelude::v1::SweepStatus* resp) override;
   grpc::Status WatchSweep(grpc::ServerContext* ctx, const prelude::v1::WatchSweepRequest* req,
                           grpc::ServerWriter<prelude::v1::SweepStatus>* writer) override;
+  grpc::Status DownloadModel(grpc::ServerContext* ctx, const prelude::v1::DownloadModelRequest* req,
+                             grpc::ServerWriter<prelude::v1::DownloadModelChunk>* writer) override;
+  grpc::Status DeleteJob(grpc::ServerContext* ctx, const prelude::v1::DeleteJobRequest* req,
+                         prelude::v1::DeleteJobResponse* resp) override;
 
  private:
   JobManager& jobs_;
+  ArtifactStore& artifacts_;
   const TokenAuth* auth_;
 };
 
 class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(JobManager& jobs, const TokenAuth* auth) : jobs_(jobs), auth_(auth) {}
+  WorkerServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const TokenAuth* auth)
+      : jobs_(jobs), artifacts_(artifacts), auth_(auth) {}
 
   grpc::Status RegisterPool(grpc::ServerContext* ctx, const prelude::v1::RegisterPoolRequest* req,
                             prelude::v1::RegisterPoolResponse* resp) override;
@@ -53,9 +61,15 @@ class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
                               prelude::v1::ReportProgressResponse* resp) override;
   grpc::Status FinishJob(grpc::ServerContext* ctx, const prelude::v1::FinishJobRequest* req,
                          prelude::v1::FinishJobResponse* resp) override;
+  grpc::Status UploadCheckpoint(grpc::ServerContext* ctx,
+                                grpc::ServerReader<prelude::v1::UploadCheckpointRequest>* reader,
+                                prelude::v1::UploadCheckpointResponse* resp) override;
+  grpc::Status FetchCheckpoint(grpc::ServerContext* ctx, const prelude::v1::FetchCheckpointRequest* req,
+                               grpc::ServerWriter<prelude::v1::CheckpointChunk>* writer) override;
 
  private:
   JobManager& jobs_;
+  ArtifactStore& artifacts_;
   const TokenAuth* auth_;
 };
 

@@ -144,6 +144,18 @@ void Store::save(int64_t number, const v1::Job& job, const std::vector<v1::JobEv
   }
 }
 
+void Store::remove(const std::string& job_id) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    Statement(db_, "DELETE FROM events WHERE job_id = ?").bind(1, job_id).run();
+    Statement(db_, "DELETE FROM jobs WHERE id = ?").bind(1, job_id).run();
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
 std::vector<v1::Sweep> Store::load_sweeps() {
   std::vector<v1::Sweep> sweeps;
   Statement s(db_, "SELECT sweep FROM sweeps ORDER BY number");

@@ -41,6 +41,9 @@ class Store {
   // Inserts or updates the job and appends its new events, in one transaction.
   void save(int64_t number, const prelude::v1::Job& job, const std::vector<prelude::v1::JobEvent>& events);
 
+  // Removes a job and its events, in one transaction.
+  void remove(const std::string& job_id);
+
   // Sweeps, in creation order; save_sweep inserts or replaces one.
   std::vector<prelude::v1::Sweep> load_sweeps();
   void save_sweep(int64_t number, const prelude::v1::Sweep& sweep);

@@ -69,4 +69,19 @@ DataFiles resolve_data_files(const prelude::v1::DatasetSpec& spec, const std::st
   return f;
 }
 
+std::vector<std::string> class_names(const prelude::v1::DatasetSpec& spec, int num_classes) {
+  static const char* const kFashion[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                         "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  std::vector<std::string> out;
+  for (int i = 0; i < num_classes; ++i) {
+    if (spec.name() == "fashion-mnist" && num_classes == 10)
+      out.push_back(kFashion[i]);
+    else if (spec.name() == "mnist" && num_classes == 10)
+      out.push_back(std::to_string(i));
+    else
+      out.push_back("class " + std::to_string(i));
+  }
+  return out;
+}
+
 }  // namespace prelude

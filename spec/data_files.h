@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "prelude/v1/job.pb.h"
 
@@ -20,5 +21,9 @@ struct DataFiles {
 // `need_test`). Errors are UserErrors naming the field (dataset.trainImages, ...).
 DataFiles resolve_data_files(const prelude::v1::DatasetSpec& spec, const std::string& data_root,
                              bool need_test = true);
+
+// The names of a data set's classes in label order: Fashion-MNIST's ten ("T-shirt/top",
+// "Trouser", ...), MNIST's digits; for other data sets "class 0", "class 1", ...
+std::vector<std::string> class_names(const prelude::v1::DatasetSpec& spec, int num_classes);
 
 }  // namespace prelude

@@ -9,7 +9,7 @@ namespace v1 = prelude::v1;
 namespace {
 
 constexpr EventKind kKinds[] = {v1::TrainingEvent::DIAGNOSTICS, v1::TrainingEvent::STEP, v1::TrainingEvent::EPOCH,
-                                v1::TrainingEvent::SUMMARY};
+                                v1::TrainingEvent::SUMMARY, v1::TrainingEvent::RESUMED};
 
 }  // namespace
 
@@ -19,6 +19,7 @@ const char* event_kind_name(EventKind kind) {
     case v1::TrainingEvent::STEP: return "step";
     case v1::TrainingEvent::EPOCH: return "epoch";
     case v1::TrainingEvent::SUMMARY: return "summary";
+    case v1::TrainingEvent::RESUMED: return "resumed";
     default: return "";
   }
 }

@@ -200,6 +200,7 @@ void check_training(const v1::TrainingSpec& t) {
   check_not_negative("training.maxSteps", t.max_steps());
   check_positive("training.logEverySteps", int64_t{t.log_every_steps()}, INT32_MAX);
   check_between("training.stallWindowSteps", int64_t{t.stall_window_steps()}, 0, 1000000);
+  check_between("training.checkpoint.everySteps", int64_t{t.checkpoint().every_steps()}, 0, INT32_MAX);
   check_between("training.dataParallel.bucketBytes", t.data_parallel().bucket_bytes(), 0, int64_t{1} << 32);
   check_positive("training.dataParallel.checkEverySteps", int64_t{t.data_parallel().check_every_steps()}, INT32_MAX);
 

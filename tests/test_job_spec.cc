@@ -227,6 +227,8 @@ TEST(JobSpecValidate, TrainingValues) {
             "training.weightDecay: must be a finite number, got Infinity");
   EXPECT_EQ(error_of(R"({"training": {"maxSteps": -1}})"), "training.maxSteps: must not be negative, got -1");
   EXPECT_EQ(error_of(R"({"training": {"logEverySteps": 0}})"), "training.logEverySteps: must be positive, got 0");
+  EXPECT_EQ(error_of(R"({"training": {"checkpoint": {"everySteps": -5}}})"),
+            "training.checkpoint.everySteps: must be between 0 and 2147483647, got -5");
   EXPECT_EQ(error_of(R"({"training": {"lrSchedule": {"gamma": 0.5}}})"),
             "training.lrSchedule.gamma: only used by the STEP schedule");
   EXPECT_EQ(error_of(R"({"training": {"lrSchedule": {"kind": "COSINE", "minLr": 1}}})"),

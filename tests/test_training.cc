@@ -11,44 +11,28 @@
 #include "common/errors.h"
 #include "spec/job_spec.h"
 #include "engine/trainer.h"
+#include "test_util.h"
 
 using namespace prelude;
 namespace v1 = prelude::v1;
 
 namespace {
 
-const char* kRoot = "/usr/share/datasets";
-
-bool have_data() { return std::filesystem::exists(std::string(kRoot) + "/fashion-mnist/train-images-idx3-ubyte.gz"); }
-
-struct Recorder : EventSink {
-  std::vector<v1::TrainingEvent> events;
-  void on_event(const v1::TrainingEvent& e) override { events.push_back(e); }
-  std::vector<v1::TrainingEvent> of(const std::string& kind) const {
-    std::vector<v1::TrainingEvent> out;
-    for (auto& e : events)
-      if (e.event() == kind) out.push_back(e);
-    return out;
-  }
-};
-
-v1::JobSpec spec_from(const std::string& json) {
-  auto spec = parse_job_json(json, "test");
-  apply_defaults(&spec);
-  validate_job_spec(spec);
-  return spec;
-}
+using testutil::have_fashion_mnist;
+using testutil::kDataRoot;
+using testutil::Recorder;
+using testutil::spec_from;
 
 }  // namespace
 
 TEST(Training, ShortRunLossFallsAndEventsAreComplete) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = spec_from(R"({"name":"short","dataset":{"name":"fashion-mnist","trainLimit":9600,"testLimit":2000},
       "model":{"preset":"cnn-small","activation":{"kind":"PRELU_CHANNELWISE"}},
       "training":{"epochs":2,"batchSize":64,"learningRate":0.01,"logEverySteps":25}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   const auto summary = run_training(spec, opt, rec);
 
   const auto steps = rec.of("step");
@@ -78,6 +62,23 @@ TEST(Training, ShortRunLossFallsAndEventsAreComplete) {
   // Five activation layers; channel-wise slopes have one value per channel, and they moved.
   ASSERT_EQ(summary.alphas_size(), 5);
   EXPECT_EQ(summary.alphas(0).layer(), "conv1.act");
+  // The test set by class: Fashion-MNIST's names, and a confusion matrix over all
+  // 2000 test images whose diagonal is the accuracy, row by row and in all.
+  ASSERT_EQ(summary.class_names_size(), 10);
+  EXPECT_EQ(summary.class_names(0), "T-shirt/top");
+  EXPECT_EQ(summary.class_names(9), "Ankle boot");
+  ASSERT_EQ(summary.confusion_matrix_size(), 100);
+  ASSERT_EQ(summary.class_accuracy_size(), 10);
+  int64_t total = 0, diagonal = 0;
+  for (int i = 0; i < 10; ++i) {
+    int64_t row = 0;
+    for (int j = 0; j < 10; ++j) row += summary.confusion_matrix(i * 10 + j);
+    total += row;
+    diagonal += summary.confusion_matrix(i * 11);
+    EXPECT_DOUBLE_EQ(summary.class_accuracy(i), row ? static_cast<double>(summary.confusion_matrix(i * 11)) / row : 0);
+  }
+  EXPECT_EQ(total, 2000);
+  EXPECT_NEAR(static_cast<double>(diagonal) / total, summary.test_accuracy(), 1.0 / 2000);  // argmax ties aside
   EXPECT_EQ(summary.alphas(0).values_size(), 32);
   EXPECT_EQ(summary.alphas(4).values_size(), 256);
   double moved = 0;
@@ -92,7 +93,7 @@ TEST(Training, ShortRunLossFallsAndEventsAreComplete) {
 }
 
 TEST(Training, SameSeedSameRunOtherSeedOtherRun) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   auto run = [](int seed) {
     const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":1280},
         "model":{"preset":"cnn-small","activation":{"kind":"PRELU_SHARED"}},
@@ -100,7 +101,7 @@ TEST(Training, SameSeedSameRunOtherSeedOtherRun) {
                                 std::to_string(seed) + "}}");
     Recorder rec;
     RunOptions opt;
-    opt.data_root = kRoot;
+    opt.data_root = kDataRoot;
     run_training(spec, opt, rec);
     std::vector<double> losses;
     for (auto& e : rec.of("step")) losses.push_back(e.loss());
@@ -113,12 +114,12 @@ TEST(Training, SameSeedSameRunOtherSeedOtherRun) {
 }
 
 TEST(Training, StopRequestEndsTheRunEarly) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":3200},
       "training":{"batchSize":32,"skipTest":true}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   int polls = 0;
   opt.should_stop = [&] { return ++polls > 7; };  // polled after each step
   const auto summary = run_training(spec, opt, rec);
@@ -140,23 +141,23 @@ TEST(Training, MissingDataIsAUserErrorNamingTheFile) {
 }
 
 TEST(Training, BatchLargerThanTheDataIsAUserError) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":100},"training":{"batchSize":128}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   EXPECT_THROW(run_training(spec, opt, rec), UserError);
 }
 
 TEST(Training, LossThatStopsImprovingEndsTheRunAsStalled) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   // A learning rate far too small to move the loss: window means differ only by
   // which images they saw, so within a few windows one fails to beat the best by 1%.
   const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":2048},
       "training":{"batchSize":32,"learningRate":1e-9,"maxSteps":200,"skipTest":true,"stallWindowSteps":10}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   int64_t last_step = 0;
   opt.after_step = [&](int64_t step, ParamStore&) { last_step = step; };
   try {
@@ -178,11 +179,11 @@ TEST(Training, LossThatStopsImprovingEndsTheRunAsStalled) {
 }
 
 TEST(Training, LossThatFallsIsNotStalled) {
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed";
   const auto spec = spec_from(R"({"dataset":{"name":"fashion-mnist","trainLimit":2048},
       "training":{"batchSize":32,"learningRate":0.01,"maxSteps":30,"skipTest":true,"stallWindowSteps":10}})");
   Recorder rec;
   RunOptions opt;
-  opt.data_root = kRoot;
+  opt.data_root = kDataRoot;
   EXPECT_EQ(run_training(spec, opt, rec).steps(), 30);
 }

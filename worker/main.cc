@@ -14,16 +14,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "artifacts/checkpoint_file.h"
 #include "common/flags.h"
 #include "engine/comm.h"
 #include "common/errors.h"
 #include "spec/job_spec.h"
 #include "engine/trainer.h"
 #include "serve.h"
+#include "worker/model_commands.h"
 
 namespace {
 
@@ -33,10 +37,16 @@ const std::vector<prelude::FlagSpec> kRunFlags = {
     {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
     {"--threads", "N", "compute threads (default: OMP_NUM_THREADS or all cores)"},
     {"--quiet", "", "no progress on stderr"},
+    {"--checkpoint-dir", "DIR",
+     "write DIR/step-N.ckpt at epoch ends (and every checkpoint.everySteps), DIR/final.ckpt last"},
+    {"--resume", "CKPT", "continue from a checkpoint of this job (epochs and maxSteps may grow)"},
+    {"--init-from", "CKPT", "start from a checkpoint's weights and slopes (same model; fine-tuning)"},
 };
 
 std::string usage() {
   return "usage: prelude-worker run JOB.json [--data-root DIR] [--threads N] [--quiet]\n"
+         "                          [--checkpoint-dir DIR] [--resume CKPT | --init-from CKPT]\n"
+         "       prelude-worker export|eval|predict CKPT ...  (see export --help)\n"
          "       prelude-worker serve [--coordinator ADDR] [--token-file F] ...  (see serve --help)\n"
          "\n"
          "Trains the job described by JOB.json (the JSON form of prelude.v1.JobSpec).\n" +
@@ -47,6 +57,17 @@ std::string usage() {
 class CliSink : public prelude::EventSink {
  public:
   explicit CliSink(bool quiet) : quiet_(quiet) {}
+  // DIR/step-N.ckpt, or DIR/final.ckpt after the last step; written atomically.
+  void save(const std::string& dir, const prelude::v1::Checkpoint& c, bool final) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string path =
+        dir + "/" + (final ? std::string("final") : "step-" + std::to_string(c.progress().step())) + ".ckpt";
+    const std::string bytes = prelude::encode_checkpoint(c);
+    prelude::write_file_atomically(path, bytes);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    on_progress("checkpoint " + path + " (" + std::to_string(bytes.size() >> 10) + " KiB, " +
+                std::to_string(static_cast<int>(ms)) + " ms)");
+  }
   void on_event(const prelude::v1::TrainingEvent& e) override {
     std::fputs(prelude::event_to_json(e).c_str(), stdout);
     std::fputc('\n', stdout);
@@ -75,11 +96,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "serve") return prelude::serve_main(argc - 2, argv + 2);
+  if (cmd == "export") return prelude::export_main(argc - 2, argv + 2);
+  if (cmd == "eval") return prelude::eval_main(argc - 2, argv + 2);
+  if (cmd == "predict") return prelude::predict_main(argc - 2, argv + 2);
   if (cmd != "run") return usage_error("unknown command '" + cmd + "'");
 
   prelude::RunOptions options;
   if (const char* root = std::getenv("PRELUDE_DATA_ROOT")) options.data_root = root;
-  std::string job_path;
+  std::string job_path, checkpoint_dir, resume_path, init_path;
   bool quiet = false;
   try {
     FlagReader reader({argv + 2, argv + argc}, kRunFlags);
@@ -98,6 +122,9 @@ int main(int argc, char** argv) {
           if (item->text == "--data-root") options.data_root = item->value;
           if (item->text == "--threads") omp_set_num_threads(prelude::parse_threads(item->value));
           if (item->text == "--quiet") quiet = true;
+          if (item->text == "--checkpoint-dir") checkpoint_dir = item->value;
+          if (item->text == "--resume") resume_path = item->value;
+          if (item->text == "--init-from") init_path = item->value;
           break;
       }
     }
@@ -105,6 +132,7 @@ int main(int argc, char** argv) {
     return usage_error(e.what());
   }
   if (job_path.empty()) return usage_error("missing JOB.json");
+  if (!resume_path.empty() && !init_path.empty()) return usage_error("--resume and --init-from exclude each other");
 
   CliSink sink(quiet);
   prelude::Communicator& comm = prelude::Communicator::world();
@@ -118,6 +146,18 @@ int main(int argc, char** argv) {
   };
   try {
     const auto spec = prelude::load_and_check_job(job_path);
+    if (!checkpoint_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(checkpoint_dir, ec);
+      if (ec) throw prelude::user_error(checkpoint_dir, "cannot create: " + ec.message());
+      options.on_checkpoint = [&](const prelude::v1::Checkpoint& c, bool final) { sink.save(checkpoint_dir, c, final); };
+    }
+    // Rank 0 reads the checkpoint; the trainer hands its state to the other ranks.
+    if (!resume_path.empty())
+      options.resume_from = [&] { return prelude::read_checkpoint_file(resume_path); };
+    options.resume_source = resume_path;
+    if (!init_path.empty()) options.init_from = [&] { return prelude::read_checkpoint_file(init_path); };
+    options.init_source = init_path;
     prelude::run_training(spec, options, sink);
   } catch (const prelude::UserError& e) {
     return fail(std::string("error: ") + e.what(), 2);

@@ -27,6 +27,7 @@
 
 #include "common/bearer.h"
 #include "common/errors.h"
+#include "artifacts/checkpoint_file.h"
 #include "common/flags.h"
 #include "common/grpc_status.h"
 #include "common/token.h"
@@ -102,8 +103,9 @@ class CoordinatorLink {
     }
   }
 
-  // Blocks until the coordinator hands this pool a job.
-  v1::Job next_job() {
+  // Blocks until the coordinator hands this pool a job (and, for a job that trained
+  // before, the checkpoint to resume from).
+  v1::AcquireJobResponse next_job() {
     for (int failures = 0;;) {
       v1::AcquireJobRequest req;
       req.set_pool_id(pool_id());
@@ -113,7 +115,7 @@ class CoordinatorLink {
       const grpc::Status s = stub_->AcquireJob(ctx.get(), req, &resp);
       if (s.ok()) {
         failures = 0;
-        if (resp.has_job()) return resp.job();
+        if (resp.has_job()) return resp;
         continue;
       }
       const ErrorCode kind = from_grpc(s.error_code());
@@ -171,6 +173,48 @@ class CoordinatorLink {
       std::this_thread::sleep_for(500ms);
     }
     log("gave up reporting the end of job " + job_id);
+  }
+
+  // Sends a checkpoint of the job in 1 MiB chunks. Returns the call's status.
+  grpc::Status upload_checkpoint(const std::string& job_id, const v1::Checkpoint& c, const std::string& bytes) {
+    auto ctx = context(120s);
+    v1::UploadCheckpointResponse resp;
+    auto writer = stub_->UploadCheckpoint(ctx.get(), &resp);
+    v1::UploadCheckpointRequest m;
+    m.set_pool_id(pool_id());
+    m.set_job_id(job_id);
+    m.set_step(c.progress().step());
+    m.set_epoch(c.progress().epoch());
+    m.set_final(c.progress().finished());
+    m.set_total_bytes(static_cast<int64_t>(bytes.size()));
+    m.set_sha256(sha256_hex(bytes));
+    constexpr size_t kChunk = 1 << 20;
+    for (size_t at = 0; at < bytes.size(); at += kChunk) {
+      m.set_data(bytes.substr(at, kChunk));
+      if (!writer->Write(m)) break;
+      m.Clear();
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  // A checkpoint of the job this pool holds (or, with `from_job`, of the job it
+  // warm-starts from), decoded. UserError when the coordinator has no such checkpoint.
+  v1::Checkpoint fetch_checkpoint(const std::string& job_id, const std::string& from_job, int64_t step,
+                                  const std::string& source) {
+    v1::FetchCheckpointRequest req;
+    req.set_pool_id(pool_id());
+    req.set_job_id(job_id);
+    req.set_step(step);
+    req.set_from_job_id(from_job);
+    auto ctx = context(120s);
+    auto reader = stub_->FetchCheckpoint(ctx.get(), req);
+    std::string bytes;
+    for (v1::CheckpointChunk chunk; reader->Read(&chunk);) bytes += chunk.data();
+    const grpc::Status s = reader->Finish();
+    if (from_grpc(s.error_code()) == ErrorCode::kNotFound) throw user_error(source, status_text(s));
+    if (!s.ok()) throw std::runtime_error(source + ": " + status_text(s));
+    return decode_checkpoint(bytes, source);
   }
 
   std::chrono::milliseconds interval() const {
@@ -265,6 +309,91 @@ class JobReporter : public EventSink {
   std::thread thread_;
 };
 
+// Rank 0's checkpoints of one running job, uploaded from their own thread so that
+// training never waits on the network. Only the newest checkpoint waiting matters:
+// a newer one replaces an older one not yet sent (the final model is never
+// replaced). A failed upload is tried 3 times, then given up with a line in the log:
+// a job does not fail because a checkpoint could not be kept.
+class CheckpointUploader {
+ public:
+  CheckpointUploader(CoordinatorLink& link, std::string job_id)
+      : link_(link), job_id_(std::move(job_id)), thread_([this] { loop(); }) {}
+  ~CheckpointUploader() { close(); }
+
+  void add(const v1::Checkpoint& c) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Item item{c, encode_checkpoint(c), 0};
+    item.encode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!pending_.empty() && !pending_.back().checkpoint.progress().finished()) pending_.pop_back();
+      pending_.push_back(std::move(item));
+    }
+    wake_.notify_one();
+  }
+
+  // Sends what is waiting (the final model above all), then ends the thread.
+  void close() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closing_) return;
+      closing_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  struct Item {
+    v1::Checkpoint checkpoint;
+    std::string bytes;
+    double encode_ms;  // in the training thread
+  };
+
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [&] { return closing_ || !pending_.empty(); });
+      if (pending_.empty()) return;  // closing, nothing left
+      Item item = std::move(pending_.front());
+      pending_.pop_front();
+      lock.unlock();
+      send(item);
+      lock.lock();
+    }
+  }
+
+  void send(const Item& item) {
+    const auto& p = item.checkpoint.progress();
+    const std::string what = std::string(p.finished() ? "final checkpoint" : "checkpoint") + " of step " +
+                             std::to_string(p.step()) + " (" + std::to_string(item.bytes.size() >> 10) + " KiB)";
+    for (int attempt = 1;; ++attempt) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const grpc::Status s = link_.upload_checkpoint(job_id_, item.checkpoint, item.bytes);
+      if (s.ok()) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        log(job_id_ + ": kept " + what + ": encoded in " + std::to_string(static_cast<int>(item.encode_ms)) +
+            " ms, uploaded in " + std::to_string(ms.count()) + " ms");
+        return;
+      }
+      const ErrorCode kind = from_grpc(s.error_code());
+      if (!is_retryable(kind) || attempt == 3) {
+        log(job_id_ + ": could not keep " + what + ": " + status_text(s));
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+    }
+  }
+
+  CoordinatorLink& link_;
+  const std::string job_id_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<Item> pending_;
+  bool closing_ = false;
+  std::thread thread_;
+};
+
 // What other ranks use as the sink: events are rank 0's business.
 class NullSink : public EventSink {
  public:
@@ -273,17 +402,38 @@ class NullSink : public EventSink {
 
 // Trains one job on every rank; rank 0 reports it. Returns normally unless the
 // pool must end (then every rank has been aborted).
-void run_job(const v1::Job& job, Communicator& comm, CoordinatorLink* link, const ServeOptions& o) {
+void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, CoordinatorLink* link,
+             const ServeOptions& o) {
+  const v1::Job& job = acquired.job();
   std::unique_ptr<JobReporter> reporter;
+  std::unique_ptr<CheckpointUploader> uploader;
   NullSink null_sink;
-  if (link) reporter = std::make_unique<JobReporter>(*link, job.job_id(), o.quiet);
-  if (link) log("job " + job.job_id() + " (" + job.spec().name() + "): attempt " + std::to_string(job.attempts()));
+  if (link) {
+    reporter = std::make_unique<JobReporter>(*link, job.job_id(), o.quiet);
+    uploader = std::make_unique<CheckpointUploader>(*link, job.job_id());
+    log("job " + job.job_id() + " (" + job.spec().name() + "): attempt " + std::to_string(job.attempts()));
+  }
   RunOptions options;
   options.data_root = o.data_root;
   options.comm = &comm;
+  options.job_id = job.job_id();
   options.should_stop = [&] { return reporter && reporter->stop_requested(); };
+  if (uploader) options.on_checkpoint = [&](const v1::Checkpoint& c, bool) { uploader->add(c); };
   v1::JobState state = v1::SUCCEEDED;
   std::string error;
+  // An earlier attempt left a checkpoint, or the job warm-starts from another job's:
+  // rank 0 fetches it while the ranks set up (a checkpoint that cannot be had fails
+  // every rank alike), and the trainer hands what it needs to the others.
+  if (link && acquired.has_resume_from()) {
+    const int64_t step = acquired.resume_from().step();
+    options.resume_source = job.job_id() + "'s checkpoint of step " + std::to_string(step);
+    options.resume_from = [&, step] { return link->fetch_checkpoint(job.job_id(), "", step, options.resume_source); };
+  } else if (link && acquired.has_init_from()) {
+    const std::string& from = job.spec().model().init_from().job_id();
+    const int64_t step = acquired.init_from().step();
+    options.init_source = from + "'s checkpoint of step " + std::to_string(step);
+    options.init_from = [&, step] { return link->fetch_checkpoint(job.job_id(), from, step, options.init_source); };
+  }
   try {
     const auto summary = run_training(job.spec(), options, reporter ? static_cast<EventSink&>(*reporter) : null_sink);
     if (reporter && reporter->stop_requested())
@@ -302,6 +452,7 @@ void run_job(const v1::Job& job, Communicator& comm, CoordinatorLink* link, cons
     state = v1::FAILED, error = std::string("internal error: ") + e.what();
   }
   if (!reporter) return;
+  uploader->close();  // the final model is kept before the job is said to be done
   reporter->close();
   link->finish(job.job_id(), state, error);
   log("job " + job.job_id() + ": " + v1::JobState_Name(state) + (error.empty() ? "" : " (" + error + ")"));
@@ -346,9 +497,9 @@ int serve_main(int argc, char** argv) {
       std::string bytes;
       if (link) bytes = link->next_job().SerializeAsString();
       comm.broadcast_bytes_idle(&bytes);
-      v1::Job job;
-      if (!job.ParseFromString(bytes)) throw std::runtime_error("a job did not reach every rank intact");
-      run_job(job, comm, link.get(), o);
+      v1::AcquireJobResponse acquired;
+      if (!acquired.ParseFromString(bytes)) throw std::runtime_error("a job did not reach every rank intact");
+      run_job(acquired, comm, link.get(), o);
     }
   } catch (const std::exception& e) {
     const int code = dynamic_cast<const UserError*>(&e) ? 2 : 1;

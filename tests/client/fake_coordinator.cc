@@ -9,12 +9,46 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "artifacts/checkpoint_file.h"
 #include "common/errors.h"
+#include "common/job_state.h"
 #include "spec/sweep.h"
 
 namespace prelude::client::testing {
 
 namespace v1 = prelude::v1;
+
+namespace {
+
+// "step 100, step 200 (final)": the checkpoints a job keeps, for NOT_FOUND messages.
+std::string kept_list(const v1::Job& job) {
+  std::string list;
+  for (const auto& c : job.checkpoints())
+    list += (list.empty() ? "" : ", ") + ("step " + std::to_string(c.step())) + (c.final() ? " (final)" : "");
+  return list;
+}
+
+// The checkpoint DownloadModel names, as the coordinator chooses it.
+grpc::Status choose_checkpoint(const v1::Job& job, const std::string& which, v1::CheckpointInfo* chosen) {
+  if (job.checkpoints_size() == 0)
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, job.job_id() + " has no checkpoints");
+  const auto& kept = job.checkpoints();
+  const auto final_one = std::find_if(kept.begin(), kept.end(), [](const v1::CheckpointInfo& c) { return c.final(); });
+  const v1::CheckpointInfo* found = nullptr;
+  if (which.empty()) found = final_one != kept.end() ? &*final_one : &*kept.rbegin();
+  else if (which == "final") found = final_one != kept.end() ? &*final_one : nullptr;
+  else if (which == "latest") found = &*kept.rbegin();
+  else
+    for (const auto& c : kept)
+      if (std::to_string(c.step()) == which) found = &c;
+  if (found == nullptr)
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        job.job_id() + ": no checkpoint '" + which + "'; kept: " + kept_list(job));
+  *chosen = *found;
+  return grpc::Status::OK;
+}
+
+}  // namespace
 
 FakeJobService::Record FakeJobService::record() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -243,6 +277,57 @@ grpc::Status FakeJobService::WatchSweep(grpc::ServerContext* ctx, const v1::Watc
     for (const auto& change : script[next]) jobs.at(change.job_id()).MergeFrom(change);
     ++next;
   }
+}
+
+grpc::Status FakeJobService::DownloadModel(grpc::ServerContext* ctx, const v1::DownloadModelRequest* req,
+                                           grpc::ServerWriter<v1::DownloadModelChunk>* writer) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  v1::DownloadModelChunk first;
+  std::string bytes;
+  int64_t cut = -1;
+  grpc::Status cut_status;
+  size_t chunk_bytes = 1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    record_.downloads.push_back(*req);
+    v1::Job job;
+    if (auto s = find_job(req->job_id(), &job); !s.ok()) return s;
+    if (auto s = choose_checkpoint(job, req->checkpoint(), first.mutable_checkpoint()); !s.ok()) return s;
+    bytes = models[req->job_id()];
+    first.set_total_bytes(announced_bytes >= 0 ? announced_bytes : static_cast<int64_t>(bytes.size()));
+    first.set_sha256(announced_sha256.empty() ? sha256_hex(bytes) : announced_sha256);
+    cut = cut_download_after;
+    cut_status = cut_download_status;
+    chunk_bytes = std::max<size_t>(1, download_chunk_bytes);
+  }
+  const size_t end = cut >= 0 ? std::min(bytes.size(), static_cast<size_t>(cut)) : bytes.size();
+  v1::DownloadModelChunk chunk = first;
+  size_t sent = 0;
+  do {  // at least the first chunk, even for no bytes
+    const size_t n = std::min(chunk_bytes, end - sent);
+    chunk.set_data(bytes.substr(sent, n));
+    if (!writer->Write(chunk)) return grpc::Status::OK;
+    sent += n;
+    chunk = v1::DownloadModelChunk();
+  } while (sent < end);
+  return cut >= 0 ? cut_status : grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::DeleteJob(grpc::ServerContext* ctx, const v1::DeleteJobRequest* req,
+                                       v1::DeleteJobResponse*) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::Job job;
+  if (auto s = find_job(req->job_id(), &job); !s.ok()) return s;
+  if (!is_final(job.state()))
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        req->job_id() + " is " + v1::JobState_Name(job.state()) +
+                            ": only a job that has ended can be deleted (cancel it first)");
+  jobs.erase(req->job_id());
+  events.erase(req->job_id());
+  newest_first.erase(std::remove(newest_first.begin(), newest_first.end(), req->job_id()), newest_first.end());
+  record_.deleted.push_back(req->job_id());
+  return grpc::Status::OK;
 }
 
 FakeCoordinator::FakeCoordinator() {

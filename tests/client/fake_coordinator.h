@@ -46,6 +46,20 @@ class FakeJobService final : public prelude::v1::JobService::Service {
   // >= 0: the first WatchSweep call sends this many statuses, then fails
   // UNAVAILABLE (the entry after the last status sent is already applied).
   int break_first_sweep_watch_after = -1;
+  // DownloadModel serves these bytes per job id, whatever checkpoint and format are
+  // asked for (the record says what was asked), in chunks of download_chunk_bytes.
+  // The first chunk announces the checkpoint chosen among the job's (Job.checkpoints:
+  // "final", "latest", a step; none named: the final one if kept, else the latest),
+  // the length and the SHA-256; no such checkpoint is NOT_FOUND listing those kept.
+  std::map<std::string, std::string> models;
+  size_t download_chunk_bytes = 1000;
+  // A download gone wrong: non-empty, announced instead of the bytes' SHA-256;
+  // >= 0, announced instead of their length; >= 0, the stream ends with
+  // cut_download_status once this many bytes are sent (an OK status: it just stops).
+  std::string announced_sha256;
+  int64_t announced_bytes = -1;
+  int64_t cut_download_after = -1;
+  grpc::Status cut_download_status = grpc::Status::OK;
 
   // ---- what the client did
   struct Record {
@@ -58,6 +72,8 @@ class FakeJobService final : public prelude::v1::JobService::Service {
     std::vector<prelude::v1::SweepSpec> submitted_sweeps;
     // Sweep ids per call.
     std::vector<std::string> got_sweeps, watched_sweeps, cancelled_sweeps;
+    std::vector<prelude::v1::DownloadModelRequest> downloads;
+    std::vector<std::string> deleted;  // job ids DeleteJob removed
   };
   Record record() const;
 
@@ -86,6 +102,12 @@ class FakeJobService final : public prelude::v1::JobService::Service {
                            prelude::v1::SweepStatus* resp) override;
   grpc::Status WatchSweep(grpc::ServerContext* ctx, const prelude::v1::WatchSweepRequest* req,
                           grpc::ServerWriter<prelude::v1::SweepStatus>* writer) override;
+  grpc::Status DownloadModel(grpc::ServerContext* ctx, const prelude::v1::DownloadModelRequest* req,
+                             grpc::ServerWriter<prelude::v1::DownloadModelChunk>* writer) override;
+  // As the coordinator: NOT_FOUND for an unknown job, FAILED_PRECONDITION for one
+  // that has not ended; otherwise the job, its place in listings and its events go.
+  grpc::Status DeleteJob(grpc::ServerContext* ctx, const prelude::v1::DeleteJobRequest* req,
+                         prelude::v1::DeleteJobResponse* resp) override;
 
  private:
   // Counts the call, records its metadata and checks the token.

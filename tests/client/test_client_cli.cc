@@ -15,6 +15,7 @@
 #include "client/cli.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
+#include "cli_fixture.h"
 #include "fake_coordinator.h"
 
 namespace prelude::client {
@@ -22,15 +23,11 @@ namespace {
 
 namespace v1 = prelude::v1;
 using google::protobuf::util::MessageDifferencer;
-using testing::FakeCoordinator;
+using testing::ClientCli;
+using testing::job;
+using testing::kT0;
+using testing::Result;
 using testing::unused_address;
-
-constexpr int64_t kT0 = 1767323045;  // 2026-01-02T03:04:05Z
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
 
 int count_lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
@@ -112,18 +109,6 @@ v1::TrainingEvent summary() {
   return t;
 }
 
-// A job of 2 epochs at batch 64, in `state`.
-v1::Job job(const std::string& id, v1::JobState state) {
-  v1::Job j;
-  j.set_job_id(id);
-  j.set_state(state);
-  j.mutable_spec()->set_name("tiny");
-  j.mutable_spec()->mutable_training()->set_epochs(2);
-  j.mutable_spec()->mutable_training()->set_batch_size(64);
-  j.mutable_create_time()->set_seconds(kT0);
-  return j;
-}
-
 // The history of a job that trains and ends in `end` (with `reason`).
 std::vector<v1::JobEvent> history(v1::JobState end, const std::string& reason) {
   return {state_event(1, v1::QUEUED),
@@ -142,54 +127,6 @@ const std::string kWatchedHistory =
     "2026-01-02T03:04:09Z  step 50/100  epoch 1/2  loss 0.5000  acc 0.7500  lr 0.01  640 img/s  ETA 5s\n"
     "2026-01-02T03:04:10Z  epoch 1/2  train loss 0.4000 acc 0.8500  test loss 0.3500 acc 0.8750\n"
     "2026-01-02T03:04:11Z  summary  test loss 0.3500 acc 0.8750  train loss 0.4000  100 steps in 12s  650 img/s\n";
-
-class ClientCli : public ::testing::Test {
- protected:
-  // Runs `prelude --coordinator <fake> ARGS...`.
-  Result run(const std::vector<std::string>& args) { return run_raw(with_coordinator(args)); }
-
-  // Runs `prelude ARGS...` as given.
-  Result run_raw(const std::vector<std::string>& args) {
-    std::vector<std::string> all = {"prelude"};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::istringstream in(stdin_text);
-    std::ostringstream out, err;
-    Console console{in, out, err};
-    console.live = live;
-    console.columns = 200;
-    console.env = [this](const std::string& name) -> std::optional<std::string> {
-      const auto it = env.find(name);
-      if (it == env.end()) return std::nullopt;
-      return it->second;
-    };
-    Result r;
-    r.code = run_cli(static_cast<int>(all.size()), argv.data(), console);
-    r.out = out.str();
-    r.err = err.str();
-    return r;
-  }
-
-  std::vector<std::string> with_coordinator(const std::vector<std::string>& args) const {
-    std::vector<std::string> all = {"--coordinator", fake.address()};
-    all.insert(all.end(), args.begin(), args.end());
-    return all;
-  }
-
-  // A file in the test's temporary directory.
-  std::string write_file(const std::string& name, const std::string& text) {
-    const std::string path = ::testing::TempDir() + "/" + name;
-    std::ofstream(path) << text;
-    return path;
-  }
-
-  FakeCoordinator fake;
-  std::map<std::string, std::string> env;  // the client's environment: empty unless a test sets it
-  std::string stdin_text;
-  bool live = false;
-};
 
 // ---- submit
 

@@ -77,6 +77,69 @@ TEST(ClientFormat, TablesAlignColumnsWithoutTrailingSpaces) {
   EXPECT_EQ(truncate("short", 10), "short");
 }
 
+TEST(ClientFormat, RightAlignedColumnsLineUpTheirDigits) {
+  Table t({"STEP", "FINAL", "SIZE"});
+  t.align_right(0);
+  t.align_right(2);
+  t.add({"50", "-", "900 B"});
+  t.add({"1200", "yes", "4.2 MiB"});
+  EXPECT_EQ(t.render(),
+            "STEP  FINAL     SIZE\n"
+            "  50  -        900 B\n"
+            "1200  yes    4.2 MiB\n");
+}
+
+TEST(ClientFormat, ByteSizesReadInPowersOf1024) {
+  EXPECT_EQ(byte_size(0), "0 B");
+  EXPECT_EQ(byte_size(1023), "1023 B");
+  EXPECT_EQ(byte_size(1024), "1.0 KiB");
+  EXPECT_EQ(byte_size(10123), "9.9 KiB");
+  EXPECT_EQ(byte_size(4404019), "4.2 MiB");
+  EXPECT_EQ(byte_size(int64_t{37} << 20), "37 MiB");
+  EXPECT_EQ(byte_size((int64_t{1} << 20) - 1), "1.0 MiB") << "not 1024 KiB";
+  EXPECT_EQ(byte_size(int64_t{3} << 30), "3.0 GiB");
+}
+
+// A summary of `n` classes, `per_class` test images each, all predicted right.
+v1::TrainingEvent perfect_summary(int n, int per_class) {
+  v1::TrainingEvent e;
+  set_event_kind(&e, v1::TrainingEvent::SUMMARY);
+  for (int i = 0; i < n; ++i) {
+    e.add_class_names("class-" + std::to_string(i));
+    e.add_class_accuracy(1.0);
+    for (int predicted = 0; predicted < n; ++predicted) e.add_confusion_matrix(predicted == i ? per_class : 0);
+  }
+  return e;
+}
+
+TEST(ClientRender, ClassTableLeavesOutAMatrixTooWideToReadWithANote) {
+  const std::string narrow = class_table(perfect_summary(3, 1000));
+  EXPECT_EQ(narrow,
+            "#  CLASS    TEST ACC     0     1     2\n"
+            "0  class-0    1.0000  1000     0     0\n"
+            "1  class-1    1.0000     0  1000     0\n"
+            "2  class-2    1.0000     0     0  1000\n");
+  const std::string wide = class_table(perfect_summary(20, 1000));
+  EXPECT_EQ(wide.rfind(" #  CLASS     TEST ACC\n 0  class-0     1.0000\n", 0), 0u) << wide;
+  EXPECT_NE(wide.find("\n(the 20 x 20 confusion matrix is too wide to show here: see --format json, "
+                      "latestMetrics.confusionMatrix)\n"),
+            std::string::npos)
+      << wide;
+}
+
+TEST(ClientRender, ClassTableWithoutASquareMatrixOrNamesShowsWhatThereIs) {
+  v1::TrainingEvent e;
+  set_event_kind(&e, v1::TrainingEvent::SUMMARY);
+  EXPECT_EQ(class_table(e), "") << "no class data";
+  e.add_class_accuracy(0.5);
+  e.add_class_accuracy(0.75);
+  e.add_confusion_matrix(1);  // not 2 x 2
+  EXPECT_EQ(class_table(e),
+            "#  CLASS  TEST ACC\n"
+            "0  -        0.5000\n"
+            "1  -        0.7500\n");
+}
+
 TEST(ClientRender, EtaIsRemainingStepsTimesBatchOverImagesPerSecond) {
   JobShape shape;
   shape.batch_size = 64;

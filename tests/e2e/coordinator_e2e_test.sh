@@ -7,20 +7,7 @@
 set -uo pipefail
 COORD=$1 WORKER=$2 CLIENT=$3 SRC=$4
 PY=/usr/bin/python3
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; done
-  sleep 1
-  for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-failures=0 passes=0
-check() {  # check NAME CONDITION-COMMAND...
-  local name=$1; shift
-  if "$@"; then passes=$((passes + 1)); echo "ok   $name"; else failures=$((failures + 1)); echo "FAIL $name"; fi
-}
+source "$(dirname "$0")/lib.sh"
 fail_dump() { echo "--- coordinator log"; tail -40 "$work/coord.log"; }
 
 echo s3cret-token > "$work/token"

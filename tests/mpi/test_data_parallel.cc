@@ -109,6 +109,36 @@ TEST_P(Equivalence, RanksAtGlobalBatchEqualOneProcess) {
 
 INSTANTIATE_TEST_SUITE_P(Slopes, Equivalence, ::testing::Values("PRELU_SHARED", "PRELU_CHANNELWISE"));
 
+// A checkpoint of this many ranks resumed on as many ranks is exact; resumed on
+// another number of ranks (same global batch) it ends within float rounding.
+TEST(DataParallel, ResumeIsExactOnTheSameRanksAndCloseOnOthers) {
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  const auto spec = make_spec("PRELU_CHANNELWISE", 5, R"(,"checkpoint":{"everySteps":6})", 12);
+  v1::Checkpoint at6;  // rank 0: the uninterrupted run's checkpoint after step 6
+  RunOptions keep;
+  keep.on_checkpoint = [&](const v1::Checkpoint& c, bool) {
+    if (c.progress().step() == 6) at6 = c;
+  };
+  const Result full = train(spec, world, keep);
+  RunOptions resume;
+  if (world->rank() == 0) resume.resume_from = [&] { return at6; };
+  resume.resume_source = "step-6";
+  const Result resumed = train(spec, world, resume);
+  ASSERT_EQ(resumed.params.size(), full.params.size());
+  size_t differ = 0;
+  for (size_t i = 0; i < full.params.size(); ++i) differ += resumed.params[i] != full.params[i];
+  EXPECT_EQ(differ, 0u) << "parameters differ from the uninterrupted run's on rank " << world->rank();
+  EXPECT_EQ(resumed.losses, std::vector<double>(full.losses.begin() + (world->rank() == 0 ? 6 : 0), full.losses.end()));
+
+  // The same checkpoint resumed by one process: the same model within rounding.
+  if (world->rank() != 0) return;
+  RunOptions alone;
+  alone.resume_from = [&] { return at6; };
+  alone.resume_source = "step-6";
+  const Result single = train(spec, nullptr, alone);
+  expect_close(single.params, full.params, 1e-4);
+}
+
 TEST(DataParallel, RanksWithDifferentSeedsAgreeAfterInit) {
   if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
   auto spec = make_spec("PRELU_CHANNELWISE", 100 + world->rank());

@@ -23,6 +23,9 @@
 #include "server/auth.h"
 #include "server/handle.h"
 #include "server/job_manager.h"
+#include "artifacts/checkpoint_file.h"
+#include "artifacts/onnx_export.h"
+#include "server/artifact_store.h"
 #include "server/services.h"
 #include "server/store.h"
 #include "server_test_util.h"
@@ -47,8 +50,9 @@ class ServicesTest : public ::testing::Test {
     o.max_acquire_wait = 3000ms;
     jm_ = std::make_unique<JobManager>(*store_, o);
     if (!token.empty()) auth_ = std::make_unique<TokenAuth>(token);
-    job_service_ = std::make_unique<JobServiceImpl>(*jm_, auth_.get());
-    worker_service_ = std::make_unique<WorkerServiceImpl>(*jm_, auth_.get());
+    artifacts_ = std::make_unique<ArtifactStore>(dir_.file("artifacts"));
+    job_service_ = std::make_unique<JobServiceImpl>(*jm_, *artifacts_, auth_.get());
+    worker_service_ = std::make_unique<WorkerServiceImpl>(*jm_, *artifacts_, auth_.get());
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(job_service_.get());
@@ -152,6 +156,8 @@ class ServicesTest : public ::testing::Test {
   }
 
   FakeClock clock_;
+  TempDir dir_;
+  std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<JobManager> jm_;
   std::unique_ptr<TokenAuth> auth_;
@@ -734,6 +740,283 @@ TEST_F(ServicesTest, GetMetricsReturnsOnlyTrainingEvents) {
     EXPECT_EQ(event_kind(resp.events(i).training()), kinds[i]);
     EXPECT_EQ(resp.events(i).seq(), 3 + i);
   }
+}
+
+}  // namespace
+}  // namespace prelude::server
+
+// ================================================================ models: upload, resume, download, delete
+
+namespace prelude::server {
+namespace {
+
+// A small but real checkpoint of a model ONNX can take: conv3x3(2) PReLU-cw,
+// global average pool, fc10 on 1x4x4 images.
+v1::Checkpoint tiny_checkpoint(int64_t step, bool final) {
+  v1::Checkpoint c;
+  c.set_format_version(kCheckpointVersion);
+  *c.mutable_spec() = small_spec("tiny");
+  auto* conv = c.add_layers()->mutable_conv();
+  conv->set_out_channels(2), conv->set_kernel(3), conv->set_padding(1), conv->set_stride(1);
+  auto* act = c.add_layers()->mutable_activation();
+  act->set_kind(v1::ActivationSpec::PRELU_CHANNELWISE), act->set_alpha_init(0.25);
+  c.add_layers()->mutable_pool()->set_kind(v1::PoolLayerSpec::GLOBAL_AVG);
+  c.add_layers()->mutable_fc()->set_out_features(10);
+  auto io = c.mutable_io();
+  io->set_channels(1), io->set_height(4), io->set_width(4), io->set_num_classes(10), io->set_mean(0.5), io->set_std(1);
+  auto tensor = [&](const char* name, v1::Tensor::Kind kind, std::vector<int64_t> dims) {
+    v1::Tensor* t = c.add_params();
+    t->set_name(name), t->set_kind(kind);
+    int64_t n = 1;
+    for (int64_t d : dims) t->add_dims(d), n *= d;
+    for (int64_t i = 0; i < n; ++i) t->add_values(0.01f * static_cast<float>(i + step)), t->add_momentum(0);
+  };
+  tensor("conv1.weight", v1::Tensor::WEIGHT, {2, 1, 3, 3});
+  tensor("conv1.bias", v1::Tensor::BIAS, {2});
+  tensor("conv1.act.slope", v1::Tensor::SLOPE, {2});
+  tensor("fc1.weight", v1::Tensor::WEIGHT, {10, 2});
+  tensor("fc1.bias", v1::Tensor::BIAS, {10});
+  c.mutable_progress()->set_step(step);
+  c.mutable_progress()->set_total_steps(100);
+  c.mutable_progress()->set_finished(final);
+  return c;
+}
+
+class ModelsTest : public ServicesTest {
+ protected:
+  // Uploads `bytes` as the checkpoint of `step` in chunks of `chunk` bytes; the
+  // announced length and SHA-256 are the bytes' own unless overridden.
+  grpc::Status upload(const std::string& pool, const std::string& job, int64_t step, bool final,
+                      const std::string& bytes, size_t chunk = 1000, std::string sha = "", int64_t total = -1) {
+    auto c = ctx();
+    v1::UploadCheckpointResponse resp;
+    auto writer = workers_->UploadCheckpoint(c.get(), &resp);
+    v1::UploadCheckpointRequest first;
+    first.set_pool_id(pool), first.set_job_id(job), first.set_step(step), first.set_final(final);
+    first.set_total_bytes(total >= 0 ? total : static_cast<int64_t>(bytes.size()));
+    first.set_sha256(sha.empty() ? sha256_hex(bytes) : sha);
+    for (size_t at = 0; at < bytes.size() || at == 0; at += chunk) {
+      v1::UploadCheckpointRequest m = at == 0 ? first : v1::UploadCheckpointRequest();
+      m.set_data(bytes.substr(at, chunk));
+      if (!writer->Write(m)) break;
+      if (bytes.empty()) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+  std::string upload_ok(const std::string& pool, const std::string& job, int64_t step, bool final = false) {
+    const std::string bytes = encode_checkpoint(tiny_checkpoint(step, final));
+    const grpc::Status s = upload(pool, job, step, final, bytes);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return bytes;
+  }
+  // DownloadModel's content, the first chunk's metadata and the status.
+  std::tuple<std::string, v1::DownloadModelChunk, grpc::Status> download(const std::string& job,
+                                                                          const std::string& which,
+                                                                          v1::DownloadModelRequest::Format f = {}) {
+    v1::DownloadModelRequest req;
+    req.set_job_id(job), req.set_checkpoint(which), req.set_format(f);
+    auto c = ctx();
+    auto reader = jobs_->DownloadModel(c.get(), req);
+    std::string bytes;
+    v1::DownloadModelChunk chunk, first;
+    for (bool head = true; reader->Read(&chunk); head = false) {
+      if (head) first = chunk;
+      bytes += chunk.data();
+    }
+    return {bytes, first, reader->Finish()};
+  }
+  std::vector<int64_t> kept_steps(const std::string& job) {
+    v1::Job j;
+    EXPECT_TRUE(get_job(job, &j).ok());
+    std::vector<int64_t> out;
+    for (const auto& c : j.checkpoints()) out.push_back(c.final() ? -c.step() : c.step());
+    return out;
+  }
+};
+
+TEST_F(ModelsTest, UploadsAreVerifiedKeptAndPrunedAndAResumedAttemptIsToldItsCheckpoint) {
+  start();
+  const std::string pool = register_pool(1);
+  const std::string job = submit(small_spec("models")).job_id();
+  ASSERT_TRUE(acquire(pool).has_job());
+  for (int64_t step : {10, 20, 30}) upload_ok(pool, job, step);
+  // The newest 2 (the default) are kept; step 10's file is gone.
+  EXPECT_EQ(kept_steps(job), (std::vector<int64_t>{20, 30}));
+  EXPECT_FALSE(fs::exists(artifacts_->path(job, [] { v1::CheckpointInfo i; i.set_step(10); return i; }())));
+  v1::Job j;
+  ASSERT_TRUE(get_job(job, &j).ok());
+  EXPECT_EQ(j.checkpoints(1).sha256(), sha256_hex(encode_checkpoint(tiny_checkpoint(30, false))));
+  EXPECT_GT(j.checkpoints(1).bytes(), 500);
+
+  // A damaged upload, a short one, a wrong announced checksum: refused, nothing listed.
+  std::string bytes = encode_checkpoint(tiny_checkpoint(40, false));
+  std::string corrupted = bytes;
+  corrupted[100] ^= 1;
+  grpc::Status s = upload(pool, job, 40, false, corrupted, 1000, sha256_hex(corrupted));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "checksum mismatch")) << s.error_message();
+  s = upload(pool, job, 40, false, bytes.substr(0, 300), 1000, sha256_hex(bytes), static_cast<int64_t>(bytes.size()));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "300 bytes arrived")) << s.error_message();
+  s = upload(pool, job, 40, false, bytes, 1000, std::string(64, '0'));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(kept_steps(job), (std::vector<int64_t>{20, 30}));
+
+  // Another pool may not upload for this job.
+  const std::string other = register_pool(1);
+  EXPECT_EQ(upload(other, job, 50, false, bytes).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  // The pool is lost: the next attempt is told to resume from step 30, and can fetch it.
+  clock_.advance(60s);
+  jm_->reap_lost_pools();
+  const std::string pool2 = register_pool(1);
+  const v1::AcquireJobResponse again = acquire(pool2);
+  ASSERT_TRUE(again.has_job());
+  EXPECT_EQ(again.job().attempts(), 2);
+  EXPECT_EQ(again.resume_from().step(), 30);
+  v1::FetchCheckpointRequest fetch;
+  fetch.set_pool_id(pool2), fetch.set_job_id(job), fetch.set_step(30);
+  auto c = ctx();
+  auto reader = workers_->FetchCheckpoint(c.get(), fetch);
+  std::string fetched;
+  for (v1::CheckpointChunk chunk; reader->Read(&chunk);) fetched += chunk.data();
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(fetched, encode_checkpoint(tiny_checkpoint(30, false)));
+  // The lost pool's stale attempt may not fetch or upload any more.
+  fetch.set_pool_id(pool);
+  auto c2 = ctx();
+  auto stale = workers_->FetchCheckpoint(c2.get(), fetch);
+  v1::CheckpointChunk ignored;
+  while (stale->Read(&ignored)) {
+  }
+  EXPECT_EQ(stale->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // The final model is kept besides the newest two.
+  upload_ok(pool2, job, 40);
+  const std::string final_bytes = upload_ok(pool2, job, 50, true);
+  upload_ok(pool2, job, 50);
+  EXPECT_EQ(kept_steps(job), (std::vector<int64_t>{40, 50, -50}));
+}
+
+TEST_F(ModelsTest, DownloadsAsCheckpointOrOnnxAndDeleteRemovesEverything) {
+  start();
+  const std::string pool = register_pool(1);
+  const std::string job = submit(small_spec("models")).job_id();
+  ASSERT_TRUE(acquire(pool).has_job());
+  // No checkpoint yet: NOT_FOUND saying so.
+  auto [none, none_head, none_status] = download(job, "");
+  EXPECT_EQ(none_status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(contains(none_status.error_message(), "keeps none yet")) << none_status.error_message();
+
+  const std::string step20 = upload_ok(pool, job, 20);
+  const std::string final_bytes = upload_ok(pool, job, 25, true);
+  // Default: the final model; "latest" is the newest step (the final one here); a step by number.
+  auto [bytes, head, status] = download(job, "");
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(bytes, final_bytes);
+  EXPECT_TRUE(head.checkpoint().final());
+  EXPECT_EQ(head.total_bytes(), static_cast<int64_t>(final_bytes.size()));
+  EXPECT_EQ(head.sha256(), sha256_hex(final_bytes));
+  EXPECT_EQ(std::get<0>(download(job, "20")), step20);
+  auto missing = download(job, "21");
+  EXPECT_EQ(std::get<2>(missing).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(contains(std::get<2>(missing).error_message(), "it keeps step 20, final (step 25)"))
+      << std::get<2>(missing).error_message();
+  EXPECT_EQ(std::get<2>(download(job, "soon")).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // ONNX: converted by the coordinator; a valid ModelProto naming the job.
+  auto [onnx, onnx_head, onnx_status] = download(job, "final", v1::DownloadModelRequest::ONNX);
+  ASSERT_TRUE(onnx_status.ok()) << onnx_status.error_message();
+  EXPECT_EQ(onnx_head.sha256(), sha256_hex(onnx));
+  EXPECT_EQ(onnx, export_onnx(tiny_checkpoint(25, true), "x"));
+
+  // A file damaged on disk is never served.
+  {
+    v1::CheckpointInfo info;
+    info.set_step(20);
+    std::fstream f(artifacts_->path(job, info), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x7f');
+  }
+  EXPECT_NE(std::get<2>(download(job, "20")).error_code(), grpc::StatusCode::OK);
+
+  // Delete: refused while running; then everything goes.
+  v1::DeleteJobRequest del;
+  del.set_job_id(job);
+  v1::DeleteJobResponse del_resp;
+  grpc::Status s = jobs_->DeleteJob(ctx().get(), del, &del_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(contains(s.error_message(), "RUNNING")) << s.error_message();
+  ASSERT_TRUE(finish(pool, job, v1::SUCCEEDED).ok());
+  ASSERT_TRUE(jobs_->DeleteJob(ctx().get(), del, &del_resp).ok());
+  v1::Job gone;
+  EXPECT_EQ(get_job(job, &gone).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_FALSE(fs::exists(fs::path(artifacts_->dir()) / job));
+  EXPECT_EQ(jobs_->DeleteJob(ctx().get(), del, &del_resp).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ModelsTest, WarmStartIsCheckedAtSubmitPinnedAndFetchedFromTheSourceJob) {
+  start();
+  const std::string pool = register_pool(1);
+  const std::string source = submit(small_spec("source")).job_id();
+  ASSERT_TRUE(acquire(pool).has_job());
+  upload_ok(pool, source, 10);
+  const std::string final_bytes = upload_ok(pool, source, 10, true);
+  ASSERT_TRUE(finish(pool, source, v1::SUCCEEDED).ok());
+
+  auto submit_status = [&](const v1::JobSpec& spec, v1::Job* job) {
+    v1::SubmitJobRequest req;
+    *req.mutable_spec() = spec;
+    return jobs_->SubmitJob(ctx().get(), req, job);
+  };
+  v1::Job job;
+  v1::JobSpec spec = small_spec("fine-tune");
+  spec.mutable_training()->set_learning_rate(0.001);
+  spec.mutable_model()->mutable_init_from()->set_job_id("job-000099");
+  grpc::Status s = submit_status(spec, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "spec.model.initFrom.jobId: no job 'job-000099'");
+  spec.mutable_model()->mutable_init_from()->set_job_id(source);
+  spec.mutable_model()->mutable_init_from()->set_checkpoint("7");
+  s = submit_status(spec, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "spec.model.initFrom.checkpoint: job '" + source +
+                                              "' has no checkpoint '7' (it keeps step 10, final (step 10))"))
+      << s.error_message();
+  v1::JobSpec other = spec;
+  other.mutable_model()->mutable_activation()->set_kind(v1::ActivationSpec::RELU);
+  other.mutable_model()->mutable_init_from()->clear_checkpoint();
+  s = submit_status(other, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(s.error_message(), "spec.model.activation.kind: differs from the model of " + source))
+      << s.error_message();
+
+  // Accepted, pinned to the final model; its pool is told so and may fetch exactly that.
+  spec.mutable_model()->mutable_init_from()->clear_checkpoint();
+  ASSERT_TRUE(submit_status(spec, &job).ok());
+  EXPECT_EQ(job.spec().model().init_from().checkpoint(), "final");
+  const v1::AcquireJobResponse acquired = acquire(pool);
+  ASSERT_EQ(acquired.job().job_id(), job.job_id());
+  EXPECT_FALSE(acquired.has_resume_from());
+  EXPECT_TRUE(acquired.init_from().final());
+  EXPECT_EQ(acquired.init_from().step(), 10);
+  auto fetch = [&](const std::string& from) {
+    v1::FetchCheckpointRequest req;
+    req.set_pool_id(pool), req.set_job_id(job.job_id()), req.set_step(10), req.set_from_job_id(from);
+    auto c = ctx();
+    auto reader = workers_->FetchCheckpoint(c.get(), req);
+    std::string bytes;
+    for (v1::CheckpointChunk chunk; reader->Read(&chunk);) bytes += chunk.data();
+    return std::make_pair(bytes, reader->Finish());
+  };
+  const auto [bytes, status] = fetch(source);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // Step 10's checkpoint and the final one hold the same step: either is that model.
+  EXPECT_EQ(decode_checkpoint(bytes, "x").progress().step(), 10);
+  // Only the job it starts from: another job's checkpoints stay out of reach.
+  const std::string unrelated = submit(small_spec("unrelated")).job_id();
+  EXPECT_EQ(fetch(unrelated).second.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 }  // namespace

@@ -56,6 +56,7 @@ class ParamStore {
   float* momentum() { return momentum_.data(); }
   const float* values() const { return values_.data(); }
   const float* grads() const { return grads_.data(); }
+  const float* momentum() const { return momentum_.data(); }
 
   void zero_grads();
 

@@ -10,14 +10,22 @@
 #include <numeric>
 #include <optional>
 
+#include <omp.h>
+
 #include "engine/comm.h"
 #include "engine/dataset.h"
+#include "engine/evaluation.h"
 #include "engine/gradient_reducer.h"
 #include "common/errors.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
 #include "engine/model.h"
+#include "engine/param_io.h"
 #include "engine/sgd.h"
+#include "engine/training_state.h"
+#include "artifacts/checkpoint_file.h"
+#include "artifacts/resume_check.h"
+#include "spec/data_files.h"
 
 namespace prelude {
 
@@ -33,47 +41,6 @@ std::string event_to_json(const v1::TrainingEvent& event) {
 }
 
 namespace {
-
-// Loss and accuracy sums over images (every rank's, once reduced).
-struct Accum {
-  double loss_sum = 0;
-  int64_t correct = 0, count = 0;
-  void add(const LossResult& r) {
-    loss_sum += r.loss_sum;
-    correct += r.correct;
-    count += r.count;
-  }
-  double loss() const { return count ? loss_sum / count : 0; }
-  double accuracy() const { return count ? static_cast<double>(correct) / count : 0; }
-};
-
-// The stall check's windows (training.stallWindowSteps).
-struct StallWatch {
-  double sum = 0;                                              // losses of the window in progress
-  double best_mean = std::numeric_limits<double>::infinity();  // the best finished window's mean loss
-  int64_t best_end = 0;                                        // and its last step
-};
-
-// Where a run stands between two steps: all that the training loop carries from one
-// step to the next, apart from the parameters and their momentum (in the network's
-// ParamStore). Nothing else changes while training: the batches of an epoch come from
-// epoch_permutation(n, seed, epoch), a pure function, and the learning rate from the
-// step. So a run given a copy of this state, and those parameters and momentum,
-// continues exactly as the run that reached it; a checkpoint saves these plain fields.
-struct TrainingState {
-  int64_t step = 0;      // optimizer steps taken: the next step's 0-based index
-  int epoch = 0;         // the epoch in progress (or next), 0-based
-  int64_t position = 0;  // batches of `epoch` taken; > 0 until the epoch is reported
-  bool stopped = false;  // the first rank was asked to stop: no more steps
-  Accum window;          // the steps since the last step event
-  Accum epoch_sums;      // the steps of `epoch` so far
-  Accum last_epoch;      // the last reported epoch: its steps,
-  Accum last_test;       // and its test set (count 0: not evaluated)
-  StallWatch stall;
-  // Training time: only the throughputs (images per second) depend on it.
-  double window_seconds = 0;  // of the steps in `window`
-  double train_seconds = 0;   // of every step after the warm-up
-};
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -94,12 +61,15 @@ class Run {
 
   v1::TrainingEvent go() {
     const auto start = Clock::now();
-    prepare();
-    diagnostics(0);
-    // From the first step. (Resuming would restore a saved state, and the parameters
-    // and momentum, on every rank here instead.)
-    TrainingState state;
+    // From the first step, or from where the checkpoint stopped (prepare() restored
+    // its parameters and momentum).
+    TrainingState state = prepare();
+    if (resumed_)
+      emit_resumed_event(state);
+    else
+      diagnostics(0);
     train(state);
+    if (!state.stopped) checkpoint(state, /*final=*/true);
     const v1::TrainingEvent summary = make_summary(state, seconds_since(start));
     if (options_.on_finish) options_.on_finish(net_->params());
     emit(summary);
@@ -118,8 +88,9 @@ class Run {
 
   // Everything before the first step, alike on every rank: the share of the global
   // batch, the data and the network, the step counts and the schedule, the optimizer
-  // and the gradient reducer, and rank 0's initial parameters and momentum.
-  void prepare() {
+  // and the gradient reducer, and rank 0's initial parameters and momentum (or the
+  // checkpoint's, when resuming). Returns the state training starts from.
+  TrainingState prepare() {
     global_batch_ = t_.batch_size();
     const int64_t ranks = comm_.size();
     if (global_batch_ % ranks != 0)
@@ -133,8 +104,15 @@ class Run {
     agree_on([&] {
       load_data();
       build(local_batch_);
+      if (comm_.is_root()) restore_parameters();
     });
+    const TrainingState start = restored_state();
     count_steps();
+    if (start.step > total_steps_)
+      throw user_error(t_.max_steps() > 0 && total_steps_ == t_.max_steps() ? "training.maxSteps" : "training.epochs",
+                       fmt("the run would end at step %lld, before the checkpoint's step %lld (when resuming, "
+                           "epochs and maxSteps may grow, not shrink)",
+                           static_cast<long long>(total_steps_), static_cast<long long>(start.step)));
     schedule_ = schedule(steps_per_epoch_, total_steps_);
     ParamStore& params = net_->params();
     sgd_.emplace(params, SgdOptions{t_.momentum(), t_.weight_decay(), t_.weight_decay_on_slopes()});
@@ -147,6 +125,77 @@ class Run {
                  spec_.name().c_str(), static_cast<long long>(total_steps_), static_cast<long long>(global_batch_),
                  static_cast<long long>(steps_per_epoch_), static_cast<long long>(ranks),
                  static_cast<long long>(params.logical_count())));
+    return start;
+  }
+
+  // Rank 0: a checkpoint's parameters replace the initial ones (prepare() then
+  // broadcasts them). Resuming, the job must be one the checkpoint may continue, and
+  // its momentum and progress come too; warm-starting, only the values.
+  void restore_parameters() {
+    if (options_.resume_from) {
+      resume_ = options_.resume_from();
+      check_resume_compatible(spec_, "the job", resume_, options_.resume_source);
+      load_params(resume_, options_.resume_source, /*with_momentum=*/true, net_->params());
+      has_resume_ = true;
+    } else if (options_.init_from) {
+      const v1::Checkpoint c = options_.init_from();
+      load_params(c, options_.init_source, /*with_momentum=*/false, net_->params());
+      progress("model: parameters from " + options_.init_source + " (step " + std::to_string(c.progress().step()) +
+               ")");
+    }
+  }
+
+  // Where training starts on every rank: rank 0's checkpoint's progress, or step 0.
+  TrainingState restored_state() {
+    std::string progress_bytes;
+    if (comm_.is_root() && has_resume_) progress_bytes = resume_.progress().SerializeAsString();
+    comm_.broadcast_bytes(&progress_bytes, 0);
+    resumed_ = !progress_bytes.empty();
+    resume_.Clear();  // its parameters are in the arena now
+    if (!resumed_) return TrainingState();
+    v1::TrainingProgress p;
+    if (!p.ParseFromString(progress_bytes)) throw std::runtime_error("cannot parse the broadcast training progress");
+    return from_progress(p);
+  }
+
+  // A checkpoint of the run in state `s` (rank 0 builds it, the sink keeps it).
+  void checkpoint(const TrainingState& s, bool final) {
+    if (!comm_.is_root() || !options_.on_checkpoint) return;
+    v1::Checkpoint c;
+    c.set_format_version(kCheckpointVersion);
+    *c.mutable_spec() = spec_;
+    *c.mutable_layers() = {layers_.begin(), layers_.end()};
+    v1::ModelIo* io = c.mutable_io();
+    io->set_channels(train_.channels);
+    io->set_height(train_.height);
+    io->set_width(train_.width);
+    io->set_num_classes(train_.num_classes);
+    io->set_mean(data_files_.mean);
+    io->set_std(data_files_.std);
+    for (const auto& name : class_names(spec_.dataset(), train_.num_classes)) io->add_class_names(name);
+    save_params(net_->params(), /*with_momentum=*/true, &c);
+    *c.mutable_progress() = to_progress(s, total_steps_);
+    c.mutable_progress()->set_allreduce_seconds(reducer_->seconds());
+    c.mutable_progress()->set_finished(final);
+    c.set_ranks(comm_.size());
+    c.set_threads_per_rank(omp_get_max_threads());
+    c.set_job_id(options_.job_id);
+    c.set_created_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count());
+    options_.on_checkpoint(c, final);
+  }
+
+  // Says that the run continues from a checkpoint, and from which step.
+  void emit_resumed_event(const TrainingState& s) {
+    v1::TrainingEvent e;
+    set_event_kind(&e, v1::TrainingEvent::RESUMED);
+    e.set_epoch(s.epoch + 1);
+    e.set_step(static_cast<int32_t>(s.step));
+    e.set_total_steps(static_cast<int32_t>(total_steps_));
+    emit(e);
+    progress(fmt("resumed from %s at step %lld (epoch %d)", options_.resume_source.c_str(),
+                 static_cast<long long>(s.step), s.epoch + 1));
   }
 
   // An epoch is the whole global batches the training set holds (the rest of it is
@@ -180,8 +229,15 @@ class Run {
         s.window = Accum();
         s.window_seconds = 0;
       }
+      // Every checkpoint.everySteps steps, unless the epoch ends here (its own
+      // checkpoint follows its report); and at a stop, before the stopped epoch is
+      // reported, so that a run resumed from it goes on as if never stopped.
+      const int64_t every = t_.checkpoint().every_steps();
+      const bool epoch_ends = s.position == steps_per_epoch_ || s.step == total_steps_;
+      if ((every > 0 && s.step % every == 0 && !epoch_ends) || s.stopped) checkpoint(s, false);
     }
     end_epoch(s);
+    if (!s.stopped) checkpoint(s, false);
   }
 
   // One optimizer step on the global batch whose training-set indices start at
@@ -229,11 +285,12 @@ class Run {
   // The test set's loss and accuracy, then the epoch's report and diagnostics; `s`
   // moves to the start of the next epoch.
   void end_epoch(TrainingState& s) {
-    const Accum test = evaluate();
-    emit_epoch_event(s, test);
+    const TestResult test = evaluate();
+    emit_epoch_event(s, test.sums);
     diagnostics(s.epoch + 1);
     s.last_epoch = s.epoch_sums;
-    s.last_test = test;
+    s.last_test = test.sums;
+    s.last_confusion = test.confusion;
     s.epoch_sums = Accum();
     ++s.epoch;
     s.position = 0;
@@ -288,6 +345,7 @@ class Run {
     if (!t_.skip_test()) {
       e.set_test_loss(s.last_test.loss());
       e.set_test_accuracy(s.last_test.accuracy());
+      add_classes(&e, s.last_confusion);
     }
     const int64_t timed = s.step > kWarmupSteps ? s.step - kWarmupSteps : 0;
     e.set_train_images_per_second(s.train_seconds > 0 ? timed * global_batch_ / s.train_seconds : 0);
@@ -297,6 +355,19 @@ class Run {
     e.set_allreduce_bytes_per_step(reducer_->bytes_per_step());
     e.set_seconds(seconds);
     return e;
+  }
+
+  // The test set by class, from its confusion matrix: names, accuracy per class, the matrix.
+  void add_classes(v1::TrainingEvent* e, const std::vector<int64_t>& confusion) const {
+    const int k = train_.num_classes;
+    if (confusion.size() != static_cast<size_t>(k) * k) return;
+    for (const auto& name : class_names(spec_.dataset(), k)) e->add_class_names(name);
+    for (int i = 0; i < k; ++i) {
+      int64_t row = 0;
+      for (int j = 0; j < k; ++j) row += confusion[i * k + j];
+      e->add_class_accuracy(row ? static_cast<double>(confusion[i * k + i]) / row : 0.0);
+    }
+    e->mutable_confusion_matrix()->Add(confusion.begin(), confusion.end());
   }
 
   // Runs `f` on every rank; if it throws on any rank, every rank throws the error of
@@ -360,7 +431,8 @@ class Run {
   }
 
   void load_data() {
-    const DataFiles f = resolve_data_files(spec_.dataset(), options_.data_root, !t_.skip_test());
+    data_files_ = resolve_data_files(spec_.dataset(), options_.data_root, !t_.skip_test());
+    const DataFiles& f = data_files_;
     const auto& d = spec_.dataset();
     train_ = load_idx_dataset(f.train_images, f.train_labels, f.mean, f.std, d.train_limit());
     if (!t_.skip_test()) test_ = load_idx_dataset(f.test_images, f.test_labels, f.mean, f.std, d.test_limit());
@@ -369,7 +441,8 @@ class Run {
   }
 
   void build(int64_t batch) {
-    const auto layers = expand_model(spec_.model(), train_.num_classes);
+    layers_ = expand_model(spec_.model(), train_.num_classes);
+    const auto& layers = layers_;
     net_ = build_network(layers, {batch, train_.channels, train_.height, train_.width});
     if (net_->num_classes() != train_.num_classes)
       throw user_error("model", fmt("the last layer gives %lld outputs but the data has %d classes",
@@ -403,13 +476,20 @@ class Run {
 
   // Loss and accuracy over the whole test set, in batches (the last one padded);
   // count 0 when the test set is skipped.
-  Accum evaluate() {
-    if (t_.skip_test() || test_.n == 0) return Accum();
+  // The test set's loss and accuracy, and its confusion matrix (classes x classes,
+  // row = true class), over every rank.
+  struct TestResult {
+    Accum sums;
+    std::vector<int64_t> confusion;
+  };
+  TestResult evaluate() {
+    if (t_.skip_test() || test_.n == 0) return {};
     // Each rank evaluates its contiguous share of the test set; the sums are reduced.
     const int64_t b = net_->batch();
     const int64_t begin = test_.n * comm_.rank() / comm_.size();
     const int64_t end = test_.n * (comm_.rank() + 1) / comm_.size();
     std::vector<int32_t> idx(b), labels(b);
+    ConfusionMatrix cm(test_.num_classes);
     double sums[3] = {0, 0, 0};
     for (int64_t start = begin; start < end; start += b) {
       const int count = static_cast<int>(std::min<int64_t>(b, end - start));
@@ -418,9 +498,15 @@ class Run {
       net_->forward();
       const LossResult r = net_->loss(labels.data(), count, false, 1.0);
       sums[0] += r.loss_sum, sums[1] += r.correct, sums[2] += r.count;
+      const std::vector<float> logits = to_plain(net_->logits().data);
+      cm.add(logits.data(), labels.data(), count);
     }
-    comm_.allreduce_sum(sums, 3);
-    return {sums[0], static_cast<int64_t>(sums[1]), static_cast<int64_t>(sums[2])};
+    std::vector<double> all(sums, sums + 3);
+    all.insert(all.end(), cm.counts.begin(), cm.counts.end());
+    comm_.allreduce_sum(all.data(), all.size());
+    TestResult out{{all[0], static_cast<int64_t>(all[1]), static_cast<int64_t>(all[2])}, {}};
+    for (size_t i = 3; i < all.size(); ++i) out.confusion.push_back(static_cast<int64_t>(all[i]));
+    return out;
   }
 
   // Standard deviations per weight layer on the first training batch (unshuffled;
@@ -468,6 +554,11 @@ class Run {
   std::optional<Sgd> sgd_;
   std::optional<GradientReducer> reducer_;
   std::vector<int32_t> labels_;  // the labels of this rank's slice of the batch
+  std::vector<v1::LayerSpec> layers_;  // the model, expanded
+  DataFiles data_files_;
+  bool resumed_ = false;     // continuing from a checkpoint
+  v1::Checkpoint resume_;    // rank 0, while setting up: the checkpoint resumed from
+  bool has_resume_ = false;
 };
 
 }  // namespace

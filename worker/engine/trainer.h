@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "prelude/v1/checkpoint.pb.h"
 #include "prelude/v1/job.pb.h"
 
 namespace prelude {
@@ -36,6 +37,26 @@ struct RunOptions {
   // step), and once with the final parameters.
   std::function<void(int64_t step, ParamStore& params)> after_step;
   std::function<void(const ParamStore& params)> on_finish;
+
+  // Checkpoints (see proto/prelude/v1/checkpoint.proto), on the first rank only: each
+  // one the run takes, after every training.checkpoint.everySteps steps, at the end
+  // of every epoch and (with `final` true) after the last step.
+  std::function<void(const prelude::v1::Checkpoint& checkpoint, bool final)> on_checkpoint;
+  // Continue from a checkpoint instead of from step 0: called once on the first rank
+  // (the others may leave it empty and receive the state), while the ranks set up,
+  // so that a checkpoint that cannot be had fails every rank alike. The spec must be
+  // one the checkpoint may continue under (artifacts/resume_check.h); `resume_source`
+  // names it in messages. With the same ranks and threads the run ends bit-identical
+  // to one never interrupted.
+  std::function<prelude::v1::Checkpoint()> resume_from;
+  std::string resume_source;
+  // Warm start (model.initFrom): start from a checkpoint's parameters (values only,
+  // momentum zero) instead of the initialiser's, at step 0. The checkpoint must be
+  // of the same model. Called like resume_from; `init_source` names it.
+  std::function<prelude::v1::Checkpoint()> init_from;
+  std::string init_source;
+  // Recorded in checkpoints: the job's id (under the coordinator).
+  std::string job_id;
 };
 
 // Thrown on every rank when the ranks' parameters stop agreeing (silent desync).
