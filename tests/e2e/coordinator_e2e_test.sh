@@ -51,6 +51,12 @@ wait_state() {  # wait_state ID STATE SECONDS
 start_coordinator --spawn-workers 2
 echo "coordinator at $PRELUDE_COORDINATOR"
 
+# A second coordinator on the same database is refused at once, naming the first.
+timeout 10 "$COORD" --listen 127.0.0.1:0 --db "$work/jobs.db" > "$work/second.log" 2>&1; rc=$?
+check "a second coordinator on the same database exits 2" [ "$rc" -eq 2 ]
+check "and names the database and the holder" \
+  grep -q "jobs.db: in use by another coordinator (pid $coord_pid on" "$work/second.log"
+
 id=$(cli submit "$work/quick.json")
 check "submit prints a job id" [ -n "$id" ]
 cli watch "$id" > "$work/watch.txt"; rc=$?
