@@ -185,5 +185,16 @@ check "a watcher that joined late saw the whole history: both starts" \
 check "the requeue says why" grep -q "QUEUED pool .* stopped responding" "$work/watch-requeue.txt"
 stop_coordinator
 
+# ---- a spawned pool dies with its coordinator, even one killed by SIGKILL
+start_coordinator --spawn-workers 2
+mpirun_pid=""
+for _ in $(seq 100); do mpirun_pid=$(pgrep -x mpirun -P "$coord_pid"); [[ -n $mpirun_pid ]] && break; sleep 0.1; done
+ranks=$(pgrep -d' ' -x prelude-worker -P "$mpirun_pid")
+check "the coordinator spawned its pool (mpirun and 2 ranks)" [ -n "$mpirun_pid" -a "$(echo $ranks | wc -w)" -eq 2 ]
+kill -KILL "$coord_pid"
+gone() { for p in $mpirun_pid $ranks; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+for _ in $(seq 100); do gone && break; sleep 0.1; done
+check "after kill -9 of the coordinator, its mpirun and ranks are gone within 10 s" gone
+
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]] || { fail_dump; exit 1; }
