@@ -191,9 +191,29 @@ void JobManager::check_submittable(v1::JobSpec* spec) const {
                          " is not divisible by the ranks of any worker pool (" + list + ")");
 }
 
+namespace {
+
+// A job spec is a few hundred bytes; the largest a valid one can be (1,000 layers,
+// long names) is far below this. A pool receives a job in one message of at most
+// 4 MiB, with room to spare under this bound.
+constexpr size_t kMaxSpecBytes = 256 << 10;
+
+// Fields this coordinator does not know are dropped where requests come in: kept,
+// they would be stored, copied into every point of a sweep and sent to pools.
+template <typename Message>
+void drop_unknown_fields(Message* m, const char* what) {
+  m->DiscardUnknownFields();
+  if (m->ByteSizeLong() > kMaxSpecBytes)
+    throw invalid_argument(std::string(what) + ": " + std::to_string(m->ByteSizeLong()) + " bytes, more than the " +
+                           std::to_string(kMaxSpecBytes) + " one may have");
+}
+
+}  // namespace
+
 v1::Job JobManager::submit(v1::JobSpec spec) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) throw unavailable("the coordinator is shutting down");
+  drop_unknown_fields(&spec, "spec");
   check_submittable(&spec);
   return add_job(std::move(spec), "", "").job;
 }
@@ -212,9 +232,10 @@ JobManager::Record& JobManager::add_job(v1::JobSpec spec, const std::string& swe
   return jobs_[r.job.job_id()] = std::move(r);
 }
 
-v1::SweepStatus JobManager::submit_sweep(const v1::SweepSpec& spec) {
+v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) throw unavailable("the coordinator is shutting down");
+  drop_unknown_fields(&spec, "sweep");
   std::vector<SweepPoint> points;
   try {
     points = expand_sweep(spec, options_.max_sweep_points);
@@ -459,10 +480,12 @@ bool JobManager::report(const std::string& pool_id, const std::string& job_id,
     for (const auto& t : events) {
       v1::JobEvent e = new_event(next);
       *e.mutable_training() = t;
-      const EventKind kind = event_kind(t);
-      if (kind == v1::TrainingEvent::STEP) *next.job.mutable_progress() = t;
+      e.mutable_training()->DiscardUnknownFields();
+      const v1::TrainingEvent& kept = e.training();
+      const EventKind kind = event_kind(kept);
+      if (kind == v1::TrainingEvent::STEP) *next.job.mutable_progress() = kept;
       if (kind == v1::TrainingEvent::EPOCH || kind == v1::TrainingEvent::SUMMARY)
-        *next.job.mutable_latest_metrics() = t;
+        *next.job.mutable_latest_metrics() = kept;
       out.push_back(std::move(e));
     }
     commit(r, std::move(next), out);

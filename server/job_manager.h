@@ -92,7 +92,7 @@ class JobManager {
   prelude::v1::Job cancel(const std::string& job_id);
   // Expands the sweep (INVALID_ARGUMENT naming the axis, value or grid point; every
   // point checked as submit checks a job) and queues its jobs in grid order.
-  prelude::v1::SweepStatus submit_sweep(const prelude::v1::SweepSpec& spec);
+  prelude::v1::SweepStatus submit_sweep(prelude::v1::SweepSpec spec);
   prelude::v1::SweepStatus get_sweep(const std::string& sweep_id) const;
   // Cancels (as cancel does) every job of the sweep that has not ended.
   prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
