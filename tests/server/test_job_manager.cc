@@ -964,6 +964,41 @@ TEST_F(JobManagerStoreFailureTest, SubmitWhoseWriteFailsLeavesNoJob) {
   EXPECT_FALSE(jm_->acquire(p2, 0ms).has_value()) << "a job whose submit failed was handed to a pool";
 }
 
+TEST_F(JobManagerStoreFailureTest, ASweepWhoseWriteFailsLeavesNothingAndUsesNoId) {
+  v1::SweepSpec sweep;
+  sweep.set_name("atomic");
+  *sweep.mutable_base() = small_spec("base");
+  for (int64_t seed : {1, 2, 3, 4}) sweep.add_seeds(seed);
+  plant_event("job-000003", 1);  // the third point's QUEUED event cannot be written
+  EXPECT_ANY_THROW(jm_->submit_sweep(sweep));
+  remove_event("job-000003", 1);
+  // Nothing of it: no job, no sweep, in memory or (after a restart) on disk.
+  EXPECT_TRUE(jm_->list(0, "", v1::JOB_STATE_UNSPECIFIED).jobs.empty());
+  EXPECT_SERVICE_ERROR(jm_->get_sweep("sweep-000001"), ErrorCode::kNotFound, "sweep-000001");
+  restart();
+  EXPECT_TRUE(jm_->list(0, "", v1::JOB_STATE_UNSPECIFIED).jobs.empty());
+  const v1::SweepStatus st = jm_->submit_sweep(sweep);
+  EXPECT_EQ(st.sweep().sweep_id(), "sweep-000001");
+  ASSERT_EQ(st.jobs_size(), 4);
+  EXPECT_EQ(st.jobs(0).job_id(), "job-000001");
+  EXPECT_EQ(st.jobs(3).job_id(), "job-000004");
+}
+
+TEST_F(JobManagerRestartTest, IdsAreNeverGivenTwiceNotAfterADeleteNorARestart) {
+  submit(0, "a");
+  const std::string b = submit(0, "b");
+  jm_->cancel(b);
+  jm_->remove(b);  // the newest job
+  restart();
+  EXPECT_EQ(submit(0, "c"), "job-000003");
+  v1::SweepSpec sweep;
+  sweep.set_name("s");
+  *sweep.mutable_base() = small_spec("base");
+  const std::string first = jm_->submit_sweep(sweep).sweep().sweep_id();
+  restart();
+  EXPECT_NE(jm_->submit_sweep(sweep).sweep().sweep_id(), first);
+}
+
 TEST_F(JobManagerStoreFailureTest, ReportWhoseWriteFailsLeavesNoGapInTheHistory) {
   const std::string p = register_pool(1);
   const std::string id = submit();
