@@ -63,7 +63,9 @@ JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), op
     const std::string id = sweep.sweep_id();
     sweeps_[id] = std::move(sweep);
   }
-  next_sweep_ = static_cast<int64_t>(sweeps_.size()) + 1;
+  // Never an id twice: not after a delete, not after a sweep a crash cut short.
+  next_number_ = std::max(next_number_, store_.next_job_number());
+  next_sweep_ = store_.next_sweep_number();
   if (options_.reaper_thread) reaper_ = std::thread([this] { reaper_loop(); });
 }
 
@@ -191,30 +193,72 @@ void JobManager::check_submittable(v1::JobSpec* spec) const {
                          " is not divisible by the ranks of any worker pool (" + list + ")");
 }
 
+namespace {
+
+// A job spec is a few hundred bytes; the largest a valid one can be (1,000 layers,
+// long names) is far below this. A pool receives a job in one message of at most
+// 4 MiB, with room to spare under this bound.
+constexpr size_t kMaxSpecBytes = 256 << 10;
+
+// Fields this coordinator does not know are dropped where requests come in: kept,
+// they would be stored, copied into every point of a sweep and sent to pools.
+template <typename Message>
+void drop_unknown_fields(Message* m, const char* what) {
+  m->DiscardUnknownFields();
+  if (m->ByteSizeLong() > kMaxSpecBytes)
+    throw invalid_argument(std::string(what) + ": " + std::to_string(m->ByteSizeLong()) + " bytes, more than the " +
+                           std::to_string(kMaxSpecBytes) + " one may have");
+}
+
+}  // namespace
+
 v1::Job JobManager::submit(v1::JobSpec spec) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) throw unavailable("the coordinator is shutting down");
+  drop_unknown_fields(&spec, "spec");
   check_submittable(&spec);
   return add_job(std::move(spec), "", "").job;
 }
 
-JobManager::Record& JobManager::add_job(v1::JobSpec spec, const std::string& sweep_id, const std::string& point) {
+JobManager::Record JobManager::new_queued(int64_t number, v1::JobSpec spec, const std::string& sweep_id,
+                                          const std::string& point, std::vector<v1::JobEvent>* events) {
   Record r;
-  r.number = next_number_;
-  r.job.set_job_id(job_id_for(r.number));
+  r.number = number;
+  r.job.set_job_id(job_id_for(number));
   *r.job.mutable_spec() = std::move(spec);
   *r.job.mutable_create_time() = TimeUtil::GetCurrentTime();
   r.job.set_sweep_id(sweep_id);
   r.job.set_sweep_point(point);
-  transition(r, v1::QUEUED, "submitted");  // written before it exists for anyone
-  ++next_number_;
-  by_number_[r.number] = r.job.job_id();
-  return jobs_[r.job.job_id()] = std::move(r);
+  r.job.set_state(v1::QUEUED);
+  v1::JobEvent e = new_event(r);
+  e.mutable_state_change()->set_state(v1::QUEUED);
+  e.mutable_state_change()->set_reason("submitted");
+  events->push_back(std::move(e));
+  return r;
 }
 
-v1::SweepStatus JobManager::submit_sweep(const v1::SweepSpec& spec) {
+JobManager::Record& JobManager::insert(Record r) {
+  const std::string id = r.job.job_id();
+  by_number_[r.number] = id;
+  queue_.insert(r.number);
+  next_number_ = std::max(next_number_, r.number + 1);
+  if (options_.log) options_.log(id + " QUEUED: submitted");
+  Record& stored = jobs_[id] = std::move(r);
+  changed_.notify_all();
+  return stored;
+}
+
+JobManager::Record& JobManager::add_job(v1::JobSpec spec, const std::string& sweep_id, const std::string& point) {
+  std::vector<v1::JobEvent> events;
+  Record r = new_queued(next_number_, std::move(spec), sweep_id, point, &events);
+  store_.save(r.number, r.job, events);  // written before it exists for anyone
+  return insert(std::move(r));
+}
+
+v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) throw unavailable("the coordinator is shutting down");
+  drop_unknown_fields(&spec, "sweep");
   std::vector<SweepPoint> points;
   try {
     points = expand_sweep(spec, options_.max_sweep_points);
@@ -229,12 +273,22 @@ v1::SweepStatus JobManager::submit_sweep(const v1::SweepSpec& spec) {
     }
   }
   v1::Sweep sweep;
-  const int64_t number = next_sweep_++;
+  const int64_t number = next_sweep_;
   sweep.set_sweep_id(sweep_id_for(number));
   *sweep.mutable_spec() = spec;
   *sweep.mutable_create_time() = TimeUtil::GetCurrentTime();
-  for (auto& p : points) sweep.add_job_ids(add_job(std::move(p.spec), sweep.sweep_id(), p.label).job.job_id());
-  store_.save_sweep(number, sweep);
+  // The sweep and all its jobs in one transaction: a crash leaves all or nothing.
+  std::vector<Store::NewJob> jobs;
+  for (auto& p : points) {
+    std::vector<v1::JobEvent> events;
+    Record r = new_queued(next_number_ + static_cast<int64_t>(jobs.size()), std::move(p.spec), sweep.sweep_id(),
+                          p.label, &events);
+    sweep.add_job_ids(r.job.job_id());
+    jobs.push_back({r.number, r.job, std::move(events)});
+  }
+  store_.save_sweep_with_jobs(number, sweep, jobs);  // throws: nothing changed
+  ++next_sweep_;
+  for (auto& j : jobs) insert(Record{j.number, std::move(j.job), 1});
   sweeps_[sweep.sweep_id()] = sweep;
   return sweep_status(sweep.sweep_id());
 }
@@ -459,10 +513,12 @@ bool JobManager::report(const std::string& pool_id, const std::string& job_id,
     for (const auto& t : events) {
       v1::JobEvent e = new_event(next);
       *e.mutable_training() = t;
-      const EventKind kind = event_kind(t);
-      if (kind == v1::TrainingEvent::STEP) *next.job.mutable_progress() = t;
+      e.mutable_training()->DiscardUnknownFields();
+      const v1::TrainingEvent& kept = e.training();
+      const EventKind kind = event_kind(kept);
+      if (kind == v1::TrainingEvent::STEP) *next.job.mutable_progress() = kept;
       if (kind == v1::TrainingEvent::EPOCH || kind == v1::TrainingEvent::SUMMARY)
-        *next.job.mutable_latest_metrics() = t;
+        *next.job.mutable_latest_metrics() = kept;
       out.push_back(std::move(e));
     }
     commit(r, std::move(next), out);

@@ -92,7 +92,7 @@ class JobManager {
   prelude::v1::Job cancel(const std::string& job_id);
   // Expands the sweep (INVALID_ARGUMENT naming the axis, value or grid point; every
   // point checked as submit checks a job) and queues its jobs in grid order.
-  prelude::v1::SweepStatus submit_sweep(const prelude::v1::SweepSpec& spec);
+  prelude::v1::SweepStatus submit_sweep(prelude::v1::SweepSpec spec);
   prelude::v1::SweepStatus get_sweep(const std::string& sweep_id) const;
   // Cancels (as cancel does) every job of the sweep that has not ended.
   prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
@@ -170,6 +170,11 @@ class JobManager {
   void check_init_from(prelude::v1::JobSpec* spec) const;
   static prelude::v1::CheckpointInfo find_checkpoint(const prelude::v1::Job& job, const std::string& which);
   Record& add_job(prelude::v1::JobSpec spec, const std::string& sweep_id, const std::string& point);
+  // A new QUEUED job numbered `number` and its "submitted" event, not yet stored;
+  // insert() takes a stored one into memory (the id map, the queue).
+  Record new_queued(int64_t number, prelude::v1::JobSpec spec, const std::string& sweep_id, const std::string& point,
+                    std::vector<prelude::v1::JobEvent>* events);
+  Record& insert(Record r);
   void cancel_locked(Record& r);
   prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;
   int64_t sweep_version(const prelude::v1::Sweep& sweep) const;

@@ -24,6 +24,7 @@
 #include "common/errors.h"
 #include "server/artifact_store.h"
 #include "server/auth.h"
+#include "server/db_lock.h"
 #include "server/job_manager.h"
 #include "server/pool_spawner.h"
 #include "server/services.h"
@@ -134,9 +135,11 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  std::unique_ptr<DatabaseLock> db_lock;
   std::unique_ptr<Store> store;
   std::unique_ptr<ArtifactStore> artifacts;
   try {
+    db_lock = std::make_unique<DatabaseLock>(f.db);  // before anything reads the database
     store = std::make_unique<Store>(f.db);
     artifacts = std::make_unique<ArtifactStore>(
         !f.artifact_dir.empty() ? f.artifact_dir : (f.db == ":memory:" ? "prelude" : f.db) + ".artifacts");

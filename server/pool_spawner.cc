@@ -1,6 +1,7 @@
 #include "server/pool_spawner.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,9 +76,15 @@ pid_t PoolSpawner::start() {
   for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   log("starting a local pool of " + std::to_string(options_.ranks) + " rank(s): " + join(cmd));
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);  // its own group: stopping the pool stops mpirun and every rank
+    // The pool dies with its coordinator, even one killed by SIGKILL: mpirun gets
+    // SIGTERM and ends its ranks (else it would register again beside the pool of
+    // the next coordinator, or retry a dead address forever).
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);  // the coordinator died before prctl
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -1,5 +1,7 @@
 #include "server/store.h"
 
+#include <functional>
+
 #include <sqlite3.h>
 
 #include <stdexcept>
@@ -125,18 +127,35 @@ std::vector<StoredJob> Store::load_jobs() {
   return jobs;
 }
 
-void Store::save(int64_t number, const v1::Job& job, const std::vector<v1::JobEvent>& events) {
+namespace {
+
+// Raises a counter in meta to at least `value`.
+void raise_counter(sqlite3* db, const char* key, int64_t value) {
+  Statement(db, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)")
+      .bind(1, std::string(key))
+      .bind(2, value)
+      .run();
+}
+
+}  // namespace
+
+void Store::put_job(int64_t number, const v1::Job& job, const std::vector<v1::JobEvent>& events) {
+  Statement put(db_, "INSERT INTO jobs(number, id, state, job) VALUES(?, ?, ?, ?)"
+                     " ON CONFLICT(number) DO UPDATE SET state = excluded.state, job = excluded.job");
+  put.bind(1, number).bind(2, job.job_id()).bind(3, static_cast<int64_t>(job.state()));
+  put.bind_blob(4, job.SerializeAsString()).run();
+  Statement add(db_, "INSERT INTO events(job_id, seq, training, event) VALUES(?, ?, ?, ?)");
+  for (const auto& e : events) {
+    add.bind(1, e.job_id()).bind(2, e.seq()).bind(3, e.has_training() ? 1 : 0);
+    add.bind_blob(4, e.SerializeAsString()).run();
+  }
+  raise_counter(db_, "next_job", number + 1);
+}
+
+void Store::in_transaction(const std::function<void()>& body) {
   exec("BEGIN IMMEDIATE");
   try {
-    Statement put(db_, "INSERT INTO jobs(number, id, state, job) VALUES(?, ?, ?, ?)"
-                       " ON CONFLICT(number) DO UPDATE SET state = excluded.state, job = excluded.job");
-    put.bind(1, number).bind(2, job.job_id()).bind(3, static_cast<int64_t>(job.state()));
-    put.bind_blob(4, job.SerializeAsString()).run();
-    Statement add(db_, "INSERT INTO events(job_id, seq, training, event) VALUES(?, ?, ?, ?)");
-    for (const auto& e : events) {
-      add.bind(1, e.job_id()).bind(2, e.seq()).bind(3, e.has_training() ? 1 : 0);
-      add.bind_blob(4, e.SerializeAsString()).run();
-    }
+    body();
     exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -144,16 +163,34 @@ void Store::save(int64_t number, const v1::Job& job, const std::vector<v1::JobEv
   }
 }
 
+void Store::save(int64_t number, const v1::Job& job, const std::vector<v1::JobEvent>& events) {
+  in_transaction([&] { put_job(number, job, events); });
+}
+
+void Store::save_sweep_with_jobs(int64_t number, const v1::Sweep& sweep, const std::vector<NewJob>& jobs) {
+  in_transaction([&] {
+    for (const auto& j : jobs) put_job(j.number, j.job, j.events);
+    save_sweep(number, sweep);
+  });
+}
+
+int64_t Store::next_job_number() {
+  Statement s(db_, "SELECT max(coalesce((SELECT value FROM meta WHERE key = 'next_job'), 1),"
+                   " coalesce((SELECT max(number) + 1 FROM jobs), 1))");
+  return s.step() ? s.int64(0) : 1;
+}
+
+int64_t Store::next_sweep_number() {
+  Statement s(db_, "SELECT max(coalesce((SELECT value FROM meta WHERE key = 'next_sweep'), 1),"
+                   " coalesce((SELECT max(number) + 1 FROM sweeps), 1))");
+  return s.step() ? s.int64(0) : 1;
+}
+
 void Store::remove(const std::string& job_id) {
-  exec("BEGIN IMMEDIATE");
-  try {
+  in_transaction([&] {
     Statement(db_, "DELETE FROM events WHERE job_id = ?").bind(1, job_id).run();
     Statement(db_, "DELETE FROM jobs WHERE id = ?").bind(1, job_id).run();
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
+  });
 }
 
 std::vector<v1::Sweep> Store::load_sweeps() {
@@ -167,6 +204,7 @@ void Store::save_sweep(int64_t number, const v1::Sweep& sweep) {
   Statement put(db_, "INSERT INTO sweeps(number, id, sweep) VALUES(?, ?, ?)"
                      " ON CONFLICT(number) DO UPDATE SET sweep = excluded.sweep");
   put.bind(1, number).bind(2, sweep.sweep_id()).bind_blob(3, sweep.SerializeAsString()).run();
+  raise_counter(db_, "next_sweep", number + 1);
 }
 
 std::vector<v1::JobEvent> Store::events(const std::string& job_id, int64_t after_seq, bool training_only,

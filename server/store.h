@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,20 @@ class Store {
   // Inserts or updates the job and appends its new events, in one transaction.
   void save(int64_t number, const prelude::v1::Job& job, const std::vector<prelude::v1::JobEvent>& events);
 
+  // A sweep and all its new jobs (each with its events), in one transaction: after a
+  // crash there is either the whole sweep or nothing of it.
+  struct NewJob {
+    int64_t number;
+    prelude::v1::Job job;
+    std::vector<prelude::v1::JobEvent> events;
+  };
+  void save_sweep_with_jobs(int64_t number, const prelude::v1::Sweep& sweep, const std::vector<NewJob>& jobs);
+
+  // The numbers after the highest job and sweep numbers ever saved (deleted ones
+  // included): ids are never given twice.
+  int64_t next_job_number();
+  int64_t next_sweep_number();
+
   // Removes a job and its events, in one transaction.
   void remove(const std::string& job_id);
 
@@ -55,6 +70,9 @@ class Store {
 
  private:
   void exec(const char* sql);
+  void in_transaction(const std::function<void()>& body);
+  // The job's row, its events and the job counter; inside a transaction.
+  void put_job(int64_t number, const prelude::v1::Job& job, const std::vector<prelude::v1::JobEvent>& events);
   sqlite3* db_ = nullptr;
   std::string path_;
 };

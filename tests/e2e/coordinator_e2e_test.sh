@@ -51,6 +51,12 @@ wait_state() {  # wait_state ID STATE SECONDS
 start_coordinator --spawn-workers 2
 echo "coordinator at $PRELUDE_COORDINATOR"
 
+# A second coordinator on the same database is refused at once, naming the first.
+timeout 10 "$COORD" --listen 127.0.0.1:0 --db "$work/jobs.db" > "$work/second.log" 2>&1; rc=$?
+check "a second coordinator on the same database exits 2" [ "$rc" -eq 2 ]
+check "and names the database and the holder" \
+  grep -q "jobs.db: in use by another coordinator (pid $coord_pid on" "$work/second.log"
+
 id=$(cli submit "$work/quick.json")
 check "submit prints a job id" [ -n "$id" ]
 cli watch "$id" > "$work/watch.txt"; rc=$?
@@ -178,6 +184,17 @@ check "a watcher that joined late saw the whole history: both starts" \
   [ "$(grep -c ' RUNNING started on' "$work/watch-requeue.txt")" -eq 2 ]
 check "the requeue says why" grep -q "QUEUED pool .* stopped responding" "$work/watch-requeue.txt"
 stop_coordinator
+
+# ---- a spawned pool dies with its coordinator, even one killed by SIGKILL
+start_coordinator --spawn-workers 2
+mpirun_pid=""
+for _ in $(seq 100); do mpirun_pid=$(pgrep -x mpirun -P "$coord_pid"); [[ -n $mpirun_pid ]] && break; sleep 0.1; done
+ranks=$(pgrep -d' ' -x prelude-worker -P "$mpirun_pid")
+check "the coordinator spawned its pool (mpirun and 2 ranks)" [ -n "$mpirun_pid" -a "$(echo $ranks | wc -w)" -eq 2 ]
+kill -KILL "$coord_pid"
+gone() { for p in $mpirun_pid $ranks; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+for _ in $(seq 100); do gone && break; sleep 0.1; done
+check "after kill -9 of the coordinator, its mpirun and ranks are gone within 10 s" gone
 
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]] || { fail_dump; exit 1; }

@@ -964,6 +964,41 @@ TEST_F(JobManagerStoreFailureTest, SubmitWhoseWriteFailsLeavesNoJob) {
   EXPECT_FALSE(jm_->acquire(p2, 0ms).has_value()) << "a job whose submit failed was handed to a pool";
 }
 
+TEST_F(JobManagerStoreFailureTest, ASweepWhoseWriteFailsLeavesNothingAndUsesNoId) {
+  v1::SweepSpec sweep;
+  sweep.set_name("atomic");
+  *sweep.mutable_base() = small_spec("base");
+  for (int64_t seed : {1, 2, 3, 4}) sweep.add_seeds(seed);
+  plant_event("job-000003", 1);  // the third point's QUEUED event cannot be written
+  EXPECT_ANY_THROW(jm_->submit_sweep(sweep));
+  remove_event("job-000003", 1);
+  // Nothing of it: no job, no sweep, in memory or (after a restart) on disk.
+  EXPECT_TRUE(jm_->list(0, "", v1::JOB_STATE_UNSPECIFIED).jobs.empty());
+  EXPECT_SERVICE_ERROR(jm_->get_sweep("sweep-000001"), ErrorCode::kNotFound, "sweep-000001");
+  restart();
+  EXPECT_TRUE(jm_->list(0, "", v1::JOB_STATE_UNSPECIFIED).jobs.empty());
+  const v1::SweepStatus st = jm_->submit_sweep(sweep);
+  EXPECT_EQ(st.sweep().sweep_id(), "sweep-000001");
+  ASSERT_EQ(st.jobs_size(), 4);
+  EXPECT_EQ(st.jobs(0).job_id(), "job-000001");
+  EXPECT_EQ(st.jobs(3).job_id(), "job-000004");
+}
+
+TEST_F(JobManagerRestartTest, IdsAreNeverGivenTwiceNotAfterADeleteNorARestart) {
+  submit(0, "a");
+  const std::string b = submit(0, "b");
+  jm_->cancel(b);
+  jm_->remove(b);  // the newest job
+  restart();
+  EXPECT_EQ(submit(0, "c"), "job-000003");
+  v1::SweepSpec sweep;
+  sweep.set_name("s");
+  *sweep.mutable_base() = small_spec("base");
+  const std::string first = jm_->submit_sweep(sweep).sweep().sweep_id();
+  restart();
+  EXPECT_NE(jm_->submit_sweep(sweep).sweep().sweep_id(), first);
+}
+
 TEST_F(JobManagerStoreFailureTest, ReportWhoseWriteFailsLeavesNoGapInTheHistory) {
   const std::string p = register_pool(1);
   const std::string id = submit();
@@ -1278,6 +1313,66 @@ TEST_F(JobManagerListTest, InvalidArgumentsAreRejected) {
   EXPECT_SERVICE_ERROR(jm_->list(1001, "", v1::JOB_STATE_UNSPECIFIED), ErrorCode::kInvalidArgument, "page_size");
   EXPECT_SERVICE_ERROR(jm_->list(2, "", static_cast<v1::JobState>(42)), ErrorCode::kInvalidArgument, "state");
   EXPECT_EQ(jm_->list(1000, "", v1::JOB_STATE_UNSPECIFIED).jobs.size(), 5u);
+}
+
+}  // namespace
+}  // namespace prelude::server
+
+namespace prelude::server {
+namespace {
+
+// Adds field 1000 (unknown to JobSpec, SweepSpec and TrainingEvent) with `bytes` bytes.
+template <typename Message>
+void add_unknown_field(Message* m, size_t bytes) {
+  m->GetReflection()->MutableUnknownFields(m)->AddLengthDelimited(1000, std::string(bytes, 'x'));
+}
+
+template <typename Message>
+bool has_unknown_fields(const Message& m) {
+  return !m.GetReflection()->GetUnknownFields(m).empty();
+}
+
+TEST_F(JobManagerTest, UnknownFieldsAreDroppedAtTheBoundaryNotStoredOrMultiplied) {
+  // 1 MiB of an unknown field: dropped, so neither stored nor sent to pools.
+  v1::JobSpec spec = small_spec("bloated");
+  add_unknown_field(&spec, 1 << 20);
+  const v1::Job job = jm_->submit(spec);
+  EXPECT_FALSE(has_unknown_fields(job.spec()));
+  EXPECT_LT(job.ByteSizeLong(), 4096u);
+  EXPECT_FALSE(has_unknown_fields(jm_->get(job.job_id()).spec()));
+  // In a sweep's base: no point carries it.
+  v1::SweepSpec sweep;
+  sweep.set_name("bloated");
+  *sweep.mutable_base() = small_spec("base");
+  add_unknown_field(sweep.mutable_base(), 1 << 20);
+  for (int64_t seed : {1, 2, 3}) sweep.add_seeds(seed);
+  const v1::SweepStatus st = jm_->submit_sweep(sweep);
+  ASSERT_EQ(st.jobs_size(), 3);
+  for (const auto& j : st.jobs()) EXPECT_FALSE(has_unknown_fields(j.spec())) << j.job_id();
+  EXPECT_FALSE(has_unknown_fields(st.sweep().spec().base()));
+  // In the events a pool reports.
+  const std::string pool = register_pool(1);
+  const auto taken = jm_->acquire(pool, std::chrono::milliseconds(0));
+  ASSERT_TRUE(taken);
+  v1::TrainingEvent e = step_event(5, 1.5);
+  add_unknown_field(&e, 1 << 20);
+  jm_->report(pool, taken->job_id(), {e});
+  for (const auto& stored : jm_->metrics(taken->job_id())) EXPECT_FALSE(has_unknown_fields(stored.training()));
+  EXPECT_FALSE(has_unknown_fields(jm_->get(taken->job_id()).progress()));
+}
+
+TEST_F(JobManagerTest, ASpecLargerThanAnyValidOneIsRefusedBeforeItIsLookedAt) {
+  v1::JobSpec spec = small_spec("huge");
+  spec.mutable_dataset()->set_train_images(std::string(300 << 10, 'a'));
+  try {
+    jm_->submit(spec);
+    FAIL() << "accepted a 300 KiB spec";
+  } catch (const ServiceError& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(std::string(e.what()), "spec: " + std::to_string(spec.ByteSizeLong()) +
+                                         " bytes, more than the 262144 one may have");
+  }
+  EXPECT_TRUE(jm_->list(10, "", v1::JOB_STATE_UNSPECIFIED).jobs.empty());
 }
 
 }  // namespace
