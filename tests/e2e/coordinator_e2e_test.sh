@@ -187,9 +187,14 @@ stop_coordinator
 
 # ---- a spawned pool dies with its coordinator, even one killed by SIGKILL
 start_coordinator --spawn-workers 2
-mpirun_pid=""
-for _ in $(seq 100); do mpirun_pid=$(pgrep -x mpirun -P "$coord_pid"); [[ -n $mpirun_pid ]] && break; sleep 0.1; done
-ranks=$(pgrep -d' ' -x prelude-worker -P "$mpirun_pid")
+# mpirun starts its ranks a moment after it starts: wait for all of them.
+mpirun_pid="" ranks=""
+for _ in $(seq 150); do
+  mpirun_pid=$(pgrep -x mpirun -P "$coord_pid")
+  [[ -n $mpirun_pid ]] && ranks=$(pgrep -d' ' -x prelude-worker -P "$mpirun_pid")
+  [[ $(echo $ranks | wc -w) -eq 2 ]] && break
+  sleep 0.1
+done
 check "the coordinator spawned its pool (mpirun and 2 ranks)" [ -n "$mpirun_pid" -a "$(echo $ranks | wc -w)" -eq 2 ]
 kill -KILL "$coord_pid"
 gone() { for p in $mpirun_pid $ranks; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
