@@ -392,6 +392,7 @@ void JobManager::cancel_locked(Record& r) {
     Record next = r;
     next.job.set_cancel_requested(true);
     commit(r, std::move(next), {});
+    cancel_asked_[r.job.job_id()] = options_.now();
   }
 }
 
@@ -559,6 +560,47 @@ void JobManager::reap_lost_pools() {
     if (jit != jobs_.end() && jit->second.job.state() == v1::RUNNING)
       lose_job(jit->second, "pool " + pool_id + " stopped responding (no heartbeat for " +
                                 seconds_text(options_.heartbeat_timeout) + ")");
+  }
+  expire_cancels();
+}
+
+void JobManager::pool_hung(const std::string& pool_id, const std::string& job_id, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto pit = pools_.find(pool_id);
+  if (pit == pools_.end())
+    throw not_found("pool '" + pool_id + "' is not registered (the coordinator may have restarted): register again");
+  if (pit->second.job_id != job_id)
+    throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+  Record& r = find(job_id);
+  lose_job(r, "pool " + pool_id + " hung (" + (reason.empty() ? std::string("no reason given") : reason) + ")");
+  pools_.erase(pit);  // not before: if the write fails, the pool keeps its job for the next call
+}
+
+void JobManager::expire_cancels() {
+  const auto now = options_.now();
+  for (auto it = cancel_asked_.begin(); it != cancel_asked_.end();) {
+    auto jit = jobs_.find(it->first);
+    if (jit == jobs_.end() || jit->second.job.state() != v1::RUNNING || !jit->second.job.cancel_requested()) {
+      it = cancel_asked_.erase(it);  // ended (or requeued and started afresh) meanwhile
+      continue;
+    }
+    if (now - it->second <= options_.cancel_grace) {
+      ++it;
+      continue;
+    }
+    Record& r = jit->second;
+    const std::string pool_id = r.job.pool_id();
+    try {
+      transition(r, v1::CANCELLED,
+                 "cancelled; pool " + pool_id + " did not stop the job within " +
+                     seconds_text(options_.cancel_grace) + " and is dropped");
+    } catch (const ServiceError&) {
+      ++it;  // not written: nothing changed; tried again on the next round
+      continue;
+    }
+    it = cancel_asked_.erase(it);
+    auto pit = pools_.find(pool_id);
+    if (pit != pools_.end() && pit->second.job_id == r.job.job_id()) pools_.erase(pit);
   }
 }
 

@@ -51,6 +51,10 @@ struct ManagerOptions {
   bool reaper_thread = true;
   // The largest sweep accepted, in jobs.
   int max_sweep_points = 1000;
+  // A cancelled job whose pool has not confirmed the stop this long after the cancel
+  // ends CANCELLED anyway and its pool is dropped: a cancel wins even over a hung
+  // pool. (The pool's own stall watchdog normally ends a hung pool sooner.)
+  std::chrono::milliseconds cancel_grace{315000};
   // Checkpoints kept per job besides its final model: the newest ones.
   int keep_checkpoints = 2;
   // Told of every state change ("job-000003 QUEUED: submitted"), for the log.
@@ -127,8 +131,15 @@ class JobManager {
   void finish(const std::string& pool_id, const std::string& job_id, prelude::v1::JobState state,
               const std::string& error);
 
+  // The pool's stall watchdog fired: its job cannot go on there (a rank hung) and
+  // the pool is going down. The pool is dropped and the job requeued (it resumes from
+  // its latest checkpoint), failed when out of attempts, or CANCELLED when a cancel
+  // was waiting. FAILED_PRECONDITION when the pool does not hold the job.
+  void pool_hung(const std::string& pool_id, const std::string& job_id, const std::string& reason);
+
   // Drops pools silent for longer than the heartbeat timeout; their jobs are
-  // requeued or failed. Called every second by the manager's own thread.
+  // requeued or failed. Ends cancelled jobs whose pools did not stop within
+  // cancel_grace. Called every second by the manager's own thread.
   void reap_lost_pools();
 
   // Checkpoints (their files are the ArtifactStore's; the manager keeps the list in
@@ -192,6 +203,8 @@ class JobManager {
   // write changes nothing.
   void commit(Record& r, Record next, const std::vector<prelude::v1::JobEvent>& events);
   void reaper_loop();
+  // Part of reap_lost_pools: cancels that waited past cancel_grace win.
+  void expire_cancels();
 
   Store& store_;
   const ManagerOptions options_;
@@ -201,6 +214,7 @@ class JobManager {
   std::map<int64_t, std::string> by_number_;  // every job, for listing
   std::set<int64_t> queue_;                    // numbers of QUEUED jobs: FIFO
   std::map<std::string, PoolInfo> pools_;
+  std::map<std::string, SteadyClock::time_point> cancel_asked_;  // RUNNING jobs with a cancel pending
   std::map<std::string, prelude::v1::Sweep> sweeps_;
   int64_t next_sweep_ = 1;
   int64_t next_number_ = 1, next_pool_ = 1, boot_ = 1;

@@ -1,7 +1,7 @@
 // prelude-coordinator: the job service.
 //
 //   prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]
-//                       [--spawn-workers N] [--heartbeat-timeout S] [--max-attempts K]
+//                       [--spawn-workers N] [--heartbeat-timeout S] [--stall-timeout S] [--max-attempts K]
 //
 // Serves prelude.v1.JobService (clients) and prelude.v1.WorkerService (pools) on
 // one port, plus grpc.health.v1.Health and server reflection. Stops cleanly on
@@ -47,6 +47,9 @@ const std::vector<prelude::FlagSpec> kFlags = {
     {"--worker-threads", "T", "threads per rank of that pool (default: cores / N, at least 1)"},
     {"--worker-binary", "PATH", "the prelude-worker to spawn (default: next to this program)"},
     {"--heartbeat-timeout", "S", "drop a pool silent this long and requeue its job (default 15)"},
+    {"--stall-timeout", "S",
+     "a pool whose ranks stop reaching their collectives this long is ended and its job requeued; a cancel wins "
+     "over a pool that does not stop within S + the heartbeat timeout (default 300)"},
     {"--max-attempts", "K", "start a job at most K times when pools are lost (default 3)"},
     {"--port-file", "F", "write the port actually bound to F once serving"},
 };
@@ -55,7 +58,8 @@ std::string usage() {
   return "usage: prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]\n"
          "                           [--artifact-dir DIR] [--keep-checkpoints K]\n"
          "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
-         "                           [--heartbeat-timeout SECONDS] [--max-attempts K] [--port-file F]\n"
+         "                           [--heartbeat-timeout SECONDS] [--stall-timeout SECONDS] [--max-attempts K]\n"
+         "                           [--port-file F]\n"
          "\n"
          "Runs the Prelude job service (gRPC prelude.v1.JobService, health and reflection).\n" +
          prelude::flag_list(kFlags, /*min_width=*/23);  // the column these lines have always had
@@ -67,8 +71,23 @@ struct Flags {
   std::string data_root = "/usr/share/datasets";
   std::string token_file, worker_binary, port_file, artifact_dir;
   int spawn_workers = 0, worker_threads = 0, max_attempts = 3, keep_checkpoints = 2;
-  double heartbeat_timeout = 15;
+  double heartbeat_timeout = 15, stall_timeout = 300;
 };
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+double parse_seconds(const std::string& flag, const std::string& v, double lo, double hi) {
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end || !(x >= lo && x <= hi))
+    throw UserError(flag + ": must be a number of seconds from " + seconds_text(lo) + " to " + seconds_text(hi) +
+                    ", got '" + v + "'");
+  return x;
+}
 
 // Returns nullopt after --help.
 std::optional<Flags> parse_flags(int argc, char** argv) {
@@ -95,12 +114,8 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_whole_number(a, v, 0, 256));
     else if (a == "--worker-threads") f.worker_threads = static_cast<int>(parse_whole_number(a, v, 1, 1024));
     else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_whole_number(a, v, 1, 100));
-    else if (a == "--heartbeat-timeout") {
-      char* end = nullptr;
-      f.heartbeat_timeout = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end || !(f.heartbeat_timeout >= 0.5 && f.heartbeat_timeout <= 3600))
-        throw UserError(a + ": must be a number of seconds from 0.5 to 3600, got '" + v + "'");
-    }
+    else if (a == "--heartbeat-timeout") f.heartbeat_timeout = parse_seconds(a, v, 0.5, 3600);
+    else if (a == "--stall-timeout") f.stall_timeout = parse_seconds(a, v, 1, 86400);
   }
   return f;
 }
@@ -153,6 +168,7 @@ int main(int argc, char** argv) {
   mo.keep_checkpoints = f.keep_checkpoints;
   mo.heartbeat_timeout = std::chrono::milliseconds(static_cast<long>(f.heartbeat_timeout * 1000));
   mo.heartbeat_interval = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(2000), mo.heartbeat_timeout / 4);
+  mo.cancel_grace = std::chrono::milliseconds(static_cast<long>((f.stall_timeout + f.heartbeat_timeout) * 1000));
   if (f.spawn_workers > 0) mo.expected_pool_ranks = {f.spawn_workers};
   mo.log = [](const std::string& line) { std::fprintf(stderr, "prelude-coordinator: %s\n", line.c_str()); };
   JobManager jobs(*store, mo);
@@ -191,6 +207,7 @@ int main(int argc, char** argv) {
     so.coordinator = local_address(f.listen, port);
     so.token_file = f.token_file;
     so.data_root = f.data_root;
+    so.stall_timeout_seconds = f.stall_timeout;
     pool = std::make_unique<PoolSpawner>(so);
   }
 

@@ -36,6 +36,11 @@ std::vector<std::string> pool_command(const SpawnOptions& o, bool as_root) {
   cmd.insert(cmd.end(), {o.worker_binary, "serve", "--coordinator", o.coordinator, "--data-root", o.data_root,
                          "--threads", std::to_string(o.threads_per_rank)});
   if (!o.token_file.empty()) cmd.insert(cmd.end(), {"--token-file", o.token_file});
+  if (o.stall_timeout_seconds > 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", o.stall_timeout_seconds);
+    cmd.insert(cmd.end(), {"--stall-timeout", buf});
+  }
   return cmd;
 }
 

@@ -20,6 +20,7 @@ struct SpawnOptions {
   std::string coordinator;    // address the pool connects to
   std::string token_file;     // empty: none
   std::string data_root;
+  double stall_timeout_seconds = 0;  // > 0: passed as serve --stall-timeout
 };
 
 // The command that starts the pool: the worker alone for one rank, else

@@ -159,7 +159,13 @@ grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v
 
 grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::FinishJobRequest* req,
                                           v1::FinishJobResponse*) {
-  return handle(ctx, auth_, [&] { jobs_.finish(req->pool_id(), req->job_id(), req->state(), req->error()); });
+  return handle(ctx, auth_, [&] {
+    if (req->pool_hung()) {
+      jobs_.pool_hung(req->pool_id(), req->job_id(), req->error());
+    } else {
+      jobs_.finish(req->pool_id(), req->job_id(), req->state(), req->error());
+    }
+  });
 }
 
 grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,

@@ -8,7 +8,9 @@
 // stops the job at the next step when the coordinator says so (cancelled). Errors
 // that every rank sees alike (bad data, divergence, desync) fail the job and the
 // pool takes the next one; anything else ends the pool (MPI_Abort) and the
-// coordinator requeues its job when the heartbeats stop.
+// coordinator requeues its job when the heartbeats stop. A rank left waiting in a
+// collective past --stall-timeout (another rank hung) ends the pool too, rank 0
+// first telling the coordinator, which requeues the job (stall_watchdog.h).
 #include "serve.h"
 
 #include <grpcpp/grpcpp.h>
@@ -34,6 +36,7 @@
 #include "engine/comm.h"
 #include "engine/trainer.h"
 #include "prelude/v1/worker.grpc.pb.h"
+#include "stall_watchdog.h"
 
 namespace prelude {
 
@@ -48,11 +51,15 @@ const std::vector<FlagSpec> kServeFlags = {
     {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
     {"--threads", "N", "compute threads per rank (default: OMP_NUM_THREADS or all cores)"},
     {"--quiet", "", "no training progress on stderr"},
+    {"--stall-timeout", "S",
+     "a rank waiting S seconds in one collective (another rank hung) ends the pool; its job is requeued "
+     "(default 300)"},
 };
 
 std::string serve_usage() {
   return "usage: [mpirun -np N] prelude-worker serve [--coordinator ADDR] [--token-file F]\n"
          "                                          [--data-root DIR] [--threads N] [--quiet]\n"
+         "                                          [--stall-timeout SECONDS]\n"
          "\n"
          "Runs a worker pool of the coordinator: rank 0 takes jobs, every rank trains them.\n" +
          flag_list(kServeFlags);
@@ -63,6 +70,7 @@ struct ServeOptions {
   std::string token;
   std::string data_root = "/usr/share/datasets";
   bool quiet = false;
+  std::chrono::milliseconds stall_timeout{300000};
 };
 
 void log(const std::string& line) { std::fprintf(stderr, "prelude-worker: %s\n", line.c_str()); }
@@ -173,6 +181,30 @@ class CoordinatorLink {
       std::this_thread::sleep_for(500ms);
     }
     log("gave up reporting the end of job " + job_id);
+  }
+
+  // Tells the coordinator that this pool hung on the job and is going down (the
+  // job is requeued). Tries for about 10 s: the pool ends either way.
+  void report_hung(const std::string& job_id, const std::string& reason) {
+    v1::FinishJobRequest req;
+    req.set_pool_id(pool_id());
+    req.set_job_id(job_id);
+    req.set_state(v1::FAILED);
+    req.set_error(reason);
+    req.set_pool_hung(true);
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      v1::FinishJobResponse resp;
+      auto ctx = context(3s);
+      const grpc::Status s = stub_->FinishJob(ctx.get(), req, &resp);
+      if (s.ok()) return;
+      const ErrorCode kind = from_grpc(s.error_code());
+      if (kind != ErrorCode::kUnavailable && kind != ErrorCode::kTimedOut) {
+        log("the coordinator did not take the stall of job " + job_id + ": " + status_text(s));
+        return;
+      }
+      std::this_thread::sleep_for(500ms);
+    }
+    log("could not tell the coordinator that job " + job_id + " stalled");
   }
 
   // Sends a checkpoint of the job in 1 MiB chunks. Returns the call's status.
@@ -403,7 +435,7 @@ class NullSink : public EventSink {
 // Trains one job on every rank; rank 0 reports it. Returns normally unless the
 // pool must end (then every rank has been aborted).
 void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, CoordinatorLink* link,
-             const ServeOptions& o) {
+             const ServeOptions& o, StallWatchdog* watchdog) {
   const v1::Job& job = acquired.job();
   std::unique_ptr<JobReporter> reporter;
   std::unique_ptr<CheckpointUploader> uploader;
@@ -434,6 +466,14 @@ void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, Coordin
     options.init_source = from + "'s checkpoint of step " + std::to_string(step);
     options.init_from = [&, step] { return link->fetch_checkpoint(job.job_id(), from, step, options.init_source); };
   }
+  // Watched from here until training returns on this rank (a stall ends the pool).
+  struct Armed {
+    StallWatchdog* w;
+    ~Armed() {
+      if (w) w->disarm();
+    }
+  } armed{watchdog};
+  if (watchdog) watchdog->arm(job.job_id());
   try {
     const auto summary = run_training(job.spec(), options, reporter ? static_cast<EventSink&>(*reporter) : null_sink);
     if (reporter && reporter->stop_requested())
@@ -451,6 +491,7 @@ void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, Coordin
     if (comm.size() > 1) comm.abort(std::string("prelude-worker: internal error in job ") + job.job_id() + ": " + e.what(), 1);
     state = v1::FAILED, error = std::string("internal error: ") + e.what();
   }
+  if (watchdog) watchdog->disarm();
   if (!reporter) return;
   uploader->close();  // the final model is kept before the job is said to be done
   reporter->close();
@@ -480,6 +521,13 @@ int serve_main(int argc, char** argv) {
       if (a == "--data-root") o.data_root = item->value;
       if (a == "--threads") omp_set_num_threads(parse_threads(item->value));
       if (a == "--quiet") o.quiet = true;
+      if (a == "--stall-timeout") {
+        char* end = nullptr;
+        const double sec = std::strtod(item->value.c_str(), &end);
+        if (item->value.empty() || *end || !(sec >= 1 && sec <= 86400))
+          throw UserError("--stall-timeout: must be a number of seconds from 1 to 86400, got '" + item->value + "'");
+        o.stall_timeout = std::chrono::milliseconds(static_cast<long>(sec * 1000));
+      }
     }
   } catch (const UserError& e) {
     std::fprintf(stderr, "prelude-worker: %s\n%s", e.what(), serve_usage().c_str());
@@ -488,6 +536,33 @@ int serve_main(int argc, char** argv) {
 
   Communicator& comm = Communicator::world();
   std::unique_ptr<CoordinatorLink> link;
+  // The stall watchdog (stall_watchdog.h): with more than one rank, a rank left
+  // waiting in a collective ends the pool. Rank 0 looks first and tells the
+  // coordinator; the others give it 15 s more (when rank 0 itself is what hangs, the
+  // coordinator learns it from the missing heartbeats).
+  std::mutex job_mu;
+  std::string current_job;
+  std::unique_ptr<StallWatchdog> watchdog;
+  if (comm.size() > 1) {
+    StallWatchOptions wo;
+    wo.timeout = o.stall_timeout + (comm.is_root() ? 0s : 15s);
+    wo.warn_after = std::min<std::chrono::milliseconds>(60s, o.stall_timeout / 2);
+    const std::string rank = "rank " + std::to_string(comm.rank());
+    watchdog = std::make_unique<StallWatchdog>(
+        comm.activity(), wo, [rank](const std::string& m) { log(rank + ", " + m); },
+        [&, rank](const std::string& m) {
+          std::string job;
+          {
+            std::lock_guard<std::mutex> lock(job_mu);
+            job = current_job;
+          }
+          // m starts with the job's id: "job-000003: waited 300 s in MPI_Allreduce ...".
+          const std::string what = rank + " " + m.substr(m.find(": ") == std::string::npos ? 0 : m.find(": ") + 2);
+          log(job + ": " + what + "; ending the pool");
+          if (link && !job.empty()) link->report_hung(job, what);
+          comm.abort("prelude-worker: " + job + ": " + what + "; the pool ends", 3);
+        });
+  }
   try {
     if (comm.is_root()) {
       link = std::make_unique<CoordinatorLink>(o);
@@ -499,7 +574,11 @@ int serve_main(int argc, char** argv) {
       comm.broadcast_bytes_idle(&bytes);
       v1::AcquireJobResponse acquired;
       if (!acquired.ParseFromString(bytes)) throw std::runtime_error("a job did not reach every rank intact");
-      run_job(acquired, comm, link.get(), o);
+      {
+        std::lock_guard<std::mutex> lock(job_mu);
+        current_job = acquired.job().job_id();
+      }
+      run_job(acquired, comm, link.get(), o, watchdog.get());
     }
   } catch (const std::exception& e) {
     const int code = dynamic_cast<const UserError*>(&e) ? 2 : 1;

@@ -801,6 +801,102 @@ TEST_F(JobManagerTest, CancelRequestedJobWhosePoolIsLostIsCancelled) {
   EXPECT_TRUE(job.has_end_time());
 }
 
+// ================================================================ hung pools (stall watchdog, cancel grace)
+
+TEST_F(JobManagerTest, HungPoolIsDroppedAndItsJobRequeuedForAnotherPool) {
+  const std::string p1 = register_pool(2), p2 = register_pool(2);
+  const std::string id = submit();
+  take(p1);
+  jm_->report(p1, id, {step_event(40, 1.0)});
+  jm_->pool_hung(p1, id, "rank 0 waited 4 s in MPI_Allreduce for the other ranks");
+  const v1::Job job = jm_->get(id);
+  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_EQ(job.attempts(), 1);
+  const std::string reason = last_event(id).state_change().reason();
+  EXPECT_TRUE(contains(reason, "pool " + p1 + " hung (rank 0 waited 4 s in MPI_Allreduce")) << reason;
+  EXPECT_TRUE(contains(reason, "requeued after attempt 1 of 3")) << reason;
+  // The pool is gone at once (it is going down): it cannot take the job back.
+  EXPECT_EQ(pool_info(p1), nullptr);
+  EXPECT_SERVICE_ERROR(jm_->acquire(p1, 0ms), ErrorCode::kNotFound, p1);
+  EXPECT_EQ(take(p2).attempts(), 2);
+}
+
+TEST_F(JobManagerTest, HungPoolOfACancelledJobEndsItCancelled) {
+  const std::string p = register_pool(2);
+  const std::string id = submit();
+  take(p);
+  jm_->cancel(id);
+  jm_->pool_hung(p, id, "rank 0 waited 4 s in MPI_Wait");
+  EXPECT_EQ(jm_->get(id).state(), v1::CANCELLED);
+  EXPECT_TRUE(contains(jm_->get(id).error(), "hung")) << jm_->get(id).error();
+}
+
+TEST_F(JobManagerTest, HungPoolOnTheLastAttemptFailsTheJob) {
+  max_attempts_ = 1;
+  start();
+  const std::string p = register_pool(2);
+  const std::string id = submit();
+  take(p);
+  jm_->pool_hung(p, id, "rank 0 waited 4 s in MPI_Allreduce");
+  EXPECT_EQ(jm_->get(id).state(), v1::FAILED);
+  EXPECT_TRUE(contains(jm_->get(id).error(), "attempt 1 of 1; giving up")) << jm_->get(id).error();
+}
+
+TEST_F(JobManagerTest, HungReportForAJobThePoolDoesNotHoldIsRefused) {
+  const std::string p1 = register_pool(2), p2 = register_pool(2);
+  const std::string a = submit(), b = submit();
+  take(p1);
+  take(p2);
+  EXPECT_SERVICE_ERROR(jm_->pool_hung(p1, b, "x"), ErrorCode::kFailedPrecondition, b);
+  EXPECT_SERVICE_ERROR(jm_->pool_hung("pool-9.9", a, "x"), ErrorCode::kNotFound, "pool-9.9");
+  EXPECT_EQ(jm_->get(a).state(), v1::RUNNING);
+  EXPECT_EQ(jm_->get(b).state(), v1::RUNNING);
+  EXPECT_NE(pool_info(p1), nullptr);
+}
+
+TEST_F(JobManagerTest, CancelWinsOverAPoolThatKeepsReportingButNeverStops) {
+  const std::string p = register_pool(2);
+  const std::string id = submit();
+  take(p);
+  jm_->cancel(id);
+  // The pool heartbeats (its reporter thread lives) but training never reaches a
+  // step: the cancel waits out the grace, then wins.
+  const auto grace = ManagerOptions().cancel_grace;
+  for (auto waited = 0ms; waited + kTimeout <= grace; waited += kTimeout) {
+    clock_.advance(kTimeout);
+    EXPECT_TRUE(jm_->report(p, id, {}));
+    jm_->reap_lost_pools();
+    ASSERT_EQ(jm_->get(id).state(), v1::RUNNING) << "after " << waited.count() << " ms";
+  }
+  clock_.advance(grace % kTimeout + 1ms);
+  EXPECT_TRUE(jm_->report(p, id, {}));
+  jm_->reap_lost_pools();
+  const v1::Job job = jm_->get(id);
+  EXPECT_EQ(job.state(), v1::CANCELLED);
+  EXPECT_TRUE(contains(job.error(), "did not stop the job within 315 s and is dropped")) << job.error();
+  // The pool is dropped: it is told so and stops whatever it was doing.
+  EXPECT_EQ(pool_info(p), nullptr);
+  EXPECT_SERVICE_ERROR(jm_->report(p, id, {}), ErrorCode::kNotFound, p);
+}
+
+TEST_F(JobManagerTest, CancelGraceCountsFromTheCancelNotTheStart) {
+  const std::string p = register_pool(2);
+  const std::string id = submit();
+  take(p);
+  const auto grace = ManagerOptions().cancel_grace;
+  for (auto t = 0ms; t <= grace; t += kTimeout) {  // a long healthy run first
+    clock_.advance(kTimeout);
+    jm_->report(p, id, {step_event(1, 1.0)});
+  }
+  jm_->cancel(id);
+  clock_.advance(kTimeout);
+  jm_->report(p, id, {});
+  jm_->reap_lost_pools();
+  EXPECT_EQ(jm_->get(id).state(), v1::RUNNING);  // still its pool's to stop
+  jm_->finish(p, id, v1::CANCELLED, "stopped at step 2");
+  EXPECT_EQ(jm_->get(id).error(), "cancelled; stopped at step 2");
+}
+
 TEST_F(JobManagerTest, PoolAskingForWorkWhileHoldingAJobLosesIt) {
   const std::string p = register_pool(2);
   const std::string id = submit();

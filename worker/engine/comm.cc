@@ -30,7 +30,30 @@ void finalize_at_exit() {
   if (!finalized) MPI_Finalize();
 }
 
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
+
+// Marks this rank as waiting in a collective for as long as it lives (two clock
+// reads and a few relaxed stores per collective: nothing next to the call itself).
+class CollectiveScope {
+ public:
+  CollectiveScope(Communicator& c, const char* what) : a_(c.activity_) {
+    a_.waiting_in.store(what, std::memory_order_relaxed);
+    a_.waiting_since_ns.store(steady_ns(), std::memory_order_release);
+  }
+  ~CollectiveScope() {
+    a_.last_done_ns.store(steady_ns(), std::memory_order_relaxed);
+    a_.done.fetch_add(1, std::memory_order_relaxed);
+    a_.waiting_since_ns.store(0, std::memory_order_release);
+  }
+
+ private:
+  Communicator::Activity& a_;
+};
 
 struct Communicator::Pending::Impl {
   MPI_Request request = MPI_REQUEST_NULL;
@@ -65,11 +88,13 @@ Communicator& Communicator::single_process() {
 
 void Communicator::broadcast(float* data, size_t n, int root) {
   if (!mpi_ || size_ == 1) return;
+  CollectiveScope scope(*this, "MPI_Bcast");
   check(MPI_Bcast(data, static_cast<int>(n), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
 void Communicator::broadcast_bytes(std::string* bytes, int root) {
   if (!mpi_ || size_ == 1) return;
+  CollectiveScope scope(*this, "MPI_Bcast");
   uint64_t len = bytes->size();
   check(MPI_Bcast(&len, 1, MPI_UINT64_T, root, MPI_COMM_WORLD), "MPI_Bcast");
   bytes->resize(len);
@@ -93,6 +118,7 @@ void Communicator::broadcast_bytes_idle(std::string* bytes, int root, int poll_m
 void Communicator::allreduce_sum(float* data, size_t n) {
   if (!mpi_ || size_ == 1) return;
   bytes_reduced_ += n * sizeof(float);
+  CollectiveScope scope(*this, "MPI_Allreduce");
   check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Allreduce");
 }
@@ -100,6 +126,7 @@ void Communicator::allreduce_sum(float* data, size_t n) {
 void Communicator::allreduce_sum(double* data, size_t n) {
   if (!mpi_ || size_ == 1) return;
   bytes_reduced_ += n * sizeof(double);
+  CollectiveScope scope(*this, "MPI_Allreduce");
   check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
         "MPI_Allreduce");
 }
@@ -125,6 +152,7 @@ Communicator::Pending Communicator::start_allreduce_mean(float* data, size_t n) 
 
 void Communicator::wait(Pending& p) {
   if (!mpi_ || size_ == 1 || p.impl_->request == MPI_REQUEST_NULL) return;
+  CollectiveScope scope(*this, "MPI_Wait (a gradient bucket's allreduce)");
   check(MPI_Wait(&p.impl_->request, MPI_STATUS_IGNORE), "MPI_Wait");
   const float inv = 1.0f / static_cast<float>(size_);
   for (size_t i = 0; i < p.impl_->n; ++i) p.impl_->data[i] *= inv;
@@ -134,6 +162,7 @@ bool Communicator::all_equal(uint64_t checksum) {
   if (!mpi_ || size_ == 1) return true;
   // min and max in one call: a checksum and its complement, both minimised.
   uint64_t v[2] = {checksum, ~checksum};
+  CollectiveScope scope(*this, "MPI_Allreduce");
   check(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
   return v[0] == checksum && ~v[1] == checksum;
 }

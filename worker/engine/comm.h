@@ -8,6 +8,7 @@
 // comparison that catches ranks drifting apart. mpi.h stays out of this header.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -65,11 +66,26 @@ class Communicator {
   // Bytes this rank has put into allreduces so far (none alone).
   uint64_t bytes_reduced() const { return bytes_reduced_; }
 
+  // Where this rank is in its collectives, for a stall watchdog on another thread
+  // (worker/stall_watchdog.h, after Horovod's stall inspector): the collective it
+  // waits in now and since when, and when it last left one. Only collectives of a
+  // job count: broadcast_bytes_idle (a pool waiting for work) does not. Times are
+  // steady_clock nanoseconds; 0 means never / not waiting.
+  struct Activity {
+    std::atomic<int64_t> waiting_since_ns{0};
+    std::atomic<const char*> waiting_in{nullptr};  // a static name: "MPI_Allreduce", ...
+    std::atomic<int64_t> last_done_ns{0};
+    std::atomic<uint64_t> done{0};                // collectives completed
+  };
+  const Activity& activity() const { return activity_; }
+
  private:
+  friend class CollectiveScope;
   Communicator() = default;
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;
   uint64_t bytes_reduced_ = 0;
+  Activity activity_;
 };
 
 // 64-bit FNV-1a of raw bytes, for comparing parameters across ranks.
