@@ -154,7 +154,8 @@ const JobManager::Record& JobManager::find(const std::string& job_id) const {
 PoolInfo& JobManager::find_pool(const std::string& pool_id) {
   auto it = pools_.find(pool_id);
   if (it == pools_.end())
-    throw not_found("pool " + echoed(pool_id) + " is not registered (the coordinator may have restarted): register again");
+    throw not_found("pool " + echoed(pool_id) +
+                    " is not registered (the coordinator may have restarted): register again");
   return it->second;
 }
 
@@ -684,7 +685,8 @@ void JobManager::check_holds(const std::string& pool_id, const std::string& job_
   std::lock_guard<std::mutex> lock(mu_);
   auto pit = pools_.find(pool_id);
   if (pit == pools_.end())
-    throw not_found("pool " + echoed(pool_id) + " is not registered (the coordinator may have restarted): register again");
+    throw not_found("pool " + echoed(pool_id) +
+                    " is not registered (the coordinator may have restarted): register again");
   find(job_id);
   if (pit->second.job_id != job_id)
     throw failed_precondition("job " + echoed(job_id) + " is not running on pool " + pool_id);
