@@ -142,8 +142,16 @@ int cancel(Session& session, const CommandLine& line) {
 
 int metrics(Session& session, const CommandLine& line) {
   const std::string format = parse_choice("--format", line.value_or("--format", "csv"), {"csv", "json"});
-  const v1::GetMetricsResponse response = session.coordinator().get_metrics(job_id_argument(line, "metrics"));
-  session.console().out << (format == "csv" ? metrics_csv(response) : metrics_json_lines(response));
+  const std::string which = line.value_or("--attempt", "latest");
+  const bool all = which == "all";
+  const int attempt = all || which == "latest" ? 0 : parse_count("--attempt", which, 1, 1000000);
+  const std::string& id = job_id_argument(line, "metrics");
+  const v1::GetMetricsResponse response = session.coordinator().get_metrics(id, attempt, all);
+  // A job that trained more than once: say which attempt this is, and how to see the others.
+  if (!all && !line.has("--attempt") && response.job().attempts() > 1)
+    session.console().err << "prelude: " << id << ": attempt " << response.attempt() << " of "
+                          << response.job().attempts() << " (--attempt N or --attempt all for the others)\n";
+  session.console().out << (format == "csv" ? metrics_csv(response, all) : metrics_json_lines(response, all));
   return kExitOk;
 }
 
@@ -297,9 +305,15 @@ const std::vector<CommandSpec>& commands() {
        "(an empty cell where the event has no value; a summary row gives its step count as step and\n"
        "its training images/s as images_per_second). json: every training event, diagnostics and\n"
        "learned slopes (alphas) included, one JSON object per line with proto field names: the\n"
-       "lines `prelude-worker run` prints.",
-       {{"--format", "FORMAT", "csv (default) or json"}},
-       {"prelude metrics job-000001 > curves.csv", "prelude metrics job-000001 --format json | jq -c .alphas"},
+       "lines `prelude-worker run` prints.\n"
+       "A job requeued after losing its pool trains again (from its checkpoint, or from the start):\n"
+       "by default only its latest attempt is printed (stderr says which, when there were several);\n"
+       "--attempt N prints attempt N, --attempt all every attempt, with a first column (csv) or\n"
+       "field (json) `attempt`. The history is fetched in pages, however long it is.",
+       {{"--format", "FORMAT", "csv (default) or json"},
+        {"--attempt", "N|all", "which attempt: a number, or all (default: the latest)"}},
+       {"prelude metrics job-000001 > curves.csv", "prelude metrics job-000001 --format json | jq -c .alphas",
+        "prelude metrics job-000001 --attempt all"},
        metrics},
       {"checkpoints",
        {"ID"},

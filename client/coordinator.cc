@@ -2,17 +2,21 @@
 
 #include <chrono>
 #include <cstdio>
+#include <set>
 
 #include "common/bearer.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
+#include "common/text.h"
 
 namespace prelude::client {
 
 namespace v1 = prelude::v1;
 
 CallError::CallError(grpc::StatusCode code, const std::string& message)
-    : std::runtime_error(status_text(code, message)), code_(code), message_(message) {}
+    : std::runtime_error(status_text(code, escape_control(message, true))),
+      code_(code),
+      message_(escape_control(message, true)) {}
 
 namespace {
 
@@ -39,6 +43,7 @@ Response Coordinator::unary(Method method, const Request& request) {
   Response response;
   const grpc::Status status = ((*stub_).*method)(&context, request, &response);
   if (!status.ok()) throw error(status);
+  escape_strings(&response, /*keep_layout=*/true);
   return response;
 }
 
@@ -64,10 +69,24 @@ v1::Job Coordinator::cancel_job(const std::string& job_id) {
   return unary<v1::CancelJobRequest, v1::Job>(&v1::JobService::Stub::CancelJob, request);
 }
 
-v1::GetMetricsResponse Coordinator::get_metrics(const std::string& job_id) {
+v1::GetMetricsResponse Coordinator::get_metrics(const std::string& job_id, int attempt, bool all_attempts) {
   v1::GetMetricsRequest request;
   request.set_job_id(job_id);
-  return unary<v1::GetMetricsRequest, v1::GetMetricsResponse>(&v1::JobService::Stub::GetMetrics, request);
+  request.set_attempt(attempt);
+  request.set_all_attempts(all_attempts);
+  v1::GetMetricsResponse all;
+  std::set<std::string> tokens_seen;  // a coordinator that hands out a token twice would loop forever
+  for (bool first = true;; first = false) {
+    v1::GetMetricsResponse page =
+        unary<v1::GetMetricsRequest, v1::GetMetricsResponse>(&v1::JobService::Stub::GetMetrics, request);
+    if (first) all.set_attempt(page.attempt());
+    *all.mutable_job() = std::move(*page.mutable_job());
+    for (auto& e : *page.mutable_events()) *all.add_events() = std::move(e);
+    const std::string& token = page.next_page_token();
+    if (token.empty() || !tokens_seen.insert(token).second) break;
+    request.set_page_token(token);
+  }
+  return all;
 }
 
 v1::SweepStatus Coordinator::submit_sweep(const v1::SweepSpec& sweep) {

@@ -1,6 +1,8 @@
 // The client's connection to the coordinator's JobService: an insecure channel,
 // the bearer token on every call, a deadline on unary calls, and failed calls
-// turned into CallErrors that say what went wrong.
+// turned into CallErrors that say what went wrong. Whatever comes back (messages,
+// stream messages, error messages) has its control characters escaped here, once
+// for every command: nothing from the server drives the user's terminal.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -10,6 +12,7 @@
 #include <string>
 
 #include "client/options.h"
+#include "common/message_text.h"
 #include "prelude/v1/service.grpc.pb.h"
 
 namespace prelude::client {
@@ -39,7 +42,9 @@ class Coordinator {
   prelude::v1::Job get_job(const std::string& job_id);
   prelude::v1::ListJobsResponse list_jobs(const prelude::v1::ListJobsRequest& request);
   prelude::v1::Job cancel_job(const std::string& job_id);
-  prelude::v1::GetMetricsResponse get_metrics(const std::string& job_id);
+  // The job's training history, every page of it: of the latest attempt, of
+  // `attempt` (> 0), or of all attempts. The response's job is the last page's.
+  prelude::v1::GetMetricsResponse get_metrics(const std::string& job_id, int attempt = 0, bool all_attempts = false);
   prelude::v1::SweepStatus submit_sweep(const prelude::v1::SweepSpec& sweep);
   prelude::v1::SweepStatus get_sweep(const std::string& sweep_id);
   prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
@@ -58,8 +63,13 @@ class Coordinator {
       context_.TryCancel();
       reader_->Finish();
     }
-    // False at the end of the stream; then finish() tells why.
-    bool next(Message* message) { return reader_->Read(message); }
+    // False at the end of the stream; then finish() tells why. Control characters
+    // in its strings are escaped (it may be printed on a terminal).
+    bool next(Message* message) {
+      if (!reader_->Read(message)) return false;
+      escape_strings(message, /*keep_layout=*/true);
+      return true;
+    }
     grpc::Status finish() {
       finished_ = true;
       return reader_->Finish();

@@ -425,8 +425,8 @@ const char* const kMetricsCsvHeader =
     "event,epoch,step,loss,accuracy,learning_rate,train_loss,train_accuracy,test_loss,test_accuracy,"
     "images_per_second";
 
-std::string metrics_csv(const v1::GetMetricsResponse& metrics) {
-  std::string csv = std::string(kMetricsCsvHeader) + "\n";
+std::string metrics_csv(const v1::GetMetricsResponse& metrics, bool with_attempt) {
+  std::string csv = (with_attempt ? "attempt," : "") + std::string(kMetricsCsvHeader) + "\n";
   for (const auto& event : metrics.events()) {
     if (!event.has_training()) continue;
     const auto& e = event.training();
@@ -451,17 +451,24 @@ std::string metrics_csv(const v1::GetMetricsResponse& metrics) {
         cell(e.has_test_accuracy(), e.test_accuracy()),
         cell(has_speed, speed),
     };
-    std::string line;
+    std::string line = with_attempt ? std::to_string(event.attempt()) + "," : "";
     for (size_t i = 0; i < row.size(); ++i) line += (i ? "," : "") + row[i];
     csv += line + "\n";
   }
   return csv;
 }
 
-std::string metrics_json_lines(const v1::GetMetricsResponse& metrics) {
+std::string metrics_json_lines(const v1::GetMetricsResponse& metrics, bool with_attempt) {
   std::string lines;
-  for (const auto& event : metrics.events())
-    if (event.has_training()) lines += to_json(event.training(), /*proto_names=*/true, /*indent=*/false);
+  for (const auto& event : metrics.events()) {
+    if (!event.has_training()) continue;
+    std::string line = to_json(event.training(), /*proto_names=*/true, /*indent=*/false);
+    if (with_attempt && line.rfind("{", 0) == 0) {
+      const bool empty = line.compare(0, 2, "{}") == 0;
+      line = "{\"attempt\":" + std::to_string(event.attempt()) + (empty ? "" : ",") + line.substr(1);
+    }
+    lines += line;
+  }
   return lines;
 }
 

@@ -67,11 +67,13 @@ std::string download_line(const std::string& written_to, const std::string& job_
 extern const char* const kMetricsCsvHeader;
 // One row per training event of kind step, epoch or summary (diagnostics are left
 // out), unset values as empty cells. A summary row gives its `steps` as the step and
-// its `train_images_per_second` as images_per_second.
-std::string metrics_csv(const prelude::v1::GetMetricsResponse& metrics);
+// its `train_images_per_second` as images_per_second. with_attempt (the events of
+// every attempt): a first column, `attempt`.
+std::string metrics_csv(const prelude::v1::GetMetricsResponse& metrics, bool with_attempt = false);
 // One JSON object per line per training event (every kind), with proto field names:
-// the same lines `prelude-worker run` prints.
-std::string metrics_json_lines(const prelude::v1::GetMetricsResponse& metrics);
+// the same lines `prelude-worker run` prints; with_attempt, each begins with
+// "attempt": N.
+std::string metrics_json_lines(const prelude::v1::GetMetricsResponse& metrics, bool with_attempt = false);
 
 // ---- watch
 

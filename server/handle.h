@@ -13,6 +13,7 @@ class TokenAuth;
 // Runs a handler body: checks the caller's token (when `auth` is given), then
 // `body`; every ServiceError becomes its status code with its message, a
 // UserError INVALID_ARGUMENT, anything else INTERNAL. Nothing escapes to gRPC.
+// Messages go out with control characters escaped and cut at 4 KiB.
 grpc::Status handle(grpc::ServerContext* context, const TokenAuth* auth, const std::function<void()>& body);
 
 }  // namespace prelude::server

@@ -8,7 +8,9 @@
 
 #include "common/errors.h"
 #include "common/job_state.h"
+#include "common/message_text.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "artifacts/resume_check.h"
 #include "spec/data_files.h"
 #include "spec/events.h"
@@ -24,6 +26,9 @@ namespace {
 
 constexpr int kDefaultPageSize = 50, kMaxPageSize = 1000;
 constexpr int kWatchBatch = 500;
+// GetMetrics pages: well under the 4 MiB clients accept by default, whatever the events.
+constexpr int kDefaultMetricsPage = 5000, kMaxMetricsPage = 20000;
+constexpr size_t kMaxMetricsPageBytes = 1 << 20;
 
 std::string job_id_for(int64_t number) {
   char buf[32];
@@ -49,6 +54,10 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 
 JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), options_(std::move(options)) {
   boot_ = store_.next_boot();
+  // A clean stop cut the running attempts short through no fault of their jobs; a
+  // crash may have been caused by one, so its attempts count (a job that crashes the
+  // coordinator cannot do so forever).
+  const bool clean_stop = store_.take_clean_stop();
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& stored : store_.load_jobs()) {
     Record r{stored.number, std::move(stored.job), stored.last_seq};
@@ -57,7 +66,18 @@ JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), op
     by_number_[r.number] = id;
     auto& rec = jobs_[id] = std::move(r);
     if (rec.job.state() == v1::QUEUED) queue_.insert(rec.number);
-    if (rec.job.state() == v1::RUNNING) lose_job(rec, "the coordinator restarted while the job was running");
+    if (rec.job.state() != v1::RUNNING) continue;
+    if (!clean_stop) {
+      lose_job(rec, "the coordinator restarted after stopping abruptly (a crash or kill) while the job was running");
+    } else if (rec.job.cancel_requested()) {
+      transition(rec, v1::CANCELLED, "cancelled; the coordinator restarted while the job was running");
+    } else {
+      transition(rec, v1::QUEUED,
+                 "the coordinator restarted while the job was running; requeued, attempt " +
+                     std::to_string(rec.job.attempts()) + " not counted against the limit of " +
+                     std::to_string(options_.max_attempts) + " (cut short by the restart)",
+                 [](v1::Job& job) { job.set_uncounted_attempts(job.uncounted_attempts() + 1); });
+    }
   }
   for (auto& sweep : store_.load_sweeps()) {
     const std::string id = sweep.sweep_id();
@@ -72,20 +92,46 @@ JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), op
 JobManager::~JobManager() {
   shutdown();
   if (reaper_.joinable()) reaper_.join();
+  try {
+    std::lock_guard<std::mutex> lock(mu_);
+    store_.mark_clean_stop();
+  } catch (const std::exception&) {
+    // Unmarked, the next start counts the running attempts as a crash would: the safe side.
+  }
 }
 
 void JobManager::shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     shutdown_ = true;
+    for (auto& [key, waiters] : waiters_) waiters.cv.notify_all();
   }
-  changed_.notify_all();
+  queue_changed_.notify_all();
+  stopping_.notify_all();
+}
+
+bool JobManager::wait_for(std::unique_lock<std::mutex>& lock, const std::string& key,
+                          SteadyClock::time_point deadline) {
+  auto it = waiters_.try_emplace(key).first;  // map nodes stay put while others come and go
+  ++it->second.count;
+  const bool woken = it->second.cv.wait_until(lock, deadline) == std::cv_status::no_timeout;
+  if (--it->second.count == 0) waiters_.erase(it);
+  if (woken && options_.on_wakeup) options_.on_wakeup(key);
+  return woken;
+}
+
+void JobManager::notify_job(const v1::Job& job) {
+  auto it = waiters_.find(job.job_id());
+  if (it != waiters_.end()) it->second.cv.notify_all();
+  if (job.sweep_id().empty()) return;
+  it = waiters_.find(job.sweep_id());
+  if (it != waiters_.end()) it->second.cv.notify_all();
 }
 
 void JobManager::reaper_loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!shutdown_) {
-    changed_.wait_for(lock, std::chrono::seconds(1));
+    stopping_.wait_for(lock, std::chrono::seconds(1));
     if (shutdown_) break;
     lock.unlock();
     reap_lost_pools();
@@ -97,7 +143,7 @@ void JobManager::reaper_loop() {
 
 JobManager::Record& JobManager::find(const std::string& job_id) {
   auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) throw not_found("job '" + job_id + "' does not exist");
+  if (it == jobs_.end()) throw not_found("job " + echoed(job_id) + " does not exist");
   return it->second;
 }
 
@@ -108,7 +154,8 @@ const JobManager::Record& JobManager::find(const std::string& job_id) const {
 PoolInfo& JobManager::find_pool(const std::string& pool_id) {
   auto it = pools_.find(pool_id);
   if (it == pools_.end())
-    throw not_found("pool '" + pool_id + "' is not registered (the coordinator may have restarted): register again");
+    throw not_found("pool " + echoed(pool_id) +
+                    " is not registered (the coordinator may have restarted): register again");
   return it->second;
 }
 
@@ -116,6 +163,7 @@ v1::JobEvent JobManager::new_event(Record& r) {
   v1::JobEvent e;
   e.set_job_id(r.job.job_id());
   e.set_seq(++r.last_seq);
+  e.set_attempt(r.job.attempts());
   *e.mutable_time() = TimeUtil::GetCurrentTime();
   return e;
 }
@@ -124,11 +172,11 @@ void JobManager::commit(Record& r, Record next, const std::vector<v1::JobEvent>&
   store_.save(next.number, next.job, events);  // throws: nothing changed, in memory or on disk
   r = std::move(next);
   if (r.job.state() == v1::QUEUED) {
-    queue_.insert(r.number);
+    if (queue_.insert(r.number).second) queue_changed_.notify_all();  // a job for waiting pools
   } else {
     queue_.erase(r.number);
   }
-  changed_.notify_all();
+  notify_job(r.job);
 }
 
 void JobManager::transition(Record& r, v1::JobState state, const std::string& reason,
@@ -156,17 +204,28 @@ void JobManager::transition(Record& r, v1::JobState state, const std::string& re
   if (options_.log) options_.log(r.job.job_id() + " " + state_name(state) + ": " + reason);
 }
 
+namespace {
+
+// "attempt 2 of 3"; with attempts a restart cut short, which count:
+// "attempt 5 (2 of 3 counted, 3 cut short by coordinator restarts)".
+std::string attempt_text(const v1::Job& job, int max_attempts) {
+  const int counted = job.attempts() - job.uncounted_attempts();
+  if (job.uncounted_attempts() == 0)
+    return "attempt " + std::to_string(job.attempts()) + " of " + std::to_string(max_attempts);
+  return "attempt " + std::to_string(job.attempts()) + " (" + std::to_string(counted) + " of " +
+         std::to_string(max_attempts) + " counted, " + std::to_string(job.uncounted_attempts()) +
+         " cut short by coordinator restarts)";
+}
+
+}  // namespace
+
 void JobManager::lose_job(Record& r, const std::string& reason) {
   if (r.job.cancel_requested()) {
     transition(r, v1::CANCELLED, "cancelled; " + reason);
-  } else if (r.job.attempts() >= options_.max_attempts) {
-    transition(r, v1::FAILED,
-               reason + " during attempt " + std::to_string(r.job.attempts()) + " of " +
-                   std::to_string(options_.max_attempts) + "; giving up");
+  } else if (r.job.attempts() - r.job.uncounted_attempts() >= options_.max_attempts) {
+    transition(r, v1::FAILED, reason + " during " + attempt_text(r.job, options_.max_attempts) + "; giving up");
   } else {
-    transition(r, v1::QUEUED,
-               reason + "; requeued after attempt " + std::to_string(r.job.attempts()) + " of " +
-                   std::to_string(options_.max_attempts));
+    transition(r, v1::QUEUED, reason + "; requeued after " + attempt_text(r.job, options_.max_attempts));
   }
 }
 
@@ -244,7 +303,7 @@ JobManager::Record& JobManager::insert(Record r) {
   next_number_ = std::max(next_number_, r.number + 1);
   if (options_.log) options_.log(id + " QUEUED: submitted");
   Record& stored = jobs_[id] = std::move(r);
-  changed_.notify_all();
+  queue_changed_.notify_all();
   return stored;
 }
 
@@ -295,7 +354,7 @@ v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
 
 v1::SweepStatus JobManager::sweep_status(const std::string& sweep_id) const {
   auto it = sweeps_.find(sweep_id);
-  if (it == sweeps_.end()) throw not_found("sweep '" + sweep_id + "' does not exist");
+  if (it == sweeps_.end()) throw not_found("sweep " + echoed(sweep_id) + " does not exist");
   v1::SweepStatus status;
   *status.mutable_sweep() = it->second;
   for (const auto& id : it->second.job_ids())
@@ -323,14 +382,14 @@ std::optional<v1::SweepStatus> JobManager::wait_sweep(const std::string& sweep_i
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     auto it = sweeps_.find(sweep_id);
-    if (it == sweeps_.end()) throw not_found("sweep '" + sweep_id + "' does not exist");
+    if (it == sweeps_.end()) throw not_found("sweep " + echoed(sweep_id) + " does not exist");
     const int64_t now = sweep_version(it->second);
     if (now > *version) {
       *version = now;
       return sweep_status(sweep_id);
     }
     if (shutdown_) throw unavailable("the coordinator is shutting down");
-    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) return std::nullopt;
+    if (!wait_for(lock, sweep_id, deadline)) return std::nullopt;
   }
 }
 
@@ -358,7 +417,7 @@ JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobSt
   if (!page_token.empty()) {
     char* end = nullptr;
     below = std::strtoll(page_token.c_str(), &end, 10);
-    if (*end || below <= 0) throw invalid_argument("page_token: not a token from ListJobs: '" + page_token + "'");
+    if (*end || below <= 0) throw invalid_argument("page_token: not a token from ListJobs: " + echoed(page_token));
   }
   std::lock_guard<std::mutex> lock(mu_);
   JobPage page;
@@ -380,7 +439,7 @@ v1::Job JobManager::cancel(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
   Record& r = find(job_id);
   if (r.job.state() != v1::CANCELLED && is_final(r.job.state()))
-    throw failed_precondition("job '" + job_id + "' has already ended (" + state_name(r.job.state()) + ")");
+    throw failed_precondition("job " + echoed(job_id) + " has already ended (" + state_name(r.job.state()) + ")");
   cancel_locked(r);
   return r.job;
 }
@@ -402,6 +461,51 @@ std::vector<v1::JobEvent> JobManager::metrics(const std::string& job_id) const {
   return store_.events(job_id, 0, true);
 }
 
+MetricsPage JobManager::metrics_page(const std::string& job_id, int attempt, bool all_attempts, int page_size,
+                                     const std::string& page_token) const {
+  if (page_size < 0 || page_size > kMaxMetricsPage)
+    throw invalid_argument("page_size: must be between 0 and " + std::to_string(kMaxMetricsPage) + ", got " +
+                           std::to_string(page_size));
+  if (attempt < 0) throw invalid_argument("attempt: must not be negative, got " + std::to_string(attempt));
+  if (page_size == 0) page_size = kDefaultMetricsPage;
+  std::lock_guard<std::mutex> lock(mu_);
+  MetricsPage page;
+  page.job = find(job_id).job;
+  int64_t after = 0;
+  if (!page_token.empty()) {
+    // "<attempt>.<seq>" or "all.<seq>": the page ended at seq.
+    const size_t dot = page_token.find('.');
+    const std::string which = page_token.substr(0, dot);
+    char* end = nullptr;
+    after = dot == std::string::npos ? -1 : std::strtoll(page_token.c_str() + dot + 1, &end, 10);
+    long token_attempt = 0;
+    if (which == "all") {
+      all_attempts = true;
+    } else {
+      char* attempt_end = nullptr;
+      token_attempt = std::strtol(which.c_str(), &attempt_end, 10);
+      if (which.empty() || *attempt_end || token_attempt < 1) after = -1;
+      all_attempts = false;
+      attempt = static_cast<int>(token_attempt);
+    }
+    if (after <= 0 || *end) throw invalid_argument("page_token: not a token from GetMetrics: " + echoed(page_token));
+  } else if (!all_attempts) {
+    if (attempt > page.job.attempts())
+      throw invalid_argument("attempt: job " + job_id + " has had " + std::to_string(page.job.attempts()) +
+                             " attempt" + (page.job.attempts() == 1 ? "" : "s") + ", not " + std::to_string(attempt));
+    if (attempt == 0) attempt = page.job.attempts();
+  }
+  page.attempt = all_attempts ? 0 : attempt;
+  if (!all_attempts && attempt == 0) return page;  // never started: no training yet
+  bool more = false;
+  page.events = store_.training_events(job_id, all_attempts ? Store::kAllAttempts : attempt, after, page_size,
+                                       kMaxMetricsPageBytes, &more);
+  if (more)
+    page.next_page_token = (all_attempts ? std::string("all") : std::to_string(attempt)) + "." +
+                           std::to_string(page.events.back().seq());
+  return page;
+}
+
 std::vector<v1::JobEvent> JobManager::wait_events(const std::string& job_id, int64_t after_seq,
                                                   SteadyClock::time_point deadline, bool* ended) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -414,7 +518,7 @@ std::vector<v1::JobEvent> JobManager::wait_events(const std::string& job_id, int
       return {};
     }
     if (shutdown_) throw unavailable("the coordinator is shutting down");
-    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) return {};
+    if (!wait_for(lock, job_id, deadline)) return {};
   }
 }
 
@@ -426,12 +530,11 @@ v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest
   std::lock_guard<std::mutex> lock(mu_);
   PoolInfo pool;
   pool.pool_id = "pool-" + std::to_string(boot_) + "." + std::to_string(next_pool_++);
-  pool.host = request.host().substr(0, 256);
+  pool.host = escape_control(request.host().substr(0, 256));
   pool.ranks = request.ranks();
   pool.threads_per_rank = request.threads_per_rank();
   pool.last_seen = options_.now();
   pools_[pool.pool_id] = pool;
-  changed_.notify_all();  // queued jobs may fit this pool
   v1::RegisterPoolResponse response;
   response.set_pool_id(pool.pool_id);
   response.set_heartbeat_interval_ms(static_cast<int32_t>(options_.heartbeat_interval.count()));
@@ -494,7 +597,11 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
     }
     if (taken || shutdown_ || SteadyClock::now() >= deadline) break;
     // Wake at least every 100 ms to notice a caller that has gone.
-    changed_.wait_until(lock, std::min(deadline, SteadyClock::now() + std::chrono::milliseconds(100)));
+    // Woken by a job entering the queue only: not by every report of every job.
+    if (queue_changed_.wait_until(lock, std::min(deadline, SteadyClock::now() + std::chrono::milliseconds(100))) ==
+            std::cv_status::no_timeout &&
+        options_.on_wakeup)
+      options_.on_wakeup(pool_id);
   }
   return taken;
 }
@@ -515,6 +622,8 @@ bool JobManager::report(const std::string& pool_id, const std::string& job_id,
       v1::JobEvent e = new_event(next);
       *e.mutable_training() = t;
       e.mutable_training()->DiscardUnknownFields();
+      // Layer and class names, the run's name: shown on terminals, never a way to drive them.
+      escape_strings(e.mutable_training(), false);
       const v1::TrainingEvent& kept = e.training();
       const EventKind kind = event_kind(kept);
       if (kind == v1::TrainingEvent::STEP) *next.job.mutable_progress() = kept;
@@ -535,9 +644,10 @@ void JobManager::finish(const std::string& pool_id, const std::string& job_id, v
   PoolInfo& pool = find_pool(pool_id);
   pool.last_seen = options_.now();
   if (pool.job_id != job_id)
-    throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+    throw failed_precondition("job " + echoed(job_id) + " is not running on pool " + pool_id);
   Record& r = find(job_id);
-  std::string reason = error;
+  // A pool's message (its lines are meaningful) reaches terminals: no escape sequences.
+  std::string reason = escape_control(error, true);
   if (state == v1::SUCCEEDED) reason = "done";
   if (state == v1::CANCELLED) reason = "cancelled" + (reason.empty() ? "" : "; " + reason);
   if (state == v1::FAILED && reason.empty()) reason = "failed without a reason";
@@ -617,10 +727,11 @@ void JobManager::check_holds(const std::string& pool_id, const std::string& job_
   std::lock_guard<std::mutex> lock(mu_);
   auto pit = pools_.find(pool_id);
   if (pit == pools_.end())
-    throw not_found("pool '" + pool_id + "' is not registered (the coordinator may have restarted): register again");
+    throw not_found("pool " + echoed(pool_id) +
+                    " is not registered (the coordinator may have restarted): register again");
   find(job_id);
   if (pit->second.job_id != job_id)
-    throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+    throw failed_precondition("job " + echoed(job_id) + " is not running on pool " + pool_id);
 }
 
 std::vector<v1::CheckpointInfo> JobManager::add_checkpoint(const std::string& pool_id, const std::string& job_id,
@@ -628,7 +739,7 @@ std::vector<v1::CheckpointInfo> JobManager::add_checkpoint(const std::string& po
   std::lock_guard<std::mutex> lock(mu_);
   PoolInfo& pool = find_pool(pool_id);
   pool.last_seen = options_.now();
-  if (pool.job_id != job_id) throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+  if (pool.job_id != job_id) throw failed_precondition("job " + echoed(job_id) + " is not running on pool " + pool_id);
   Record& r = find(job_id);
   Record next = r;
   // The list, oldest first: the new one replaces its namesake, then only the newest
@@ -680,7 +791,7 @@ v1::CheckpointInfo JobManager::find_checkpoint(const v1::Job& job, const std::st
     char* end = nullptr;
     const long long step = std::strtoll(which.c_str(), &end, 10);
     if (*end != '\0' || step < 0)
-      throw invalid_argument("checkpoint: 'final', 'latest' or a step number, got '" + which + "'");
+      throw invalid_argument("checkpoint: 'final', 'latest' or a step number, got " + echoed(which));
     for (const auto& c : job.checkpoints())
       if (c.step() == step && (!found || !c.final())) found = &c;
   }
@@ -690,7 +801,7 @@ v1::CheckpointInfo JobManager::find_checkpoint(const v1::Job& job, const std::st
     kept += (kept.empty() ? "" : ", ") + (c.final() ? std::string("final (step ") + std::to_string(c.step()) + ")"
                                                     : "step " + std::to_string(c.step()));
   throw not_found("job '" + job.job_id() + "' has no " +
-                  (which.empty() ? std::string("checkpoint") : "checkpoint '" + which + "'") +
+                  (which.empty() ? std::string("checkpoint") : "checkpoint " + echoed(which)) +
                   (kept.empty() ? " (it keeps none yet)" : " (it keeps " + kept + ")"));
 }
 
@@ -698,7 +809,7 @@ void JobManager::check_init_from(v1::JobSpec* spec) const {
   v1::InitFromSpec* from = spec->mutable_model()->mutable_init_from();
   if (from->job_id().empty()) return;
   auto it = jobs_.find(from->job_id());
-  if (it == jobs_.end()) throw invalid_argument("spec.model.initFrom.jobId: no job '" + from->job_id() + "'");
+  if (it == jobs_.end()) throw invalid_argument("spec.model.initFrom.jobId: no job " + echoed(from->job_id()));
   const v1::Job& source = it->second.job;
   v1::CheckpointInfo info;
   try {
@@ -722,13 +833,13 @@ v1::Job JobManager::remove(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
   Record& r = find(job_id);
   if (!is_final(r.job.state()))
-    throw failed_precondition("job '" + job_id + "' is " + state_name(r.job.state()) +
+    throw failed_precondition("job " + echoed(job_id) + " is " + state_name(r.job.state()) +
                               ": cancel it and wait for it to end before deleting it");
   const v1::Job job = r.job;
   store_.remove(job_id);  // throws: nothing changed
   by_number_.erase(r.number);
+  notify_job(job);  // its watchers learn it is gone
   jobs_.erase(job_id);
-  changed_.notify_all();
   if (options_.log) options_.log(job_id + " deleted");
   return job;
 }

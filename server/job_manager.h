@@ -32,7 +32,8 @@ using SteadyClock = std::chrono::steady_clock;
 struct ManagerOptions {
   // Where data sets live, for checking a spec's data files at submit.
   std::string data_root = "/usr/share/datasets";
-  // How many times a job may be started before losing its pool fails it.
+  // How many times a job may be started before losing its pool fails it (attempts a
+  // clean coordinator restart cut short are not counted).
   int max_attempts = 3;
   // A pool silent for longer than this is dropped and its job requeued.
   std::chrono::milliseconds heartbeat_timeout{15000};
@@ -59,11 +60,23 @@ struct ManagerOptions {
   int keep_checkpoints = 2;
   // Told of every state change ("job-000003 QUEUED: submitted"), for the log.
   std::function<void(const std::string&)> log;
+  // For tests: told each time a waiter is woken before its deadline, with what it
+  // waits for: the job id (wait_events), the sweep id (wait_sweep) or the pool id
+  // (acquire). Called with the manager's lock held.
+  std::function<void(const std::string&)> on_wakeup;
 };
 
 struct JobPage {
   std::vector<prelude::v1::Job> jobs;
   std::string next_page_token;
+};
+
+// One page of a job's training events (GetMetrics).
+struct MetricsPage {
+  prelude::v1::Job job;
+  std::vector<prelude::v1::JobEvent> events;
+  std::string next_page_token;  // empty on the last page
+  int attempt = 0;              // whose events: 0 for all attempts (or none yet)
 };
 
 struct PoolInfo {
@@ -76,7 +89,9 @@ struct PoolInfo {
 class JobManager {
  public:
   // Loads every job from the store. Jobs that were RUNNING when the coordinator
-  // stopped are requeued (or failed, out of attempts) with that reason.
+  // stopped are requeued with that reason: after a clean stop (the last manager was
+  // destroyed; it marks the store) without counting the attempt cut short, after a
+  // crash or kill as a lost pool is (failed, out of attempts).
   JobManager(Store& store, ManagerOptions options);
   ~JobManager();
 
@@ -106,8 +121,14 @@ class JobManager {
   // (UNAVAILABLE). Start from *version = -1 to get the current status at once.
   std::optional<prelude::v1::SweepStatus> wait_sweep(const std::string& sweep_id, int64_t* version,
                                                      SteadyClock::time_point deadline);
-  // Every training event of the job.
+  // Every training event of the job, of every attempt.
   std::vector<prelude::v1::JobEvent> metrics(const std::string& job_id) const;
+  // A page of the job's training events: of `attempt` (0: the latest one) or of
+  // all of them. page_size 0 is the default (5000), at most 20000; a page also ends
+  // once it holds 1 MiB. The token carries the attempt of the first page.
+  // INVALID_ARGUMENT naming a bad page_size, attempt or page_token.
+  MetricsPage metrics_page(const std::string& job_id, int attempt, bool all_attempts, int page_size,
+                           const std::string& page_token) const;
 
   // Events with seq > after_seq; when there are none yet, waits until there are,
   // the job has ended, `deadline` passes or the manager shuts down. `ended` is set
@@ -206,10 +227,24 @@ class JobManager {
   // Part of reap_lost_pools: cancels that waited past cancel_grace win.
   void expire_cancels();
 
+  // Waiters on one job or one sweep, by its id: woken by its changes only (every
+  // event waking every watcher cost 300 idle watchers two thirds of the reports).
+  struct Waiters {
+    std::condition_variable cv;
+    int count = 0;
+  };
+  // Waits on the waiters of `key` until a change of it, shutdown or `deadline`;
+  // false at the deadline.
+  bool wait_for(std::unique_lock<std::mutex>& lock, const std::string& key, SteadyClock::time_point deadline);
+  // Wakes the waiters of the job (and of its sweep).
+  void notify_job(const prelude::v1::Job& job);
+
   Store& store_;
   const ManagerOptions options_;
   mutable std::mutex mu_;
-  std::condition_variable changed_;  // any job event, queue change or shutdown
+  std::map<std::string, Waiters> waiters_;  // by job or sweep id; entries only while waited on
+  std::condition_variable queue_changed_;   // a job queued or shutdown: for acquire
+  std::condition_variable stopping_;        // shutdown: for the reaper
   std::map<std::string, Record> jobs_;
   std::map<int64_t, std::string> by_number_;  // every job, for listing
   std::set<int64_t> queue_;                    // numbers of QUEUED jobs: FIFO

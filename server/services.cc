@@ -7,6 +7,7 @@
 
 #include "common/job_state.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "artifacts/checkpoint_file.h"
 #include "artifacts/onnx_export.h"
 #include "common/errors.h"
@@ -76,9 +77,12 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJ
 grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetMetricsRequest* req,
                                         v1::GetMetricsResponse* resp) {
   return handle(ctx, auth_, [&] {
-    const std::string& id = job_id_of(req->job_id());
-    *resp->mutable_job() = jobs_.get(id);
-    for (auto& e : jobs_.metrics(id)) *resp->add_events() = std::move(e);
+    MetricsPage page = jobs_.metrics_page(job_id_of(req->job_id()), req->attempt(), req->all_attempts(),
+                                          req->page_size(), req->page_token());
+    *resp->mutable_job() = std::move(page.job);
+    for (auto& e : page.events) *resp->add_events() = std::move(e);
+    resp->set_next_page_token(page.next_page_token);
+    resp->set_attempt(page.attempt);
   });
 }
 
@@ -214,7 +218,7 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const 
     std::string source = job_id;
     if (!req->from_job_id().empty()) {
       if (jobs_.get(job_id).spec().model().init_from().job_id() != req->from_job_id())
-        throw failed_precondition("job '" + job_id + "' does not start from job '" + req->from_job_id() + "'");
+        throw failed_precondition("job " + echoed(job_id) + " does not start from job " + echoed(req->from_job_id()));
       source = req->from_job_id();
     }
     const std::string bytes = artifacts_.get(source, jobs_.checkpoint(source, std::to_string(req->step())));

@@ -84,7 +84,9 @@ Store::Store(const std::string& path) : path_(path) {
     exec("CREATE TABLE IF NOT EXISTS jobs(number INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
          " state INTEGER NOT NULL, job BLOB NOT NULL)");
     exec("CREATE TABLE IF NOT EXISTS events(job_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-         " training INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY(job_id, seq)) WITHOUT ROWID");
+         " training INTEGER NOT NULL, event BLOB NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,"
+         " PRIMARY KEY(job_id, seq)) WITHOUT ROWID");
+    add_event_attempts();
     exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)");
     exec("CREATE TABLE IF NOT EXISTS sweeps(number INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
          " sweep BLOB NOT NULL)");
@@ -95,6 +97,34 @@ Store::Store(const std::string& path) : path_(path) {
 }
 
 Store::~Store() { sqlite3_close(db_); }
+
+void Store::add_event_attempts() {
+  {
+    Statement columns(db_, "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'attempt'");
+    if (columns.step() && columns.int64(0) > 0) return;
+  }
+  in_transaction([&] {
+    exec("ALTER TABLE events ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0");
+    std::vector<std::string> jobs;
+    {
+      Statement ids(db_, "SELECT DISTINCT job_id FROM events");
+      while (ids.step()) jobs.push_back(ids.blob(0));
+    }
+    // A job at a time, read whole before it is written: no update under an open read.
+    Statement write(db_, "UPDATE events SET attempt = ?, event = ? WHERE job_id = ? AND seq = ?");
+    for (const auto& id : jobs) {
+      std::vector<v1::JobEvent> events = this->events(id, 0, false);
+      int32_t attempt = 0;
+      for (auto& e : events) {
+        if (e.state_change().state() == v1::RUNNING) attempt = e.state_change().attempt();
+        if (attempt == 0) continue;
+        e.set_attempt(attempt);
+        write.bind(1, static_cast<int64_t>(attempt)).bind_blob(2, e.SerializeAsString()).bind(3, id).bind(4, e.seq());
+        write.run();
+      }
+    }
+  });
+}
 
 void Store::exec(const char* sql) {
   char* err = nullptr;
@@ -110,6 +140,20 @@ int64_t Store::next_boot() {
        " ON CONFLICT(key) DO UPDATE SET value = value + 1");
   Statement s(db_, "SELECT value FROM meta WHERE key = 'boots'");
   return s.step() ? s.int64(0) : 1;
+}
+
+void Store::mark_clean_stop() {
+  exec("INSERT INTO meta(key, value) VALUES('clean_stop', 1) ON CONFLICT(key) DO UPDATE SET value = 1");
+}
+
+bool Store::take_clean_stop() {
+  bool clean = false;
+  {
+    Statement s(db_, "SELECT value FROM meta WHERE key = 'clean_stop'");
+    clean = s.step() && s.int64(0) == 1;
+  }
+  exec("DELETE FROM meta WHERE key = 'clean_stop'");
+  return clean;
 }
 
 std::vector<StoredJob> Store::load_jobs() {
@@ -144,10 +188,10 @@ void Store::put_job(int64_t number, const v1::Job& job, const std::vector<v1::Jo
                      " ON CONFLICT(number) DO UPDATE SET state = excluded.state, job = excluded.job");
   put.bind(1, number).bind(2, job.job_id()).bind(3, static_cast<int64_t>(job.state()));
   put.bind_blob(4, job.SerializeAsString()).run();
-  Statement add(db_, "INSERT INTO events(job_id, seq, training, event) VALUES(?, ?, ?, ?)");
+  Statement add(db_, "INSERT INTO events(job_id, seq, training, event, attempt) VALUES(?, ?, ?, ?, ?)");
   for (const auto& e : events) {
     add.bind(1, e.job_id()).bind(2, e.seq()).bind(3, e.has_training() ? 1 : 0);
-    add.bind_blob(4, e.SerializeAsString()).run();
+    add.bind_blob(4, e.SerializeAsString()).bind(5, static_cast<int64_t>(e.attempt())).run();
   }
   raise_counter(db_, "next_job", number + 1);
 }
@@ -215,6 +259,33 @@ std::vector<v1::JobEvent> Store::events(const std::string& job_id, int64_t after
   s.bind(1, job_id).bind(2, after_seq).bind(3, limit > 0 ? static_cast<int64_t>(limit) : -1);
   std::vector<v1::JobEvent> out;
   while (s.step()) out.push_back(parse<v1::JobEvent>(s.blob(0), "event"));
+  return out;
+}
+
+std::vector<v1::JobEvent> Store::training_events(const std::string& job_id, int attempt, int64_t after_seq,
+                                                 int limit, size_t max_bytes, bool* more) {
+  Statement s(db_, attempt == kAllAttempts
+                       ? "SELECT event FROM events WHERE job_id = ? AND seq > ? AND training = 1 ORDER BY seq LIMIT ?"
+                       : "SELECT event FROM events WHERE job_id = ? AND seq > ? AND training = 1 AND attempt = ?"
+                         " ORDER BY seq LIMIT ?");
+  s.bind(1, job_id).bind(2, after_seq);
+  if (attempt == kAllAttempts) {
+    s.bind(3, static_cast<int64_t>(limit) + 1);
+  } else {
+    s.bind(3, static_cast<int64_t>(attempt)).bind(4, static_cast<int64_t>(limit) + 1);
+  }
+  std::vector<v1::JobEvent> out;
+  size_t bytes = 0;
+  *more = false;
+  while (s.step()) {
+    const std::string blob = s.blob(0);
+    if (static_cast<int>(out.size()) == limit || (!out.empty() && bytes + blob.size() > max_bytes)) {
+      *more = true;
+      break;
+    }
+    bytes += blob.size();
+    out.push_back(parse<v1::JobEvent>(blob, "event"));
+  }
   return out;
 }
 

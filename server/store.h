@@ -1,7 +1,8 @@
 // Durable jobs and their histories in SQLite (WAL): what survives a restart.
 //
 // Two tables: `jobs` (one row per job: its creation number, id, state and the whole
-// Job message) and `events` (every JobEvent of every job, keyed by (job, seq)).
+// Job message) and `events` (every JobEvent of every job, keyed by (job, seq), with
+// its attempt beside it for GetMetrics to pick).
 // A job's new state and the events that led to it are written in one transaction,
 // so after a crash the history and the state agree. Not thread-safe: the job
 // manager serialises calls.
@@ -35,6 +36,10 @@ class Store {
 
   // Counts coordinator starts (1 for a new database); used to name pools uniquely.
   int64_t next_boot();
+  // A coordinator that stops cleanly marks the database so; the next one takes (reads
+  // and clears) the mark: without it, the last one crashed or was killed.
+  void mark_clean_stop();
+  bool take_clean_stop();
 
   // Every job, in creation order.
   std::vector<StoredJob> load_jobs();
@@ -68,8 +73,18 @@ class Store {
   std::vector<prelude::v1::JobEvent> events(const std::string& job_id, int64_t after_seq, bool training_only,
                                             int limit = 0);
 
+  // The job's training events of `attempt` (kAllAttempts: of every one) with
+  // seq > after_seq, in order: at most `limit`, and no more once they hold
+  // `max_bytes` (at least one). `*more`: some are left after them.
+  static constexpr int kAllAttempts = -1;
+  std::vector<prelude::v1::JobEvent> training_events(const std::string& job_id, int attempt, int64_t after_seq,
+                                                     int limit, size_t max_bytes, bool* more);
+
  private:
   void exec(const char* sql);
+  // Databases from before JobEvent.attempt: the column added, and every event given
+  // its attempt from the RUNNING state changes before it. Once.
+  void add_event_attempts();
   void in_transaction(const std::function<void()>& body);
   // The job's row, its events and the job counter; inside a transaction.
   void put_job(int64_t number, const prelude::v1::Job& job, const std::vector<prelude::v1::JobEvent>& events);

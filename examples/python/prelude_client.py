@@ -5,6 +5,8 @@
       submit JOB.json [--watch]   queue a job (protobuf JSON of prelude.v1.JobSpec)
       watch ID                    stream a job's events until it ends
       get ID                      print a job
+      metrics ID [--attempt N|all]  a job's training events (the latest attempt by
+                                  default), every page of them
       health                      grpc.health.v1 Check of the coordinator
 
 Output: messages as JSON, one per line, with proto field names (like the C++
@@ -89,6 +91,9 @@ def main():
     s.add_argument("--watch", action="store_true", help="then stream its events until it ends")
     for name, text in [("watch", "stream a job's events until it ends"), ("get", "print a job")]:
         sub.add_parser(name, help=text).add_argument("job_id", metavar="ID")
+    m = sub.add_parser("metrics", help="a job's training events, every page of them")
+    m.add_argument("job_id", metavar="ID")
+    m.add_argument("--attempt", default="latest", help="N, or all (default: the latest attempt)")
     sub.add_parser("health", help="is the coordinator serving?")
     a = p.parse_args()
 
@@ -122,6 +127,23 @@ def main():
                 print(to_json(jobs.GetJob(service_pb2.GetJobRequest(job_id=a.job_id),
                                           metadata=metadata, timeout=30)))
                 return 0
+            if a.command == "metrics":
+                # GetMetrics answers in pages (each well under gRPC's 4 MiB): follow the
+                # tokens. The token keeps the attempt of the first page.
+                request = service_pb2.GetMetricsRequest(job_id=a.job_id)
+                if a.attempt == "all":
+                    request.all_attempts = True
+                elif a.attempt != "latest":
+                    if not a.attempt.isdigit() or int(a.attempt) < 1:
+                        p.exit(2, f"prelude_client: error: --attempt: a number from 1, or all; got {a.attempt!r}\n")
+                    request.attempt = int(a.attempt)
+                while True:
+                    page = jobs.GetMetrics(request, metadata=metadata, timeout=60)
+                    for event in page.events:
+                        print(to_json(event))
+                    if not page.next_page_token:
+                        return 0
+                    request.page_token = page.next_page_token
             if a.command == "submit":
                 job = jobs.SubmitJob(service_pb2.SubmitJobRequest(spec=spec), metadata=metadata, timeout=30)
                 print(to_json(job), flush=True)

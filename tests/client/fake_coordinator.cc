@@ -187,9 +187,23 @@ grpc::Status FakeJobService::GetMetrics(grpc::ServerContext* ctx, const v1::GetM
                                         v1::GetMetricsResponse* resp) {
   if (auto s = begin_call(ctx); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
+  record_.metrics_requests.push_back(*req);
   if (auto s = find_job(req->job_id(), resp->mutable_job()); !s.ok()) return s;
-  for (const auto& e : events[req->job_id()])
-    if (e.has_training()) *resp->add_events() = e;
+  // The token: the index of the next event of the job's history.
+  const size_t from = req->page_token().empty() ? 0 : std::stoul(req->page_token());
+  const int attempt = req->attempt() > 0 ? req->attempt() : resp->job().attempts();
+  const int page_size = req->page_size() > 0 ? std::min(req->page_size(), metrics_page_size) : metrics_page_size;
+  const auto& history = events[req->job_id()];
+  for (size_t i = from; i < history.size(); ++i) {
+    const auto& e = history[i];
+    if (!e.has_training() || (!req->all_attempts() && e.attempt() != attempt)) continue;
+    if (resp->events_size() == page_size) {
+      resp->set_next_page_token(std::to_string(i));
+      break;
+    }
+    *resp->add_events() = e;
+  }
+  resp->set_attempt(req->all_attempts() ? 0 : attempt);
   return grpc::Status::OK;
 }
 

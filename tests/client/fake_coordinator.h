@@ -25,8 +25,10 @@ class FakeJobService final : public prelude::v1::JobService::Service {
   std::map<std::string, prelude::v1::Job> jobs;
   std::vector<std::string> newest_first;
   // Each job's history: WatchJob sends those after after_seq, GetMetrics the
-  // training ones.
+  // training ones of the attempt asked for (JobEvent.attempt; 0, the default, is the
+  // job's `attempts`) in pages of at most metrics_page_size.
   std::map<std::string, std::vector<prelude::v1::JobEvent>> events;
+  int metrics_page_size = 5000;
   // Returned by SubmitJob instead of queueing the job when not OK.
   grpc::Status submit_status = grpc::Status::OK;
   // ListJobs returns at most this many jobs a page, whatever the client asks.
@@ -68,6 +70,7 @@ class FakeJobService final : public prelude::v1::JobService::Service {
     std::vector<prelude::v1::JobSpec> submitted;
     std::vector<prelude::v1::ListJobsRequest> list_requests;
     std::vector<prelude::v1::WatchJobRequest> watch_requests;
+    std::vector<prelude::v1::GetMetricsRequest> metrics_requests;
     std::vector<std::string> cancelled;
     std::vector<prelude::v1::SweepSpec> submitted_sweeps;
     // Sweep ids per call.

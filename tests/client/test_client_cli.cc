@@ -443,9 +443,110 @@ TEST_F(ClientCli, MetricsOfALongJobPassGrpcsDefault4MBMessageLimit) {
     *size_check.add_events() = events.back();
   }
   ASSERT_GT(size_check.ByteSizeLong(), 4u << 20);
+  fake.service.metrics_page_size = 7000;
   const Result r = run({"metrics", "job-1"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(count_lines(r.out), 80001);
+  // In pages, followed to the end: 11 full ones and the rest.
+  const auto requests = fake.service.record().metrics_requests;
+  ASSERT_EQ(requests.size(), 12u);
+  EXPECT_EQ(requests[0].page_token(), "");
+  EXPECT_EQ(requests[11].page_token(), "77000");
+}
+
+// A requeued job trains again: by default only its latest attempt is printed.
+TEST_F(ClientCli, MetricsShowTheLatestAttemptUnlessAskedForOneOrAll) {
+  v1::Job j = job("job-1", v1::SUCCEEDED);
+  j.set_attempts(2);
+  fake.service.add_job(j);
+  auto& events = fake.service.events["job-1"];
+  int64_t seq = 0;
+  for (int attempt : {1, 2})
+    for (int step : attempt == 1 ? std::vector<int>{5, 10, 15} : std::vector<int>{5, 10}) {
+      v1::TrainingEvent t = step_50();
+      t.set_step(step);
+      events.push_back(training_event(++seq, t));
+      events.back().set_attempt(attempt);
+    }
+  const auto steps = [](const std::string& csv, size_t column) {
+    std::vector<std::string> out;
+    std::istringstream lines(csv);
+    std::string line;
+    std::getline(lines, line);  // the header
+    while (std::getline(lines, line)) {
+      std::istringstream cells(line);
+      std::string cell;
+      for (size_t i = 0; i <= column; ++i) std::getline(cells, cell, ',');
+      out.push_back(cell);
+    }
+    return out;
+  };
+  Result r = run({"metrics", "job-1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(steps(r.out, 2), (std::vector<std::string>{"5", "10"})) << r.out;
+  EXPECT_EQ(r.err, "prelude: job-1: attempt 2 of 2 (--attempt N or --attempt all for the others)\n");
+  r = run({"metrics", "job-1", "--attempt", "1"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(steps(r.out, 2), (std::vector<std::string>{"5", "10", "15"})) << r.out;
+  EXPECT_EQ(r.err, "");
+  r = run({"metrics", "job-1", "--attempt", "all"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
+            "attempt,event,epoch,step,loss,accuracy,learning_rate,train_loss,train_accuracy,test_loss,test_accuracy,"
+            "images_per_second");
+  EXPECT_EQ(steps(r.out, 0), (std::vector<std::string>{"1", "1", "1", "2", "2"})) << r.out;
+  EXPECT_EQ(steps(r.out, 3), (std::vector<std::string>{"5", "10", "15", "5", "10"})) << r.out;
+  r = run({"metrics", "job-1", "--attempt", "all", "--format", "json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("{\"attempt\":1,\"event\":\"step\"", 0), 0u) << r.out;
+  EXPECT_EQ(count_lines(r.out), 5);
+  for (const char* bad : {"0", "x", "-1", ""}) {
+    r = run({"metrics", "job-1", "--attempt", bad});
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.err;
+    EXPECT_NE(r.err.find("--attempt"), std::string::npos) << r.err;
+  }
+  const auto requests = fake.service.record().metrics_requests;
+  ASSERT_FALSE(requests.empty());
+  EXPECT_EQ(requests[0].attempt(), 0);
+  EXPECT_FALSE(requests[0].all_attempts());
+}
+
+// Nothing from the server drives the terminal: control characters in what the
+// client prints (names, errors, reasons, layer names, error messages) are escaped.
+TEST_F(ClientCli, ControlCharactersFromTheServerAreEscapedBeforePrinting) {
+  v1::Job j = job("job-1", v1::FAILED);
+  j.mutable_spec()->set_name("evil\x1b]0;owned\x07");
+  j.set_error("diverged\x1b[2J\x1b[H at step 3\xc2\x9b" "31m");
+  j.set_pool_id("pool\x1b[31m");
+  fake.service.add_job(j);
+  v1::TrainingEvent t = diagnostics();
+  t.set_layers(0, "conv\x1b[5m1");
+  fake.service.events["job-1"] = {state_event(1, v1::QUEUED, "submitted\x1b[2J"),
+                                  training_event(2, t), training_event(3, step_50()),
+                                  state_event(4, v1::FAILED, "diverged\x1b[2J")};
+  const auto no_escapes = [](const Result& r, const std::string& what) {
+    for (const std::string* text : {&r.out, &r.err})
+      for (unsigned char c : *text)
+        if (c == 0x1b || c == 0x07 || c == 0x9b) {
+          ADD_FAILURE() << what << " printed a control character: " << *text;
+          return;
+        }
+  };
+  Result r = run({"get", "job-1"});
+  no_escapes(r, "get");
+  EXPECT_NE(r.out.find("diverged\\x1b[2J\\x1b[H at step 3\\u009b31m"), std::string::npos) << r.out;
+  no_escapes(run({"get", "job-1", "--format", "json"}), "get --format json");
+  no_escapes(run({"list"}), "list");
+  r = run({"metrics", "job-1", "--format", "json"});
+  no_escapes(r, "metrics");
+  EXPECT_NE(r.out.find("conv\\\\x1b[5m1"), std::string::npos) << r.out;  // a backslash, escaped in JSON
+  r = run({"watch", "job-1"});
+  no_escapes(r, "watch");
+  EXPECT_NE(r.out.find("diverged\\x1b[2J"), std::string::npos) << r.out;
+  r = run({"get", "job-\x1b[2J"});  // the fake's NOT_FOUND echoes the id
+  EXPECT_EQ(r.code, 3);
+  no_escapes(r, "an error");
+  EXPECT_NE(r.err.find("job-\\x1b[2J"), std::string::npos) << r.err;
 }
 
 TEST_F(ClientCli, MetricsOfAnUnknownJobIsExit3NotFound) {

@@ -78,6 +78,11 @@ check "the job learned: test accuracy $acc > 0.6 after 32 steps" "$PY" -c "impor
   > "$work/py.txt" 2>&1; rc=$?
 check "python client: submit --watch succeeds" [ "$rc" -eq 0 ]
 check "python client: saw the summary" grep -q '"summary"' "$work/py.txt"
+pyjob=$("$PY" -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['job_id'])" "$work/py.txt")
+"$PY" "$SRC/examples/python/prelude_client.py" --token-file "$work/token" metrics "$pyjob" > "$work/py-metrics.txt" 2>&1
+rc=$?
+check "python client: metrics follows the pages to the summary, of attempt 1" \
+  bash -c "[ $rc -eq 0 ] && grep -q '\"summary\"' '$work/py-metrics.txt' && grep -q '\"attempt\": 1' '$work/py-metrics.txt'"
 check "health service answers SERVING" bash -c "'$PY' '$SRC/examples/python/prelude_client.py' health | grep -q SERVING"
 
 # Errors a client can cause.

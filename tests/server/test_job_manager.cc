@@ -9,7 +9,9 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -42,6 +44,7 @@ class JobManagerTest : public ::testing::Test {
     o.max_attempts = max_attempts_;
     o.data_root = data_root_;
     o.expected_pool_ranks = expected_ranks_;
+    o.on_wakeup = on_wakeup_;
     return o;
   }
   // (Re)creates the manager over store_ with the current options.
@@ -88,6 +91,7 @@ class JobManagerTest : public ::testing::Test {
   int max_attempts_ = 3;
   std::string data_root_ = "/usr/share/datasets";
   std::vector<int> expected_ranks_;
+  std::function<void(const std::string&)> on_wakeup_;
   std::unique_ptr<Store> store_ = std::make_unique<Store>(":memory:");
   std::unique_ptr<JobManager> jm_;
   std::vector<PoolInfo> pools_cache_;
@@ -494,6 +498,46 @@ TEST_F(JobManagerTest, ReportAppendsTrainingEventsAndTracksProgressAndMetrics) {
   const auto metrics = jm_->metrics(id);
   EXPECT_EQ(seqs(metrics), (std::vector<int64_t>{3, 4, 5, 6, 7}));
   for (const auto& e : metrics) EXPECT_TRUE(e.has_training());
+}
+
+// What a pool reports reaches terminals (`prelude get`, `metrics`, `watch`): its
+// strings are stored with their control characters escaped, ESC sequences included.
+TEST_F(JobManagerTest, StringsFromPoolsAreStoredWithoutControlCharacters) {
+  const std::string p = register_pool(2);
+  const std::string id = submit();
+  take(p);
+  v1::TrainingEvent diag;
+  set_event_kind(&diag, v1::TrainingEvent::DIAGNOSTICS);
+  diag.add_layers("conv1\x1b[2J\x1b[H");
+  diag.add_activation_std(1.0);
+  v1::TrainingEvent summary = summary_event(10, 0.9);
+  summary.add_class_names("T-shirt\xc2\x9b" "31m");
+  summary.add_class_names("Trouser\r");
+  summary.set_name("run\x1b]0;pwned\x07");
+  auto* alpha = summary.add_alphas();
+  alpha->set_layer("act\x7f\x1b[31m");
+  alpha->add_values(0.25f);
+  jm_->report(p, id, {diag, summary});
+  const auto events = jm_->metrics(id);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].training().layers(0), "conv1\\x1b[2J\\x1b[H");
+  const v1::TrainingEvent& got = events[1].training();
+  EXPECT_EQ(got.class_names(0), "T-shirt\\u009b31m");
+  EXPECT_EQ(got.class_names(1), "Trouser\\x0d");
+  EXPECT_EQ(got.name(), "run\\x1b]0;pwned\\x07");
+  EXPECT_EQ(got.alphas(0).layer(), "act\\x7f\\x1b[31m");
+  EXPECT_EQ(jm_->get(id).latest_metrics().SerializeAsString(), got.SerializeAsString());
+
+  // The error of a finish keeps its lines and loses its escapes.
+  jm_->finish(p, id, v1::FAILED, "bad input: line 1\n\tline 2\x1b[2J");
+  EXPECT_EQ(jm_->get(id).error(), "bad input: line 1\n\tline 2\\x1b[2J");
+  EXPECT_EQ(last_event(id).state_change().reason(), "bad input: line 1\n\tline 2\\x1b[2J");
+  // And a pool's host name, which every RUNNING reason quotes.
+  EXPECT_EQ(jm_->register_pool(pool_request(2, "vm\x1b[2J")).pool_id().empty(), false);
+  bool found = false;
+  for (const auto& info : jm_->pools())
+    if (info.host == "vm\\x1b[2J") found = true;
+  EXPECT_TRUE(found);
 }
 
 TEST_F(JobManagerTest, EventsNamingTheirKindOnlyTrackProgressAndMetricsAlike) {
@@ -927,6 +971,17 @@ class JobManagerRestartTest : public JobManagerTest {
     store_ = std::make_unique<Store>(dir_.file("prelude.db"));
     start();
   }
+  // As restart(), but as if the coordinator had been killed: no clean-stop mark.
+  void crash_restart() {
+    jm_.reset();
+    store_.reset();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.file("prelude.db").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "DELETE FROM meta WHERE key = 'clean_stop'", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    store_ = std::make_unique<Store>(dir_.file("prelude.db"));
+    start();
+  }
   TempDir dir_;
 };
 
@@ -967,18 +1022,82 @@ TEST_F(JobManagerRestartTest, RunningJobIsRequeuedWithItsHistoryIntact) {
   EXPECT_EQ(submit(), "job-000003");
 }
 
-TEST_F(JobManagerRestartTest, RunningJobOutOfAttemptsFailsOnRestart) {
+TEST_F(JobManagerRestartTest, RunningJobOutOfAttemptsFailsOnACrashRestart) {
   max_attempts_ = 1;
   start();
   const std::string p = register_pool(2);
   const std::string id = submit();
   take(p);
-  restart();
+  crash_restart();
   const v1::Job job = jm_->get(id);
   EXPECT_EQ(job.state(), v1::FAILED);
   EXPECT_TRUE(job.has_end_time());
   EXPECT_TRUE(contains(job.error(), "restart")) << job.error();
   EXPECT_TRUE(contains(job.error(), "1 of 1")) << job.error();
+}
+
+// A clean restart is not the job's fault: the attempt it cut short is not held
+// against --max-attempts (3 restarts used to fail a healthy job).
+TEST_F(JobManagerRestartTest, CleanRestartsDoNotUseUpAttempts) {
+  ASSERT_EQ(max_attempts_, 3);
+  const std::string id = submit();
+  for (int i = 1; i <= 4; ++i) {
+    const std::string p = register_pool(2);
+    EXPECT_EQ(take(p).attempts(), i);
+    jm_->report(p, id, {step_event(i, 1.0)});
+    restart();
+    const v1::Job job = jm_->get(id);
+    ASSERT_EQ(job.state(), v1::QUEUED) << "restart " << i << ": " << job.error();
+    EXPECT_EQ(job.uncounted_attempts(), i);
+    const std::string reason = last_event(id).state_change().reason();
+    EXPECT_TRUE(contains(reason, "restart")) << reason;
+    EXPECT_TRUE(contains(reason, "attempt " + std::to_string(i) + " not counted")) << reason;
+  }
+  const std::string p = register_pool(2);
+  const v1::Job running = take(p);
+  EXPECT_EQ(running.attempts(), 5);
+  EXPECT_EQ(last_event(id).state_change().attempt(), 5);
+  jm_->report(p, id, {summary_event(10, 0.9)});
+  jm_->finish(p, id, v1::SUCCEEDED, "");
+  EXPECT_EQ(jm_->get(id).state(), v1::SUCCEEDED);
+}
+
+// Lost pools still count, after restarts too, and the reason says which count.
+TEST_F(JobManagerRestartTest, AfterCleanRestartsLostPoolsStillCount) {
+  max_attempts_ = 2;
+  start();
+  const std::string id = submit();
+  take(register_pool(2));
+  restart();  // attempt 1: not counted
+  take(register_pool(2));
+  clock_.advance(kTimeout + 1ms);
+  jm_->reap_lost_pools();  // attempt 2: counted, 1 of 2
+  v1::Job job = jm_->get(id);
+  ASSERT_EQ(job.state(), v1::QUEUED);
+  EXPECT_TRUE(contains(last_event(id).state_change().reason(),
+                       "attempt 2 (1 of 2 counted, 1 cut short by coordinator restarts)"))
+      << last_event(id).state_change().reason();
+  take(register_pool(2));
+  clock_.advance(kTimeout + 1ms);
+  jm_->reap_lost_pools();  // attempt 3: 2 of 2
+  job = jm_->get(id);
+  EXPECT_EQ(job.state(), v1::FAILED);
+  EXPECT_TRUE(contains(job.error(), "giving up")) << job.error();
+  EXPECT_TRUE(contains(job.error(), "2 of 2 counted")) << job.error();
+}
+
+// A crash may be the job's doing (one that kills the coordinator must not do so
+// forever): its attempt counts.
+TEST_F(JobManagerRestartTest, ACrashRestartCountsTheAttempt) {
+  const std::string id = submit();
+  take(register_pool(2));
+  crash_restart();
+  const v1::Job job = jm_->get(id);
+  EXPECT_EQ(job.state(), v1::QUEUED);
+  EXPECT_EQ(job.uncounted_attempts(), 0);
+  const std::string reason = last_event(id).state_change().reason();
+  EXPECT_TRUE(contains(reason, "abruptly")) << reason;
+  EXPECT_TRUE(contains(reason, "attempt 1 of 3")) << reason;
 }
 
 TEST_F(JobManagerRestartTest, EndedAndQueuedJobsSurviveUnchanged) {
@@ -1299,6 +1418,153 @@ TEST_F(JobManagerTest, WaitEventsIsNotWokenForOtherJobsEvents) {
   });
   for (int i = 0; i < 5; ++i) jm_->report(p, a, {step_event(i, 1.0)});
   EXPECT_TRUE(waiter.get().empty());
+}
+
+// Every event used to wake every watcher of every job: 300 idle watchers cut
+// ReportProgress to a third. A watcher, a sweep watcher and a waiting pool are woken
+// by what they wait for only.
+TEST_F(JobManagerTest, WaitersAreWokenOnlyByWhatTheyWaitFor) {
+  std::mutex mu;
+  std::map<std::string, int> wakeups;
+  on_wakeup_ = [&](const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++wakeups[key];
+  };
+  start();
+  const std::string p = register_pool(2), idle = register_pool(4);
+  // Batches of 6: the pool of 4 ranks takes none of these jobs.
+  const std::string a = submit(6), b = submit(6);
+  v1::SweepSpec sweep_spec;
+  *sweep_spec.mutable_base() = small_spec("s", 6);
+  sweep_spec.add_seeds(1);
+  const std::string sweep = jm_->submit_sweep(sweep_spec).sweep().sweep_id();
+  EXPECT_EQ(take(p).job_id(), a);
+  int64_t version = -1;
+  jm_->wait_sweep(sweep, &version, SteadyClock::now());  // the current version
+  auto watcher = std::async(std::launch::async, [&] {
+    bool ended = true;
+    return jm_->wait_events(b, 1, SteadyClock::now() + 400ms, &ended);
+  });
+  auto sweep_watcher = std::async(std::launch::async, [&] {
+    int64_t v = version;
+    return jm_->wait_sweep(sweep, &v, SteadyClock::now() + 400ms);
+  });
+  auto pool_waiter = std::async(std::launch::async, [&] { return jm_->acquire(idle, 400ms); });
+  std::this_thread::sleep_for(50ms);  // all three waiting
+  for (int i = 0; i < 20; ++i) jm_->report(p, a, {step_event(i, 1.0)});
+  EXPECT_TRUE(watcher.get().empty());
+  EXPECT_FALSE(sweep_watcher.get().has_value());
+  EXPECT_FALSE(pool_waiter.get().has_value());
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(wakeups[b], 0);
+  EXPECT_EQ(wakeups[sweep], 0);
+  EXPECT_EQ(wakeups[idle], 0);
+}
+
+// ... and are woken by it.
+TEST_F(JobManagerTest, WaitersAreWokenByTheirOwnJobSweepOrQueue) {
+  const std::string p = register_pool(2);
+  v1::SweepSpec sweep_spec;
+  *sweep_spec.mutable_base() = small_spec("s");
+  sweep_spec.add_seeds(1);
+  const v1::SweepStatus status = jm_->submit_sweep(sweep_spec);
+  const std::string sweep = status.sweep().sweep_id(), job = status.jobs(0).job_id();
+  EXPECT_EQ(take(p).job_id(), job);
+  int64_t version = -1;
+  jm_->wait_sweep(sweep, &version, SteadyClock::now());
+  const auto t0 = SteadyClock::now();
+  auto sweep_watcher = std::async(std::launch::async, [&] {
+    int64_t v = version;
+    return jm_->wait_sweep(sweep, &v, SteadyClock::now() + 5s);
+  });
+  auto watcher = std::async(std::launch::async, [&] {
+    bool ended = true;
+    return jm_->wait_events(job, 2, SteadyClock::now() + 5s, &ended);
+  });
+  const std::string q = register_pool(2);
+  auto pool_waiter = std::async(std::launch::async, [&] { return jm_->acquire(q, 5000ms); });
+  std::this_thread::sleep_for(50ms);
+  jm_->report(p, job, {step_event(1, 1.0)});
+  EXPECT_EQ(watcher.get().size(), 1u);
+  EXPECT_TRUE(sweep_watcher.get().has_value());
+  const std::string queued = submit();
+  const auto taken = pool_waiter.get();
+  ASSERT_TRUE(taken.has_value());
+  EXPECT_EQ(taken->job_id(), queued);
+  EXPECT_LT(ms_since(t0), 2000);
+}
+
+std::vector<int> steps_of(const std::vector<v1::JobEvent>& events) {
+  std::vector<int> out;
+  for (const auto& e : events) out.push_back(e.training().step());
+  return out;
+}
+
+// A requeued job trains again: GetMetrics used to mix its attempts (steps 5, 10, 15,
+// 5, 10). Events carry their attempt; metrics give the latest one unless asked.
+TEST_F(JobManagerTest, EventsCarryTheirAttemptAndMetricsKeepAttemptsApart) {
+  const std::string id = submit();
+  EXPECT_EQ(jm_->metrics_page(id, 0, false, 0, "").attempt, 0);  // never started: nothing
+  const std::string p = register_pool(2);
+  take(p);
+  jm_->report(p, id, {step_event(5, 1.0), step_event(10, 0.9), step_event(15, 0.8)});
+  clock_.advance(kTimeout + 1ms);
+  jm_->reap_lost_pools();
+  const std::string q = register_pool(2);
+  take(q);
+  jm_->report(q, id, {step_event(5, 1.0), step_event(10, 0.9)});
+
+  std::vector<int> attempts;
+  for (const auto& e : history(id)) attempts.push_back(e.attempt());
+  // submitted, RUNNING, 3 steps, requeued (the end of attempt 1), RUNNING, 2 steps
+  EXPECT_EQ(attempts, (std::vector<int>{0, 1, 1, 1, 1, 1, 2, 2, 2}));
+
+  MetricsPage page = jm_->metrics_page(id, 0, false, 0, "");
+  EXPECT_EQ(page.attempt, 2);
+  EXPECT_EQ(steps_of(page.events), (std::vector<int>{5, 10}));
+  EXPECT_EQ(page.next_page_token, "");
+  EXPECT_EQ(page.job.attempts(), 2);
+  page = jm_->metrics_page(id, 1, false, 0, "");
+  EXPECT_EQ(page.attempt, 1);
+  EXPECT_EQ(steps_of(page.events), (std::vector<int>{5, 10, 15}));
+  page = jm_->metrics_page(id, 0, true, 0, "");
+  EXPECT_EQ(page.attempt, 0);
+  EXPECT_EQ(steps_of(page.events), (std::vector<int>{5, 10, 15, 5, 10}));
+
+  // Pages of 2 over every attempt: 2 + 2 + 1, the token carrying on.
+  std::vector<int> all;
+  std::string token;
+  int pages = 0;
+  do {
+    page = jm_->metrics_page(id, 0, true, 2, token);
+    EXPECT_LE(page.events.size(), 2u);
+    const auto s = steps_of(page.events);
+    all.insert(all.end(), s.begin(), s.end());
+    token = page.next_page_token;
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(all, (std::vector<int>{5, 10, 15, 5, 10}));
+
+  // The token keeps the attempt it started with, whatever starts meanwhile.
+  page = jm_->metrics_page(id, 0, false, 1, "");
+  ASSERT_EQ(steps_of(page.events), (std::vector<int>{5}));
+  ASSERT_FALSE(page.next_page_token.empty());
+  clock_.advance(kTimeout + 1ms);
+  jm_->reap_lost_pools();
+  const std::string r = register_pool(2);
+  take(r);
+  jm_->report(r, id, {step_event(1, 1.0)});
+  page = jm_->metrics_page(id, 0, false, 0, page.next_page_token);
+  EXPECT_EQ(page.attempt, 2);
+  EXPECT_EQ(steps_of(page.events), (std::vector<int>{10}));
+  EXPECT_EQ(steps_of(jm_->metrics_page(id, 0, false, 0, "").events), (std::vector<int>{1}));
+
+  EXPECT_SERVICE_ERROR(jm_->metrics_page(id, 0, false, 20001, ""), ErrorCode::kInvalidArgument, "page_size");
+  EXPECT_SERVICE_ERROR(jm_->metrics_page(id, -1, false, 0, ""), ErrorCode::kInvalidArgument, "attempt");
+  EXPECT_SERVICE_ERROR(jm_->metrics_page(id, 4, false, 0, ""), ErrorCode::kInvalidArgument, "has had 3 attempts");
+  for (const char* bad : {"x", "2.", "0.5", "all.abc", ".5", "2.5x", "-1.3"})
+    EXPECT_SERVICE_ERROR(jm_->metrics_page(id, 0, false, 0, bad), ErrorCode::kInvalidArgument, "page_token");
 }
 
 TEST_F(JobManagerTest, ShutdownWakesWaitersWithUnavailable) {

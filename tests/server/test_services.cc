@@ -351,6 +351,55 @@ TEST_F(ServicesTest, UnknownJobIsNotFound) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// An id is echoed in the error, but bounded: a 10 KB one in full would fill the
+// status message (sent as metadata: clients refuse trailers over 8 KB by default).
+TEST_F(ServicesTest, AHugeIdIsEchoedCutShort) {
+  start();
+  const std::string huge = "job-" + std::string(10240, 'x');
+  const auto check = [&](const grpc::Status& s, grpc::StatusCode code, const char* call) {
+    EXPECT_EQ(s.error_code(), code) << call << ": " << s.error_message();
+    EXPECT_LT(s.error_message().size(), 300u) << call << ": " << s.error_message().substr(0, 300);
+    EXPECT_TRUE(contains(s.error_message(), "job-xxxxxxxx")) << call << ": " << s.error_message();
+    EXPECT_TRUE(contains(s.error_message(), "(10244 bytes)")) << call << ": " << s.error_message();
+  };
+  v1::Job job;
+  check(get_job(huge, &job), grpc::StatusCode::NOT_FOUND, "GetJob");
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(huge);
+  check(jobs_->CancelJob(ctx().get(), cancel, &job), grpc::StatusCode::NOT_FOUND, "CancelJob");
+  v1::GetMetricsRequest metrics;
+  metrics.set_job_id(huge);
+  v1::GetMetricsResponse metrics_resp;
+  check(jobs_->GetMetrics(ctx().get(), metrics, &metrics_resp), grpc::StatusCode::NOT_FOUND, "GetMetrics");
+  check(watch_all(huge).second, grpc::StatusCode::NOT_FOUND, "WatchJob");
+  v1::GetSweepRequest sweep;
+  sweep.set_sweep_id(huge);
+  v1::SweepStatus sweep_resp;
+  check(jobs_->GetSweep(ctx().get(), sweep, &sweep_resp), grpc::StatusCode::NOT_FOUND, "GetSweep");
+  v1::ListJobsRequest list;
+  list.set_page_token(huge);
+  v1::ListJobsResponse list_resp;
+  check(jobs_->ListJobs(ctx().get(), list, &list_resp), grpc::StatusCode::INVALID_ARGUMENT, "ListJobs");
+  v1::DownloadModelRequest download;
+  download.set_job_id(huge);
+  auto c = ctx();
+  auto reader = jobs_->DownloadModel(c.get(), download);
+  v1::DownloadModelChunk chunk;
+  while (reader->Read(&chunk)) {
+  }
+  check(reader->Finish(), grpc::StatusCode::NOT_FOUND, "DownloadModel");
+  check(finish(huge, "job-1", v1::FAILED), grpc::StatusCode::NOT_FOUND, "FinishJob (pool id)");
+  // A checkpoint name, of a job that exists.
+  const std::string id = submit(small_spec()).job_id();
+  download.set_job_id(id);
+  download.set_checkpoint(huge);
+  auto c2 = ctx();
+  auto reader2 = jobs_->DownloadModel(c2.get(), download);
+  while (reader2->Read(&chunk)) {
+  }
+  check(reader2->Finish(), grpc::StatusCode::INVALID_ARGUMENT, "DownloadModel (checkpoint)");
+}
+
 TEST_F(ServicesTest, EmptyJobIdIsInvalidArgument) {
   start();
   v1::Job job;

@@ -2,6 +2,7 @@
 // page, a reopened file keeps everything, boots are counted, and a database that
 // cannot be opened is an error naming the path.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <fstream>
 #include <stdexcept>
@@ -182,6 +183,62 @@ TEST(StoreTest, ReopenedFileKeepsJobsAndEvents) {
   // And it goes on from there.
   reopened.save(3, make_job("job-000003", v1::QUEUED, "third"), {state_event("job-000003", 1, v1::QUEUED, "x")});
   EXPECT_EQ(reopened.load_jobs().size(), 3u);
+}
+
+// A database written before events had their attempt: on opening, every event gets
+// the attempt of the RUNNING state change before it (0 before any), in the column
+// and in the message; training_events then picks attempts apart.
+TEST(StoreTest, EventsOfAnOlderDatabaseAreGivenTheirAttempts) {
+  TempDir dir;
+  const std::string path = dir.file("old.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE events(job_id TEXT NOT NULL, seq INTEGER NOT NULL, training INTEGER NOT NULL,"
+                           " event BLOB NOT NULL, PRIMARY KEY(job_id, seq)) WITHOUT ROWID",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    std::vector<v1::JobEvent> events = {state_event("job-000001", 1, v1::QUEUED, "submitted"),
+                                        state_event("job-000001", 2, v1::RUNNING, "started"),
+                                        training_event("job-000001", 3, 5),
+                                        state_event("job-000001", 4, v1::QUEUED, "lost"),
+                                        state_event("job-000001", 5, v1::RUNNING, "started"),
+                                        training_event("job-000001", 6, 5),
+                                        training_event("job-000001", 7, 10)};
+    events[1].mutable_state_change()->set_attempt(1);
+    events[4].mutable_state_change()->set_attempt(2);
+    sqlite3_stmt* put = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO events VALUES(?, ?, ?, ?)", -1, &put, nullptr), SQLITE_OK);
+    for (const auto& e : events) {
+      const std::string blob = e.SerializeAsString();
+      sqlite3_bind_text(put, 1, e.job_id().c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(put, 2, e.seq());
+      sqlite3_bind_int64(put, 3, e.has_training() ? 1 : 0);
+      sqlite3_bind_blob(put, 4, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+      ASSERT_EQ(sqlite3_step(put), SQLITE_DONE);
+      sqlite3_reset(put);
+    }
+    sqlite3_finalize(put);
+    sqlite3_close(db);
+  }
+  Store store(path);
+  std::vector<int> attempts;
+  for (const auto& e : store.events("job-000001", 0, false)) attempts.push_back(e.attempt());
+  EXPECT_EQ(attempts, (std::vector<int>{0, 1, 1, 1, 2, 2, 2}));
+  bool more = true;
+  EXPECT_EQ(seqs(store.training_events("job-000001", 1, 0, 100, 1 << 20, &more)), (std::vector<int64_t>{3}));
+  EXPECT_FALSE(more);
+  EXPECT_EQ(seqs(store.training_events("job-000001", 2, 0, 100, 1 << 20, &more)), (std::vector<int64_t>{6, 7}));
+  EXPECT_EQ(seqs(store.training_events("job-000001", Store::kAllAttempts, 0, 100, 1 << 20, &more)),
+            (std::vector<int64_t>{3, 6, 7}));
+  EXPECT_EQ(seqs(store.training_events("job-000001", Store::kAllAttempts, 3, 1, 1 << 20, &more)),
+            (std::vector<int64_t>{6}));
+  EXPECT_TRUE(more);
+  // A page also ends at max_bytes, but holds at least one event.
+  EXPECT_EQ(seqs(store.training_events("job-000001", Store::kAllAttempts, 0, 100, 1, &more)),
+            (std::vector<int64_t>{3}));
+  EXPECT_TRUE(more);
 }
 
 TEST(StoreTest, NextBootCountsStartsAndSurvivesReopen) {
