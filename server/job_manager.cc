@@ -48,7 +48,13 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 }  // namespace
 
 JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), options_(std::move(options)) {
-  boot_ = store_.next_boot();
+  boot_ = store_.boots() + 1;
+  try {
+    store_.record_boot(boot_);
+  } catch (const StorageError& e) {  // a full disk at start: serve degraded, count the boot once it clears
+    degrade(e);
+    boot_recorded_ = false;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& stored : store_.load_jobs()) {
     Record r{stored.number, std::move(stored.job), stored.last_seq};
@@ -57,7 +63,7 @@ JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), op
     by_number_[r.number] = id;
     auto& rec = jobs_[id] = std::move(r);
     if (rec.job.state() == v1::QUEUED) queue_.insert(rec.number);
-    if (rec.job.state() == v1::RUNNING) lose_job(rec, "the coordinator restarted while the job was running");
+    if (rec.job.state() == v1::RUNNING) lose_or_retry(rec, "the coordinator restarted while the job was running");
   }
   for (auto& sweep : store_.load_sweeps()) {
     const std::string id = sweep.sweep_id();
@@ -78,6 +84,7 @@ void JobManager::shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     shutdown_ = true;
+    health_ = nullptr;  // the server it reports to is going away
   }
   changed_.notify_all();
 }
@@ -88,6 +95,7 @@ void JobManager::reaper_loop() {
     changed_.wait_for(lock, std::chrono::seconds(1));
     if (shutdown_) break;
     lock.unlock();
+    probe_store();
     reap_lost_pools();
     lock.lock();
   }
@@ -120,8 +128,94 @@ v1::JobEvent JobManager::new_event(Record& r) {
   return e;
 }
 
+void JobManager::write(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const StorageError& e) {
+    degrade(e);
+    throw unavailable(degraded_);
+  }
+}
+
+void JobManager::degrade(const StorageError& e) {
+  ++refusals_;
+  const std::string reason =
+      "the coordinator cannot write its database (" + store_.path() + "): " + e.reason() + "; retrying";
+  if (degraded_ == reason) return;
+  degraded_ = reason;
+  if (options_.log) options_.log(reason + " every second (" + e.what() + "); not serving until then");
+  if (health_) health_(false, degraded_);
+}
+
+std::string JobManager::degraded() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return degraded_;
+}
+
+void JobManager::set_health_listener(std::function<void(bool, const std::string&)> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_) return;
+  health_ = std::move(listener);
+  if (health_) health_(degraded_.empty(), degraded_);
+}
+
+void JobManager::probe_store() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_) return;
+  if (!degraded_.empty()) {
+    try {
+      store_.probe();
+    } catch (const StorageError& e) {
+      degrade(e);
+      return;
+    } catch (const std::exception&) {
+      return;  // not the disk's fault (e.g. busy): the next probe tells
+    }
+  }
+  const int64_t refused = refusals_;
+  retry_pending();
+  if (degraded_.empty() || refusals_ != refused) return;  // refused again: still degraded
+  if (options_.log) options_.log("the database takes writes again: serving");
+  degraded_.clear();
+  if (health_) health_(true, "");
+  changed_.notify_all();  // pools wait for work
+}
+
+void JobManager::retry_pending() {
+  const int64_t refused = refusals_;
+  if (!boot_recorded_) {
+    try {
+      write([&] { store_.record_boot(boot_); });
+      boot_recorded_ = true;
+    } catch (const std::exception&) {
+      return;  // the next second retries
+    }
+  }
+  for (auto it = lost_.begin(); it != lost_.end() && refusals_ == refused;) {
+    try {
+      auto jit = jobs_.find(it->first);
+      if (jit != jobs_.end() && jit->second.job.state() == v1::RUNNING) lose_job(jit->second, it->second);
+      it = lost_.erase(it);
+    } catch (const std::exception&) {
+      ++it;  // the disk refused (the loop ends there) or a fault that may pass: the next second retries
+    }
+  }
+}
+
+void JobManager::lose_or_retry(Record& r, const std::string& reason) {
+  if (degraded_.empty()) {
+    try {
+      lose_job(r, reason);
+      return;
+    } catch (const std::exception& e) {
+      if (options_.log) options_.log(r.job.job_id() + ": cannot requeue it yet (" + e.what() + "); retrying");
+    }
+  }
+  lost_[r.job.job_id()] = reason;
+}
+
 void JobManager::commit(Record& r, Record next, const std::vector<v1::JobEvent>& events) {
-  store_.save(next.number, next.job, events);  // throws: nothing changed, in memory or on disk
+  write([&] { store_.save(next.number, next.job, events); });  // throws: nothing changed, in memory or on disk
   r = std::move(next);
   if (r.job.state() == v1::QUEUED) {
     queue_.insert(r.number);
@@ -217,6 +311,7 @@ v1::Job JobManager::submit(v1::JobSpec spec) {
   if (shutdown_) throw unavailable("the coordinator is shutting down");
   drop_unknown_fields(&spec, "spec");
   check_submittable(&spec);
+  if (!degraded_.empty()) throw unavailable(degraded_);
   return add_job(std::move(spec), "", "").job;
 }
 
@@ -251,7 +346,7 @@ JobManager::Record& JobManager::insert(Record r) {
 JobManager::Record& JobManager::add_job(v1::JobSpec spec, const std::string& sweep_id, const std::string& point) {
   std::vector<v1::JobEvent> events;
   Record r = new_queued(next_number_, std::move(spec), sweep_id, point, &events);
-  store_.save(r.number, r.job, events);  // written before it exists for anyone
+  write([&] { store_.save(r.number, r.job, events); });  // written before it exists for anyone
   return insert(std::move(r));
 }
 
@@ -272,6 +367,7 @@ v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
       throw invalid_argument("sweep: grid point " + p.label + ": " + e.what());
     }
   }
+  if (!degraded_.empty()) throw unavailable(degraded_);
   v1::Sweep sweep;
   const int64_t number = next_sweep_;
   sweep.set_sweep_id(sweep_id_for(number));
@@ -286,7 +382,7 @@ v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
     sweep.add_job_ids(r.job.job_id());
     jobs.push_back({r.number, r.job, std::move(events)});
   }
-  store_.save_sweep_with_jobs(number, sweep, jobs);  // throws: nothing changed
+  write([&] { store_.save_sweep_with_jobs(number, sweep, jobs); });  // throws: nothing changed
   ++next_sweep_;
   for (auto& j : jobs) insert(Record{j.number, std::move(j.job), 1});
   sweeps_[sweep.sweep_id()] = sweep;
@@ -476,6 +572,7 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
     if (pit == pools_.end()) break;  // dropped meanwhile
     PoolInfo& pool = pit->second;
     for (int64_t number : queue_) {
+      if (!degraded_.empty()) break;  // no job can start while the store takes no writes: wait for the probe
       Record& r = jobs_.at(by_number_.at(number));
       if (!pool_can_run(pool, r)) continue;
       // The pool and the attempt are part of the change to RUNNING: a failed write
@@ -556,9 +653,10 @@ void JobManager::reap_lost_pools() {
     const std::string job_id = pool.job_id, pool_id = pool.pool_id;
     it = pools_.erase(it);
     auto jit = jobs_.find(job_id);
+    // A requeue the disk refuses waits in lost_: the job is not left RUNNING on a pool that is gone.
     if (jit != jobs_.end() && jit->second.job.state() == v1::RUNNING)
-      lose_job(jit->second, "pool " + pool_id + " stopped responding (no heartbeat for " +
-                                seconds_text(options_.heartbeat_timeout) + ")");
+      lose_or_retry(jit->second, "pool " + pool_id + " stopped responding (no heartbeat for " +
+                                     seconds_text(options_.heartbeat_timeout) + ")");
   }
 }
 
@@ -683,7 +781,7 @@ v1::Job JobManager::remove(const std::string& job_id) {
     throw failed_precondition("job '" + job_id + "' is " + state_name(r.job.state()) +
                               ": cancel it and wait for it to end before deleting it");
   const v1::Job job = r.job;
-  store_.remove(job_id);  // throws: nothing changed
+  write([&] { store_.remove(job_id); });  // throws: nothing changed
   by_number_.erase(r.number);
   jobs_.erase(job_id);
   changed_.notify_all();
