@@ -143,7 +143,8 @@ void JobManager::degrade(const StorageError& e) {
       "the coordinator cannot write its database (" + store_.path() + "): " + e.reason() + "; retrying";
   if (degraded_ == reason) return;
   degraded_ = reason;
-  if (options_.log) options_.log(reason + " every second (" + e.what() + "); not serving until then");
+  const std::string detail = e.what() == "database: " + e.reason() ? "" : std::string(" (") + e.what() + ")";
+  if (options_.log) options_.log(reason + " every second" + detail + "; not serving until then");
   if (health_) health_(false, degraded_);
 }
 
