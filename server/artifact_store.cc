@@ -6,6 +6,7 @@
 
 #include "artifacts/checkpoint_file.h"
 #include "common/errors.h"
+#include "common/status.h"
 
 namespace prelude::server {
 
@@ -48,8 +49,9 @@ v1::CheckpointInfo ArtifactStore::put(const std::string& job_id, const v1::Check
   try {
     write_file_atomically(file, bytes);
   } catch (const UserError& e) {
-    // The coordinator's disk, not the pool's upload, is at fault (INTERNAL: retried).
-    throw std::runtime_error(e.what());
+    // The coordinator's disk, not the pool's upload, is at fault (full, say): UNAVAILABLE,
+    // which the pool may retry later; nothing of the file is left, and the job goes on.
+    throw unavailable(std::string("the coordinator cannot keep the checkpoint: ") + e.what());
   }
   return info;
 }

@@ -20,7 +20,8 @@ class ArtifactStore {
   // Checks an uploaded checkpoint (the length and SHA-256 the pool announced, the
   // file's own header and checksum) and writes it for `job_id`. Returns what to list:
   // step, epoch, final, bytes, sha256 and the time. UserError (INVALID_ARGUMENT) for
-  // a damaged or inconsistent upload; std::runtime_error for a failed write.
+  // a damaged or inconsistent upload; UNAVAILABLE (ServiceError) for a write the
+  // coordinator's disk refused (full), which leaves nothing behind.
   prelude::v1::CheckpointInfo put(const std::string& job_id, const prelude::v1::CheckpointInfo& announced,
                                   const std::string& bytes);
 

@@ -53,11 +53,22 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 }  // namespace
 
 JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), options_(std::move(options)) {
-  boot_ = store_.next_boot();
+  boot_ = store_.boots() + 1;
+  try {
+    store_.record_boot(boot_);
+  } catch (const StorageError& e) {  // a full disk at start: serve degraded, count the boot once it clears
+    degrade(e);
+    boot_recorded_ = false;
+  }
   // A clean stop cut the running attempts short through no fault of their jobs; a
   // crash may have been caused by one, so its attempts count (a job that crashes the
   // coordinator cannot do so forever).
-  const bool clean_stop = store_.take_clean_stop();
+  bool clean_stop = false;
+  try {
+    clean_stop = store_.take_clean_stop();
+  } catch (const std::exception& e) {
+    if (options_.log) options_.log(std::string("cannot clear the clean-stop mark (") + e.what() + "): attempts count");
+  }
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& stored : store_.load_jobs()) {
     Record r{stored.number, std::move(stored.job), stored.last_seq};
@@ -67,16 +78,10 @@ JobManager::JobManager(Store& store, ManagerOptions options) : store_(store), op
     auto& rec = jobs_[id] = std::move(r);
     if (rec.job.state() == v1::QUEUED) queue_.insert(rec.number);
     if (rec.job.state() != v1::RUNNING) continue;
-    if (!clean_stop) {
-      lose_job(rec, "the coordinator restarted after stopping abruptly (a crash or kill) while the job was running");
-    } else if (rec.job.cancel_requested()) {
-      transition(rec, v1::CANCELLED, "cancelled; the coordinator restarted while the job was running");
+    if (clean_stop) {
+      lose_or_retry(rec, "the coordinator restarted while the job was running", /*uncounted=*/true);
     } else {
-      transition(rec, v1::QUEUED,
-                 "the coordinator restarted while the job was running; requeued, attempt " +
-                     std::to_string(rec.job.attempts()) + " not counted against the limit of " +
-                     std::to_string(options_.max_attempts) + " (cut short by the restart)",
-                 [](v1::Job& job) { job.set_uncounted_attempts(job.uncounted_attempts() + 1); });
+      lose_or_retry(rec, "the coordinator restarted after stopping abruptly (a crash or kill) while the job was running");
     }
   }
   for (auto& sweep : store_.load_sweeps()) {
@@ -105,6 +110,7 @@ void JobManager::shutdown() {
     std::lock_guard<std::mutex> lock(mu_);
     shutdown_ = true;
     for (auto& [key, waiters] : waiters_) waiters.cv.notify_all();
+    health_ = nullptr;  // the server it reports to is going away
   }
   queue_changed_.notify_all();
   stopping_.notify_all();
@@ -134,6 +140,7 @@ void JobManager::reaper_loop() {
     stopping_.wait_for(lock, std::chrono::seconds(1));
     if (shutdown_) break;
     lock.unlock();
+    probe_store();
     reap_lost_pools();
     lock.lock();
   }
@@ -168,8 +175,95 @@ v1::JobEvent JobManager::new_event(Record& r) {
   return e;
 }
 
+void JobManager::write(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const StorageError& e) {
+    degrade(e);
+    throw unavailable(degraded_);
+  }
+}
+
+void JobManager::degrade(const StorageError& e) {
+  ++refusals_;
+  const std::string reason =
+      "the coordinator cannot write its database (" + store_.path() + "): " + e.reason() + "; retrying";
+  if (degraded_ == reason) return;
+  degraded_ = reason;
+  const std::string detail = e.what() == "database: " + e.reason() ? "" : std::string(" (") + e.what() + ")";
+  if (options_.log) options_.log(reason + " every second" + detail + "; not serving until then");
+  if (health_) health_(false, degraded_);
+}
+
+std::string JobManager::degraded() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return degraded_;
+}
+
+void JobManager::set_health_listener(std::function<void(bool, const std::string&)> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_) return;
+  health_ = std::move(listener);
+  if (health_) health_(degraded_.empty(), degraded_);
+}
+
+void JobManager::probe_store() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutdown_) return;
+  if (!degraded_.empty()) {
+    try {
+      store_.probe();
+    } catch (const StorageError& e) {
+      degrade(e);
+      return;
+    } catch (const std::exception&) {
+      return;  // not the disk's fault (e.g. busy): the next probe tells
+    }
+  }
+  const int64_t refused = refusals_;
+  retry_pending();
+  if (degraded_.empty() || refusals_ != refused) return;  // refused again: still degraded
+  if (options_.log) options_.log("the database takes writes again: serving");
+  degraded_.clear();
+  if (health_) health_(true, "");
+  queue_changed_.notify_all();  // pools wait for work
+}
+
+void JobManager::retry_pending() {
+  const int64_t refused = refusals_;
+  if (!boot_recorded_) {
+    try {
+      write([&] { store_.record_boot(boot_); });
+      boot_recorded_ = true;
+    } catch (const std::exception&) {
+      return;  // the next second retries
+    }
+  }
+  for (auto it = lost_.begin(); it != lost_.end() && refusals_ == refused;) {
+    try {
+      auto jit = jobs_.find(it->first);
+      if (jit != jobs_.end() && jit->second.job.state() == v1::RUNNING) lose_job(jit->second, it->second.reason, it->second.uncounted);
+      it = lost_.erase(it);
+    } catch (const std::exception&) {
+      ++it;  // the disk refused (the loop ends there) or a fault that may pass: the next second retries
+    }
+  }
+}
+
+void JobManager::lose_or_retry(Record& r, const std::string& reason, bool uncounted) {
+  if (degraded_.empty()) {
+    try {
+      lose_job(r, reason, uncounted);
+      return;
+    } catch (const std::exception& e) {
+      if (options_.log) options_.log(r.job.job_id() + ": cannot requeue it yet (" + e.what() + "); retrying");
+    }
+  }
+  lost_[r.job.job_id()] = Lost{reason, uncounted};
+}
+
 void JobManager::commit(Record& r, Record next, const std::vector<v1::JobEvent>& events) {
-  store_.save(next.number, next.job, events);  // throws: nothing changed, in memory or on disk
+  write([&] { store_.save(next.number, next.job, events); });  // throws: nothing changed, in memory or on disk
   r = std::move(next);
   if (r.job.state() == v1::QUEUED) {
     if (queue_.insert(r.number).second) queue_changed_.notify_all();  // a job for waiting pools
@@ -219,9 +313,15 @@ std::string attempt_text(const v1::Job& job, int max_attempts) {
 
 }  // namespace
 
-void JobManager::lose_job(Record& r, const std::string& reason) {
+void JobManager::lose_job(Record& r, const std::string& reason, bool uncounted) {
   if (r.job.cancel_requested()) {
     transition(r, v1::CANCELLED, "cancelled; " + reason);
+  } else if (uncounted) {
+    transition(r, v1::QUEUED,
+               reason + "; requeued, attempt " + std::to_string(r.job.attempts()) +
+                   " not counted against the limit of " + std::to_string(options_.max_attempts) +
+                   " (cut short by the restart)",
+               [](v1::Job& job) { job.set_uncounted_attempts(job.uncounted_attempts() + 1); });
   } else if (r.job.attempts() - r.job.uncounted_attempts() >= options_.max_attempts) {
     transition(r, v1::FAILED, reason + " during " + attempt_text(r.job, options_.max_attempts) + "; giving up");
   } else {
@@ -276,6 +376,7 @@ v1::Job JobManager::submit(v1::JobSpec spec) {
   if (shutdown_) throw unavailable("the coordinator is shutting down");
   drop_unknown_fields(&spec, "spec");
   check_submittable(&spec);
+  if (!degraded_.empty()) throw unavailable(degraded_);
   return add_job(std::move(spec), "", "").job;
 }
 
@@ -310,7 +411,7 @@ JobManager::Record& JobManager::insert(Record r) {
 JobManager::Record& JobManager::add_job(v1::JobSpec spec, const std::string& sweep_id, const std::string& point) {
   std::vector<v1::JobEvent> events;
   Record r = new_queued(next_number_, std::move(spec), sweep_id, point, &events);
-  store_.save(r.number, r.job, events);  // written before it exists for anyone
+  write([&] { store_.save(r.number, r.job, events); });  // written before it exists for anyone
   return insert(std::move(r));
 }
 
@@ -331,6 +432,7 @@ v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
       throw invalid_argument("sweep: grid point " + p.label + ": " + e.what());
     }
   }
+  if (!degraded_.empty()) throw unavailable(degraded_);
   v1::Sweep sweep;
   const int64_t number = next_sweep_;
   sweep.set_sweep_id(sweep_id_for(number));
@@ -345,7 +447,7 @@ v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
     sweep.add_job_ids(r.job.job_id());
     jobs.push_back({r.number, r.job, std::move(events)});
   }
-  store_.save_sweep_with_jobs(number, sweep, jobs);  // throws: nothing changed
+  write([&] { store_.save_sweep_with_jobs(number, sweep, jobs); });  // throws: nothing changed
   ++next_sweep_;
   for (auto& j : jobs) insert(Record{j.number, std::move(j.job), 1});
   sweeps_[sweep.sweep_id()] = sweep;
@@ -580,6 +682,7 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
     if (pit == pools_.end()) break;  // dropped meanwhile
     PoolInfo& pool = pit->second;
     for (int64_t number : queue_) {
+      if (!degraded_.empty()) break;  // no job can start while the store takes no writes: wait for the probe
       Record& r = jobs_.at(by_number_.at(number));
       if (!pool_can_run(pool, r)) continue;
       // The pool and the attempt are part of the change to RUNNING: a failed write
@@ -667,9 +770,10 @@ void JobManager::reap_lost_pools() {
     const std::string job_id = pool.job_id, pool_id = pool.pool_id;
     it = pools_.erase(it);
     auto jit = jobs_.find(job_id);
+    // A requeue the disk refuses waits in lost_: the job is not left RUNNING on a pool that is gone.
     if (jit != jobs_.end() && jit->second.job.state() == v1::RUNNING)
-      lose_job(jit->second, "pool " + pool_id + " stopped responding (no heartbeat for " +
-                                seconds_text(options_.heartbeat_timeout) + ")");
+      lose_or_retry(jit->second, "pool " + pool_id + " stopped responding (no heartbeat for " +
+                                     seconds_text(options_.heartbeat_timeout) + ")");
   }
   expire_cancels();
 }
@@ -836,7 +940,7 @@ v1::Job JobManager::remove(const std::string& job_id) {
     throw failed_precondition("job " + echoed(job_id) + " is " + state_name(r.job.state()) +
                               ": cancel it and wait for it to end before deleting it");
   const v1::Job job = r.job;
-  store_.remove(job_id);  // throws: nothing changed
+  write([&] { store_.remove(job_id); });  // throws: nothing changed
   by_number_.erase(r.number);
   notify_job(job);  // its watchers learn it is gone
   jobs_.erase(job_id);

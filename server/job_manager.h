@@ -8,6 +8,12 @@
 // and the job has attempts left; out of attempts it FAILS with the reason. Every
 // change is a StateChange event in the job's history, next to its training events,
 // and is written to the store before anyone is told.
+//
+// A write the disk refuses (full, I/O error) changes nothing in memory either, and
+// degrades the manager: until a probe write works again (every second, on the
+// manager's thread), submits are refused UNAVAILABLE with the reason, pools are
+// handed no jobs, health says NOT_SERVING, and requeues that could not be written
+// wait; then they are done and health says SERVING again.
 #pragma once
 
 #include <chrono>
@@ -183,6 +189,19 @@ class JobManager {
   prelude::v1::Job remove(const std::string& job_id);
   std::vector<PoolInfo> pools() const;
 
+  // ---- the database
+  // Empty while the store takes writes; else why not: "the coordinator cannot write
+  // its database (jobs.db): database or disk is full; retrying".
+  std::string degraded() const;
+  // Told whether the coordinator serves (false while degraded), with the reason: at
+  // once, then at every change, in order (for the gRPC health service). Not after
+  // shutdown().
+  void set_health_listener(std::function<void(bool serving, const std::string& reason)> listener);
+  // While degraded, tries a tiny write and, once one works, leaves that state; then
+  // does what waited for a write (requeues of jobs whose pool is gone). Called every
+  // second by the manager's own thread.
+  void probe_store();
+
   // Wakes every waiter and refuses further waits (UNAVAILABLE).
   void shutdown();
 
@@ -216,13 +235,23 @@ class JobManager {
   void transition(Record& r, prelude::v1::JobState state, const std::string& reason,
                   const std::function<void(prelude::v1::Job&)>& change = nullptr);
   // The job's pool was lost (or the coordinator restarted): requeue or fail it.
+  // `uncounted`: the attempt was cut short by a clean coordinator restart, through
+  // no fault of the job; it does not count against max_attempts.
   // Detaching it from its pool is the caller's part.
-  void lose_job(Record& r, const std::string& reason);
+  void lose_job(Record& r, const std::string& reason, bool uncounted = false);
   prelude::v1::JobEvent new_event(Record& r);
   // Writes `next` (the record's new version) and its events to the store, and
   // only then replaces `r` with it, updates the queue and wakes waiters: a failed
   // write changes nothing.
   void commit(Record& r, Record next, const std::vector<prelude::v1::JobEvent>& events);
+  // Runs a store write. A fault of the disk (StorageError) degrades the manager and
+  // is thrown as UNAVAILABLE with the reason; other errors pass unchanged.
+  void write(const std::function<void()>& body);
+  void degrade(const StorageError& e);
+  // lose_job(), or, when its write fails, keeps the job in lost_ to retry.
+  void lose_or_retry(Record& r, const std::string& reason, bool uncounted = false);
+  // The boot count and the jobs in lost_; stops at the first write the disk refuses.
+  void retry_pending();
   void reaper_loop();
   // Part of reap_lost_pools: cancels that waited past cancel_grace win.
   void expire_cancels();
@@ -254,6 +283,18 @@ class JobManager {
   int64_t next_sweep_ = 1;
   int64_t next_number_ = 1, next_pool_ = 1, boot_ = 1;
   bool shutdown_ = false;
+  std::string degraded_;  // why the store takes no writes; empty while it does
+  int64_t refusals_ = 0;  // writes the disk refused, ever
+  std::function<void(bool, const std::string&)> health_;
+  // RUNNING jobs whose pool is gone (lost, or the coordinator restarted) and whose
+  // requeue could not be written yet: job id -> why it is lost (and whether the
+  // attempt counts).
+  struct Lost {
+    std::string reason;
+    bool uncounted = false;
+  };
+  std::map<std::string, Lost> lost_;
+  bool boot_recorded_ = true;
   std::thread reaper_;
 };
 

@@ -188,6 +188,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prelude-coordinator: --listen: cannot listen on '%s'\n", f.listen.c_str());
     return 2;
   }
+  // NOT_SERVING while the database takes no writes (a full disk), SERVING again once it does.
+  if (grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService())
+    jobs.set_health_listener([health](bool serving, const std::string&) { health->SetServingStatus(serving); });
   std::fprintf(stderr, "prelude-coordinator: serving on %s (database %s, models in %s, data root %s%s)\n",
                local_address(f.listen, port).c_str(), f.db.c_str(), artifacts->dir().c_str(), f.data_root.c_str(),
                auth ? ", token required" : "");

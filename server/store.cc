@@ -12,6 +12,18 @@ namespace v1 = prelude::v1;
 
 namespace {
 
+// Faults of the disk under the database, which may pass once space returns: told
+// apart from every other failure (a bug, a constraint) as StorageError.
+bool is_storage_fault(int code) {
+  code &= 0xff;  // the primary code of an extended one
+  return code == SQLITE_FULL || code == SQLITE_IOERR;
+}
+
+[[noreturn]] void fail_with(int code, const std::string& message) {
+  if (is_storage_fault(code)) throw StorageError(code & 0xff, sqlite3_errstr(code & 0xff), message);
+  throw std::runtime_error(message);
+}
+
 // One prepared statement, finalized on scope exit.
 class Statement {
  public:
@@ -56,11 +68,19 @@ class Statement {
 
  private:
   [[noreturn]] void fail(const char* what) const {
-    throw std::runtime_error(std::string("database: ") + what + ": " + sqlite3_errmsg(db_));
+    fail_with(sqlite3_errcode(db_), std::string("database: ") + what + ": " + sqlite3_errmsg(db_));
   }
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
 };
+
+// Raises a counter in meta to at least `value`.
+void raise_counter(sqlite3* db, const char* key, int64_t value) {
+  Statement(db, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)")
+      .bind(1, std::string(key))
+      .bind(2, value)
+      .run();
+}
 
 template <typename M>
 M parse(const std::string& bytes, const char* what) {
@@ -128,18 +148,38 @@ void Store::add_event_attempts() {
 
 void Store::exec(const char* sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err); rc != SQLITE_OK) {
     const std::string why = err ? err : "unknown error";
     sqlite3_free(err);
-    throw std::runtime_error("database: " + why);
+    fail_with(rc, "database: " + why);
   }
 }
 
+void Store::check_write_fault() const {
+  if (!write_fault_) return;
+  if (const int code = write_fault_(); code != SQLITE_OK)
+    fail_with(code, std::string("database: step: ") + sqlite3_errstr(code));
+}
+
 int64_t Store::next_boot() {
-  exec("INSERT INTO meta(key, value) VALUES('boots', 1)"
-       " ON CONFLICT(key) DO UPDATE SET value = value + 1");
+  const int64_t boot = boots() + 1;
+  record_boot(boot);
+  return boot;
+}
+
+int64_t Store::boots() {
   Statement s(db_, "SELECT value FROM meta WHERE key = 'boots'");
-  return s.step() ? s.int64(0) : 1;
+  return s.step() ? s.int64(0) : 0;
+}
+
+void Store::record_boot(int64_t boot) {
+  check_write_fault();
+  raise_counter(db_, "boots", boot);
+}
+
+void Store::probe() {
+  check_write_fault();
+  exec("INSERT INTO meta(key, value) VALUES('probes', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1");
 }
 
 void Store::mark_clean_stop() {
@@ -171,18 +211,6 @@ std::vector<StoredJob> Store::load_jobs() {
   return jobs;
 }
 
-namespace {
-
-// Raises a counter in meta to at least `value`.
-void raise_counter(sqlite3* db, const char* key, int64_t value) {
-  Statement(db, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)")
-      .bind(1, std::string(key))
-      .bind(2, value)
-      .run();
-}
-
-}  // namespace
-
 void Store::put_job(int64_t number, const v1::Job& job, const std::vector<v1::JobEvent>& events) {
   Statement put(db_, "INSERT INTO jobs(number, id, state, job) VALUES(?, ?, ?, ?)"
                      " ON CONFLICT(number) DO UPDATE SET state = excluded.state, job = excluded.job");
@@ -197,6 +225,7 @@ void Store::put_job(int64_t number, const v1::Job& job, const std::vector<v1::Jo
 }
 
 void Store::in_transaction(const std::function<void()>& body) {
+  check_write_fault();
   exec("BEGIN IMMEDIATE");
   try {
     body();

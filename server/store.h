@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,21 @@
 struct sqlite3;
 
 namespace prelude::server {
+
+// The database refused a write because of the disk or the file system under it
+// (SQLITE_FULL, SQLITE_IOERR): nothing was written, and the same write may work once
+// space returns. The job manager degrades on it and probes until writes work again.
+class StorageError : public std::runtime_error {
+ public:
+  StorageError(int code, const std::string& reason, const std::string& message)
+      : std::runtime_error(message), code_(code), reason_(reason) {}
+  int code() const { return code_; }                    // SQLite's primary result code
+  const std::string& reason() const { return reason_; }  // SQLite's text: "database or disk is full"
+
+ private:
+  int code_;
+  std::string reason_;
+};
 
 struct StoredJob {
   int64_t number = 0;  // creation order, from 1
@@ -28,11 +44,14 @@ struct StoredJob {
 class Store {
  public:
   // Opens or creates the database at `path` (":memory:" for tests). Throws
-  // std::runtime_error naming the path and SQLite's reason.
+  // std::runtime_error naming the path and SQLite's reason. Every method throws
+  // StorageError for a write the disk refused, std::runtime_error for other faults.
   explicit Store(const std::string& path);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
+
+  const std::string& path() const { return path_; }
 
   // Counts coordinator starts (1 for a new database); used to name pools uniquely.
   int64_t next_boot();
@@ -40,6 +59,17 @@ class Store {
   // and clears) the mark: without it, the last one crashed or was killed.
   void mark_clean_stop();
   bool take_clean_stop();
+  // The same in two steps, for a start on a full disk: the count so far, and raising
+  // it to at least `boot` once writes work.
+  int64_t boots();
+  void record_boot(int64_t boot);
+
+  // A tiny write (one counter), to learn whether the database takes writes again.
+  void probe();
+
+  // For tests: called before every write; a non-zero SQLite result code (SQLITE_FULL,
+  // SQLITE_IOERR, ...) fails that write as SQLite would fail it. Nothing by default.
+  void set_write_fault(std::function<int()> fault) { write_fault_ = std::move(fault); }
 
   // Every job, in creation order.
   std::vector<StoredJob> load_jobs();
@@ -85,11 +115,14 @@ class Store {
   // Databases from before JobEvent.attempt: the column added, and every event given
   // its attempt from the RUNNING state changes before it. Once.
   void add_event_attempts();
+  // Throws what the write fault (tests) asks for.
+  void check_write_fault() const;
   void in_transaction(const std::function<void()>& body);
   // The job's row, its events and the job counter; inside a transaction.
   void put_job(int64_t number, const prelude::v1::Job& job, const std::vector<prelude::v1::JobEvent>& events);
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::function<int()> write_fault_;
 };
 
 }  // namespace prelude::server
