@@ -46,6 +46,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ ALL_FAULTS = ["kill-coordinator", "kill-rank", "stop-rank", "full-disk"]
 # How many of each kind one run injects (shuffled by the seed).
 FAULT_COUNTS = {"kill-coordinator": 3, "kill-rank": 3, "stop-rank": 2, "full-disk": 2}
 HEARTBEAT_TIMEOUT = 2.0   # --heartbeat-timeout: a silent pool is dropped after this
-STALL_TIMEOUT = 8.0       # --stall-timeout, when the coordinator has it
+STALL_TIMEOUT = 12.0      # --stall-timeout, when the coordinator has it
 MAX_ATTEMPTS = 4          # --max-attempts
 SLACK = 10.0              # on top of the timeouts: respawning a pool, loading data on 2 busy cores
 DISK_SIZE = "16m"         # the tmpfs of the database: plenty for the run, quick to fill
@@ -123,6 +124,13 @@ class Chaos:
             if state not in "ZX":
                 found.append((int(d), comm, state))
         return found
+
+    @staticmethod
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+        except OSError:
+            return False
 
     def ranks(self):
         return sorted(p for p, comm, state in self.our_processes() if comm == "prelude-worker" and state != "T")
@@ -276,14 +284,21 @@ class Chaos:
         if not final:
             self.check("the coordinator is alive", self.coordinator_alive(),
                        f"{when}: exited with {self.coord_proc.poll()}")
-            procs = self.our_processes()
-            coords = [p for p, c, s in procs if c.startswith("prelude-coord")]
-            mpiruns = [p for p, c, s in procs if c == "mpirun"]
-            workers = [(p, s) for p, c, s in procs if c == "prelude-worker"]
-            stopped = [(p, c) for p, c, s in procs if s == "T"]
-            self.check("no process left behind: one coordinator, at most one pool, no stopped rank",
-                       len(coords) == 1 and len(mpiruns) <= 1 and len(workers) <= 2 and not stopped,
-                       f"{when}: coordinators {coords}, mpiruns {mpiruns}, ranks {workers}, stopped {stopped}")
+            # A killed coordinator's pool goes down within moments, a respawned one comes up: bounded.
+            end = time.monotonic() + SLACK
+            while True:
+                procs = self.our_processes()
+                coords = [p for p, c, s in procs if c.startswith("prelude-coord")]
+                mpiruns = [p for p, c, s in procs if c == "mpirun"]
+                workers = [(p, s) for p, c, s in procs if c == "prelude-worker"]
+                stopped = [(p, c) for p, c, s in procs if s == "T"]
+                ok = len(coords) == 1 and len(mpiruns) <= 1 and len(workers) <= 2 and not stopped
+                if ok or time.monotonic() > end:
+                    break
+                time.sleep(0.3)
+            self.check("no process left behind: one coordinator, at most one pool, no stopped rank", ok,
+                       f"{when}: coordinators {coords}, mpiruns {mpiruns}, ranks {workers}, stopped {stopped} "
+                       f"{SLACK:.0f} s on")
         return len(self.failures) - before
 
     def wait_no_running_on_dead(self, timeout):
@@ -307,12 +322,13 @@ class Chaos:
     def running_job(self, timeout, late=False):
         """A job RUNNING whose training is under way in this attempt (its step seen to move: a requeued
         job keeps the progress of its last attempt), and with `late`, within 12 steps of its end; after a
-        bounded wait, None if there is none."""
+        bounded wait, None if there is none. Not one in its last attempts: the faults are spread over the
+        jobs so that each should still succeed (then any FAILED job is a finding)."""
         first = {}  # (job id, attempt) -> the step first seen
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             for j in self.list_jobs() or []:
-                if j.state == self.pb.RUNNING:
+                if j.state == self.pb.RUNNING and j.attempts <= MAX_ATTEMPTS - 2:
                     step = first.setdefault((j.job_id, j.attempts), j.progress.step)
                     if j.progress.step != step and (not late or j.progress.step >= self.total_steps(j) - 12):
                         return j
@@ -328,7 +344,8 @@ class Chaos:
         # A full disk early in a job fails its reports and checkpoints; late, its end (finish) too.
         late = kind == "full-disk" and params["late"]
         job = self.running_job(30, late)
-        f["detail"] = (f"{job.job_id} at step {job.progress.step}/{self.total_steps(job)} on {job.pool_id}: " if job
+        f["detail"] = (f"{job.job_id} (attempt {job.attempts}) at step {job.progress.step}/{self.total_steps(job)} "
+                       f"on {job.pool_id}: " if job
                        else "no job training: ")
         f["t"] = now()
         start = time.monotonic()
@@ -343,8 +360,15 @@ class Chaos:
         pid = self.coord_proc.pid
         f["target"] = f"coordinator pid {pid}"
         boot_pools = {j.pool_id.rsplit(".", 1)[0] + "." for j in (self.list_jobs() or []) if j.pool_id}
+        # A submit in flight as it dies: acknowledged (then it must be there after the restart) or not.
+        spec = self.job_spec(f"chaos-racing-{f['n']}")
+        spec["training"]["maxSteps"] = 8
+        racer = threading.Thread(target=self.submit_job, args=(spec,))
+        racer.start()
+        time.sleep(f["params"]["race"])
         os.kill(pid, signal.SIGKILL)
         self.coord_proc.wait(timeout=10)
+        racer.join(timeout=15)
         t = time.monotonic()
         if job is not None:
             self.dead_boots[job.pool_id.rsplit(".", 1)[0] + "."] = t
@@ -519,7 +543,7 @@ class Chaos:
             plan.insert(self.rng.randrange(len(plan) + 1), item)
         # Every random choice drawn now, so a replay makes the same ones whatever the timing.
         params = [{"delay": self.rng.uniform(0.5, 3.0), "late": self.rng.random() < 0.5, "rank": self.rng.randrange(2),
-                   "hold": self.rng.uniform(4, 8)} for _ in plan]
+                   "hold": self.rng.uniform(4, 8), "race": self.rng.uniform(0, 0.01)} for _ in plan]
         print("schedule: " + ", ".join(k if a == "fault" else "submit " + a for a, k in plan), flush=True)
 
         self.start_coordinator()
@@ -551,6 +575,9 @@ class Chaos:
         self.check("every job final at the end", not not_final, f"after {FINAL_WAIT:.0f} s: {not_final}")
         self.check_invariants("at the end")
         self.judge_ends(jobs)
+        extra = sorted(set(j.job_id for j in jobs) - set(self.acknowledged))
+        if extra:  # a submit whose reply was lost as the coordinator died: allowed, but worth knowing
+            self.notes.append(f"stored but never acknowledged: {', '.join(extra)}")
         states = {}
         for j in jobs:
             states[self.pb.JobState.Name(j.state)] = states.get(self.pb.JobState.Name(j.state), 0) + 1
@@ -605,6 +632,9 @@ class Chaos:
                            f"{j.job_id}: {j.error!r} after {j.attempts} attempts, {hits} faults while tried")
                 if legit:
                     self.notes.append(f"{j.job_id} FAILED legitimately: {j.error} ({hits} faults while tried)")
+            elif j.state == self.pb.SUCCEEDED:
+                self.check("every SUCCEEDED job keeps its final model", any(c.final for c in j.checkpoints),
+                           f"{j.job_id}: checkpoints kept: {[c.step for c in j.checkpoints]}, no final one")
             elif j.state == self.pb.CANCELLED:
                 self.check("no job CANCELLED (nobody cancelled one)", False, f"{j.job_id}: {j.error}")
 
@@ -631,7 +661,7 @@ class Chaos:
               f"({', '.join(f'{v} {k}' for k, v in kinds.items())}) in {faults_over:.0f} s, "
               f"{len(self.acknowledged)} jobs acknowledged ({njobs} stored; "
               f"{', '.join(f'{v} {k}' for k, v in sorted(states.items()))}), "
-              f"{self.unacknowledged_submits} submits refused; {held} invariant checks held, {failed} failed; "
+              f"{self.unacknowledged_submits} submits not acknowledged; {held} invariant checks held, {failed} failed; "
               f"{now():.0f} s in all", flush=True)
 
     def cleanup(self):
