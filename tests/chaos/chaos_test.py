@@ -525,12 +525,15 @@ class Chaos:
         self.disk = self.work / "disk"
         self.disk.mkdir()
         if "full-disk" in self.kinds:
-            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(self.disk)],
-                               capture_output=True, text=True)
-            if r.returncode == 0:
+            try:
+                r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(self.disk)],
+                                   capture_output=True, text=True)
+                why = "" if r.returncode == 0 else (r.stderr.strip() or f"mount exited {r.returncode}").splitlines()[-1]
+            except OSError as e:
+                why = f"mount: {e.strerror}"
+            if not why:
                 self.mounted = True
             else:
-                why = (r.stderr.strip() or f"mount exited {r.returncode}").splitlines()[-1]
                 print(f"full-disk skipped, because a tmpfs cannot be mounted here ({why})", flush=True)
                 self.notes.append(f"full-disk skipped, because a tmpfs cannot be mounted here ({why})")
                 self.kinds.remove("full-disk")
