@@ -75,6 +75,10 @@ struct ServeOptions {
 
 void log(const std::string& line) { std::fprintf(stderr, "prelude-worker: %s\n", line.c_str()); }
 
+// How long a pool keeps trying to hand in a job's result (its final model, its end)
+// while the coordinator is unreachable or cannot write (a full disk).
+constexpr std::chrono::minutes kKeepTrying{30};
+
 // Rank 0's connection to the coordinator: the pool's registration and its calls.
 class CoordinatorLink {
  public:
@@ -167,18 +171,24 @@ class CoordinatorLink {
     req.set_job_id(job_id);
     req.set_state(state);
     req.set_error(error);
-    for (int attempt = 0; attempt < 20; ++attempt) {
+    // Repeated while no answer comes (the coordinator is down or too slow) or it
+    // cannot write (a full disk: UNAVAILABLE), for up to kKeepTrying: a job whose end
+    // is not recorded would be trained again. Each refused call still counts as the
+    // pool's heartbeat.
+    const auto give_up = std::chrono::steady_clock::now() + kKeepTrying;
+    for (int attempt = 1;; ++attempt) {
       v1::FinishJobResponse resp;
       auto ctx = context(10s);
       const grpc::Status s = stub_->FinishJob(ctx.get(), req, &resp);
       if (s.ok()) return;
-      // Repeated only while no answer comes: the coordinator is down or too slow.
       const ErrorCode kind = from_grpc(s.error_code());
       if (kind != ErrorCode::kUnavailable && kind != ErrorCode::kTimedOut) {
         log("the coordinator did not take the end of job " + job_id + ": " + status_text(s));
         return;  // the job is no longer ours (requeued or the coordinator restarted)
       }
-      std::this_thread::sleep_for(500ms);
+      if (std::chrono::steady_clock::now() >= give_up) break;
+      if (attempt % 10 == 1) log("reporting the end of job " + job_id + " (will retry): " + status_text(s));
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(5000ms, 500ms * attempt));
     }
     log("gave up reporting the end of job " + job_id);
   }
@@ -309,6 +319,7 @@ class JobReporter : public EventSink {
  private:
   void loop() {
     std::unique_lock<std::mutex> lock(mu_);
+    std::chrono::steady_clock::time_point closed_at;
     for (int failures = 0;;) {
       wake_.wait_for(lock, link_.interval(), [&] { return closing_ || !pending_.empty(); });
       std::vector<v1::TrainingEvent> batch(pending_.begin(), pending_.end());
@@ -326,7 +337,10 @@ class JobReporter : public EventSink {
         std::this_thread::sleep_for(std::min(5000ms, 250ms * failures));
         lock.lock();
       }
-      if (last && (pending_.empty() || failures > 20)) return;
+      // Closing: what is left (the summary above all) is tried for as long as the
+      // coordinator may recover; it takes no report while its disk is full.
+      if (last && closed_at == std::chrono::steady_clock::time_point()) closed_at = std::chrono::steady_clock::now();
+      if (last && (pending_.empty() || std::chrono::steady_clock::now() - closed_at > kKeepTrying)) return;
     }
   }
 
@@ -364,6 +378,10 @@ class CheckpointUploader {
     wake_.notify_one();
   }
 
+  // After close(): why the final model could not be kept ("" when it was, or when
+  // there was none).
+  std::string final_error() const { return final_error_; }
+
   // Sends what is waiting (the final model above all), then ends the thread.
   void close() {
     {
@@ -396,6 +414,7 @@ class CheckpointUploader {
   }
 
   void send(const Item& item) {
+    const auto started = std::chrono::steady_clock::now();
     const auto& p = item.checkpoint.progress();
     const std::string what = std::string(p.finished() ? "final checkpoint" : "checkpoint") + " of step " +
                              std::to_string(p.step()) + " (" + std::to_string(item.bytes.size() >> 10) + " KiB)";
@@ -408,12 +427,19 @@ class CheckpointUploader {
             " ms, uploaded in " + std::to_string(ms.count()) + " ms");
         return;
       }
+      // A checkpoint along the way is tried 3 times: a newer one follows. The final
+      // model is the job's result: it is tried for as long as the coordinator may
+      // recover (a full disk makes it answer UNAVAILABLE until space returns).
       const ErrorCode kind = from_grpc(s.error_code());
-      if (!is_retryable(kind) || attempt == 3) {
+      const bool final = p.finished();
+      if (!is_retryable(kind) || (!final && attempt == 3) ||
+          (final && std::chrono::steady_clock::now() - started >= kKeepTrying)) {
         log(job_id_ + ": could not keep " + what + ": " + status_text(s));
+        if (final) final_error_ = status_text(s);
         return;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+      if (final && attempt % 10 == 1) log(job_id_ + ": keeping the " + what + " (will retry): " + status_text(s));
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(5000ms, 500ms * attempt));
     }
   }
 
@@ -423,6 +449,7 @@ class CheckpointUploader {
   std::condition_variable wake_;
   std::deque<Item> pending_;
   bool closing_ = false;
+  std::string final_error_;  // written by the thread, read after it ended
   std::thread thread_;
 };
 
@@ -494,6 +521,8 @@ void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, Coordin
   if (watchdog) watchdog->disarm();
   if (!reporter) return;
   uploader->close();  // the final model is kept before the job is said to be done
+  if (state == v1::SUCCEEDED && !uploader->final_error().empty())
+    state = v1::FAILED, error = "training finished, but its final model could not be kept: " + uploader->final_error();
   reporter->close();
   link->finish(job.job_id(), state, error);
   log("job " + job.job_id() + ": " + v1::JobState_Name(state) + (error.empty() ? "" : " (" + error + ")"));
