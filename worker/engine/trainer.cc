@@ -16,6 +16,7 @@
 #include "engine/dataset.h"
 #include "engine/evaluation.h"
 #include "engine/gradient_reducer.h"
+#include "engine/memory_budget.h"
 #include "common/errors.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
@@ -204,8 +205,9 @@ class Run {
   void count_steps() {
     steps_per_epoch_ = train_.n / global_batch_;
     if (steps_per_epoch_ == 0)
-      throw user_error("training.batchSize", fmt("%lld is larger than the training set (%d images)",
-                                                  static_cast<long long>(global_batch_), train_.n));
+      throw user_error("training.batchSize", fmt("%lld is larger than the training set (%lld images)",
+                                                  static_cast<long long>(global_batch_),
+                                                  static_cast<long long>(train_.n)));
     total_steps_ = static_cast<int64_t>(std::ceil(t_.epochs() * steps_per_epoch_));
     if (t_.max_steps() > 0) total_steps_ = std::min<int64_t>(total_steps_, t_.max_steps());
   }
@@ -434,10 +436,18 @@ class Run {
     data_files_ = resolve_data_files(spec_.dataset(), options_.data_root, !t_.skip_test());
     const DataFiles& f = data_files_;
     const auto& d = spec_.dataset();
-    train_ = load_idx_dataset(f.train_images, f.train_labels, f.mean, f.std, d.train_limit());
-    if (!t_.skip_test()) test_ = load_idx_dataset(f.test_images, f.test_labels, f.mean, f.std, d.test_limit());
-    progress(fmt("data: %d training and %d test images of %dx%dx%d", train_.n, test_.n, train_.channels,
-                 train_.height, train_.width));
+    // This rank's share of the host's (or cgroup's) memory; the test set gets what
+    // the training set leaves.
+    const MemoryBudget budget = this_rank_memory_budget();
+    train_ = load_idx_dataset(f.train_images, f.train_labels, f.mean, f.std, d.train_limit(), /*num_classes=*/10,
+                              budget);
+    const MemoryBudget left{budget.bytes - std::min(budget.bytes, train_.bytes()),
+                            "what the training set's " + format_bytes(train_.bytes()) + " leaves of " +
+                                budget.describe()};
+    if (!t_.skip_test())
+      test_ = load_idx_dataset(f.test_images, f.test_labels, f.mean, f.std, d.test_limit(), /*num_classes=*/10, left);
+    progress(fmt("data: %lld training and %lld test images of %dx%dx%d", static_cast<long long>(train_.n),
+                 static_cast<long long>(test_.n), train_.channels, train_.height, train_.width));
   }
 
   void build(int64_t batch) {
