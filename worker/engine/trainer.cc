@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <new>
 #include <numeric>
 #include <optional>
+#include <stdexcept>
 
 #include <omp.h>
 
@@ -373,8 +375,11 @@ class Run {
   }
 
   // Runs `f` on every rank; if it throws on any rank, every rank throws the error of
-  // the lowest failing rank (a UserError stays a UserError; anything else becomes a
-  // std::runtime_error with its message).
+  // the lowest failing rank: a UserError stays a UserError, and so does running out
+  // of memory (std::bad_alloc, or std::length_error from a size too large for a
+  // vector), which is what a job too large for this host gets; anything else becomes
+  // a SetupError. Either way every rank sees the same error, so the job fails and
+  // the ranks stay in step for the next one.
   void agree_on(const std::function<void()>& f) {
     std::string error;
     double kind = 0;  // 0 ok, 1 UserError, 2 anything else
@@ -382,6 +387,12 @@ class Run {
       f();
     } catch (const UserError& e) {
       error = e.what(), kind = 1;
+    } catch (const std::bad_alloc&) {
+      error = "out of memory setting up the job (its data and network need more than this rank's share, " +
+              this_rank_memory_budget().describe() + "); keep fewer items or use a smaller model or batch";
+      kind = 1;
+    } catch (const std::length_error& e) {
+      error = std::string("a size too large to allocate setting up the job (") + e.what() + ")", kind = 1;
     } catch (const std::exception& e) {
       error = e.what(), kind = 2;
     }
@@ -394,7 +405,7 @@ class Run {
     comm_.broadcast_bytes(&error, root);
     if (root != 0) error = "rank " + std::to_string(root) + ": " + error;
     if (*first == 1) throw UserError(error);
-    throw std::runtime_error(error);
+    throw SetupError(error);
   }
 
   // Every training.stallWindowSteps steps: the window's mean loss must be at least
