@@ -221,7 +221,8 @@ int predict_main(int argc, char** argv) {
                                         ", the model takes " + std::to_string(c.io().height()) + "x" +
                                         std::to_string(c.io().width()));
     if (idx.items > static_cast<uint64_t>(INT32_MAX))
-      throw user_error(images_path, std::to_string(idx.items) + " images, too many to predict in one go; give a --limit");
+      throw user_error(images_path,
+                       std::to_string(idx.items) + " images, too many to predict in one go; give a --limit");
     const int n = static_cast<int>(idx.items);
     const size_t per = static_cast<size_t>(idx.dims[1]) * idx.dims[2];
     TrainedModel model(c, a.ckpt, std::min(n, 256));

@@ -80,7 +80,8 @@ for name in huge bomb; do
   error=$(field "$id" error)
   echo "     $name: $(field "$id" state): $error"
   check "$name: FAILED as bad input naming the file and the budget" \
-    bash -c "[ '$(field "$id" state)' = FAILED ] && [[ '$error' == 'bad input: '*'$name-images'*'more than this rank'\\''s budget of'* ]]"
+    bash -c "[ '$(field "$id" state)' = FAILED ] &&
+             [[ '$error' == 'bad input: '*'$name-images'*'more than this rank'\\''s budget of'* ]]"
   check "$name: one attempt, the pool never lost" [ "$(field "$id" attempts)" = 1 ]
 done
 check "the pool lives on: the same mpirun and ranks" [ "$(pool)" = "$pool_before" ]

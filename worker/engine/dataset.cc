@@ -14,7 +14,8 @@ namespace prelude {
 uint64_t dataset_bytes(uint64_t n, uint64_t height, uint64_t width) {
   uint64_t pixels = 0, bytes = 0, label_bytes = 0;
   if (__builtin_mul_overflow(n, height, &pixels) || __builtin_mul_overflow(pixels, width, &pixels) ||
-      __builtin_mul_overflow(pixels, sizeof(float), &bytes) || __builtin_mul_overflow(n, sizeof(int32_t), &label_bytes) ||
+      __builtin_mul_overflow(pixels, sizeof(float), &bytes) ||
+      __builtin_mul_overflow(n, sizeof(int32_t), &label_bytes) ||
       __builtin_add_overflow(bytes, label_bytes, &bytes))
     return UINT64_MAX;
   return bytes;
