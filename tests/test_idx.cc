@@ -1,8 +1,10 @@
 // IDX reading and data set resolution: valid files (raw and gzip), every kind of
 // bad file, normalisation, path containment, shuffling, and the real Fashion-MNIST.
 #include <gtest/gtest.h>
-#include <zlib.h>
+#include <sys/resource.h>
 
+#include <chrono>
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -12,46 +14,18 @@
 #include "engine/dataset.h"
 #include "common/errors.h"
 #include "spec/idx.h"
+#include "idx_fixtures.h"
 
 using namespace prelude;
 namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/prelude-idx-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string be32(uint32_t v) {
-  return {char(v >> 24), char((v >> 16) & 255), char((v >> 8) & 255), char(v & 255)};
-}
-
-std::string idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data, uint8_t type = 8) {
-  std::string s{0, 0, char(type), char(dims.size())};
-  for (auto d : dims) s += be32(d);
-  s.append(data.begin(), data.end());
-  return s;
-}
-
-void write_raw(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
-void write_gz(const std::string& path, const std::string& bytes) {
-  gzFile f = gzopen(path.c_str(), "wb");
-  gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
-  gzclose(f);
-}
+using testutil::idx_bytes;
+using testutil::TempDir;
+using testutil::write_gz;
+using testutil::write_gzip_bomb;
+using testutil::write_raw;
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -60,6 +34,33 @@ std::string error_of(const std::function<void()>& f) {
     return e.what();
   }
   return "(no error)";
+}
+
+double seconds_of(const std::function<void()>& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The most memory this process has held so far (ctest runs each test in its own
+// process, so this is the test's own peak).
+uint64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<uint64_t>(u.ru_maxrss) * 1024;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+constexpr uint64_t kMiB = 1 << 20;
+
+// The first `items` (0: all), at most `bytes`.
+IdxBounds bounds(uint64_t items, uint64_t bytes = UINT64_MAX, const std::string& budget = "") {
+  IdxBounds b;
+  b.max_items = items;
+  b.max_bytes = bytes;
+  b.budget = budget;
+  return b;
 }
 
 }  // namespace
@@ -71,8 +72,9 @@ TEST(Idx, ReadsRawAndGzip) {
   write_raw(dir / "a.idx", idx_bytes({2, 3, 4}, pixels));
   write_gz(dir / "a.idx.gz", idx_bytes({2, 3, 4}, pixels));
   for (const char* name : {"a.idx", "a.idx.gz"}) {
-    const IdxArray a = read_idx(dir / name, 3);
+    const IdxArray a = read_idx(dir / name, 3, {});
     EXPECT_EQ(a.dims, (std::vector<uint32_t>{2, 3, 4}));
+    EXPECT_EQ(a.items, 2u);
     EXPECT_EQ(a.data, pixels);
   }
 }
@@ -92,10 +94,123 @@ TEST(Idx, BadFilesNameTheFileAndTheReason) {
       {"trunc.gz", "truncated: expected 8 bytes of data, found 3"}, {"trail", "trailing bytes"},
       {"zero", "is 0"}, {"huge", "too large"}, {"missing", "No such file"}};
   for (const auto& [file, reason] : cases) {
-    const std::string msg = error_of([&] { read_idx(dir / file, 3); });
+    // The bound keeps "huge" (8 GiB announced) from being allocated.
+    const std::string msg = error_of([&] { read_idx(dir / file, 3, bounds(0, uint64_t(1) << 30)); });
     EXPECT_NE(msg.find(dir / file), std::string::npos) << msg;
     EXPECT_NE(msg.find(reason), std::string::npos) << file << ": " << msg;
   }
+}
+
+// 2e9 bytes of zeros in about 2 MB of gzip: refused from its header, before anything
+// is allocated or inflated, when it is more than the budget.
+TEST(Idx, GzipBombIsRefusedBeforeInflating) {
+  TempDir dir;
+  write_gzip_bomb(dir / "bomb.gz", {2000, 1000, 1000});
+  write_raw(dir / "labels", idx_bytes({2000}, std::vector<uint8_t>(2000, 0)));
+  EXPECT_LT(std::filesystem::file_size(dir / "bomb.gz"), 4 * kMiB);
+
+  std::string msg;
+  const double read_s = seconds_of([&] {
+    msg = error_of([&] { read_idx(dir / "bomb.gz", 3, bounds(0, 256 * kMiB, "the test's budget of 256 MiB")); });
+  });
+  EXPECT_TRUE(contains(msg, dir / "bomb.gz")) << msg;
+  EXPECT_TRUE(contains(msg, "the header announces 2000x1000x1000 = 2000000000 bytes")) << msg;
+  EXPECT_TRUE(contains(msg, "more than the test's budget of 256 MiB")) << msg;
+
+  const MemoryBudget budget{256 * kMiB, "a test budget"};
+  const double load_s = seconds_of([&] {
+    msg = error_of([&] { load_idx_dataset(dir / "bomb.gz", dir / "labels", 0, 1, 0, 10, budget); });
+  });
+  EXPECT_TRUE(contains(msg, dir / "bomb.gz")) << msg;
+  EXPECT_TRUE(contains(msg, "2000 images of 1000x1000 need")) << msg;  // 8 GB of floats
+  EXPECT_TRUE(contains(msg, "this rank's budget of 256 MiB (a test budget)")) << msg;
+  EXPECT_TRUE(contains(msg, "dataset.trainLimit")) << msg;
+  // Inflating it would take seconds and 2 GB; the header alone takes nothing.
+  EXPECT_LT(read_s + load_s, 0.5);
+  EXPECT_LT(peak_rss_bytes(), 200 * kMiB);
+}
+
+// Under a limit only the items asked for are inflated: the rest of a bomb is never
+// read, nor are its trailing bytes looked for.
+TEST(Idx, LimitReadsOnlyAPrefix) {
+  TempDir dir;
+  write_gzip_bomb(dir / "bomb.gz", {2000, 1000, 1000});
+  write_raw(dir / "labels", idx_bytes({2000}, std::vector<uint8_t>(2000, 3)));
+  IdxArray a;
+  const double read_s = seconds_of([&] { a = read_idx(dir / "bomb.gz", 3, bounds(5, 256 * kMiB)); });
+  EXPECT_EQ(a.items, 5u);
+  EXPECT_EQ(a.dims, (std::vector<uint32_t>{2000, 1000, 1000}));
+  EXPECT_EQ(a.data, std::vector<uint8_t>(5000000, 0));
+
+  Dataset d;
+  const double load_s = seconds_of(
+      [&] { d = load_idx_dataset(dir / "bomb.gz", dir / "labels", 0, 1, 7, 10, MemoryBudget{256 * kMiB, "test"}); });
+  EXPECT_EQ(d.n, 7);
+  EXPECT_EQ(d.images.size(), 7000000u);
+  EXPECT_EQ(d.labels, std::vector<int32_t>(7, 3));
+  EXPECT_LT(read_s + load_s, 2.0);  // 12 MB inflated, not 2 GB
+  EXPECT_LT(peak_rss_bytes(), 200 * kMiB);
+
+  // A file that ends after the items asked for is fine under the limit, truncated
+  // without it; trailing bytes are only looked for when everything was read.
+  write_raw(dir / "short", idx_bytes({1000, 1, 2}, {1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(read_idx(dir / "short", 3, bounds(3)).data, (std::vector<uint8_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_TRUE(contains(error_of([&] { read_idx(dir / "short", 3, bounds(4)); }),
+                       "truncated: expected 8 bytes of data (the first 4 of 1000 items), found 6"));
+  EXPECT_TRUE(contains(error_of([&] { read_idx(dir / "short", 3, {}); }),
+                       "truncated: expected 2000 bytes of data, found 6"));
+  write_raw(dir / "trail", idx_bytes({2, 1, 2}, {1, 2, 3, 4, 5}));
+  EXPECT_EQ(read_idx(dir / "trail", 3, bounds(1)).data, (std::vector<uint8_t>{1, 2}));
+  EXPECT_TRUE(contains(error_of([&] { read_idx(dir / "trail", 3, {}); }), "trailing bytes"));
+}
+
+// Dimensions up to 2^32-1 each: sizes are 64-bit and checked, never wrapped.
+TEST(Idx, HugeDimensionsNeitherOverflowNorAllocate) {
+  TempDir dir;
+  const uint32_t two31 = 1u << 31, max32 = UINT32_MAX;
+  // The product of three dimensions of 2^32-1 does not fit in 64 bits.
+  write_raw(dir / "overflow", idx_bytes({max32, max32, max32}));
+  EXPECT_TRUE(contains(error_of([&] { read_idx(dir / "overflow", 3, {}); }),
+                       "dimensions 4294967295x4294967295x4294967295 too large: their product does not fit in 64 bits"));
+
+  // 2^31 labels: more than a budget, and readable under a limit (the file holds 3).
+  write_raw(dir / "labels31", idx_bytes({two31}, {1, 2, 3}));
+  EXPECT_TRUE(contains(error_of([&] { read_idx(dir / "labels31", 1, bounds(0, 1 << 30)); }),
+                       "the header announces 2147483648 = 2147483648 bytes, more than the limit of 1073741824 bytes"));
+  EXPECT_EQ(read_idx(dir / "labels31", 1, bounds(3)).data, (std::vector<uint8_t>{1, 2, 3}));
+  write_raw(dir / "labels32", idx_bytes({max32}, {4, 5}));
+  EXPECT_EQ(read_idx(dir / "labels32", 1, bounds(2)).data, (std::vector<uint8_t>{4, 5}));
+
+  // 2^31 images of 1x1: more than a data set's int32 indices hold (refused before
+  // allocating, even with no memory bound), and fine when limited.
+  write_raw(dir / "images31", idx_bytes({two31, 1, 1}, {0, 255, 0}));
+  const MemoryBudget unbounded{UINT64_MAX, "unbounded"};
+  EXPECT_TRUE(contains(error_of([&] { load_idx_dataset(dir / "images31", dir / "labels31", 0, 1, 0, 10, unbounded); }),
+                       "2147483648 images, more than the 2147483647 a data set may hold"));
+  const Dataset d = load_idx_dataset(dir / "images31", dir / "labels31", 0, 1, 3, 10, unbounded);
+  EXPECT_EQ(d.n, 3);
+  ASSERT_EQ(d.images.size(), 3u);
+  EXPECT_FLOAT_EQ(d.images[0], 0);
+  EXPECT_FLOAT_EQ(d.images[1], 1);
+  EXPECT_FLOAT_EQ(d.images[2], 0);
+  EXPECT_EQ(d.labels, (std::vector<int32_t>{1, 2, 3}));
+
+  // Images 2^32-1 pixels wide do not fit the int the network's shapes take.
+  write_raw(dir / "wide", idx_bytes({1, 1, max32}));
+  write_raw(dir / "one_label", idx_bytes({1}, {0}));
+  EXPECT_TRUE(contains(error_of([&] { load_idx_dataset(dir / "wide", dir / "one_label", 0, 1, 0, 10, unbounded); }),
+                       "images of 1x4294967295 pixels: height and width may be at most 2147483647"));
+
+  // (2^32-1) x 2^16 x 2^16 fits in 64 bits as bytes but not as floats: the need
+  // saturates instead of wrapping around to something small.
+  write_raw(dir / "floats", idx_bytes({max32, 65536, 65536}));
+  write_raw(dir / "labels_max", idx_bytes({max32}));
+  EXPECT_EQ(dataset_bytes(max32, 65536, 65536), UINT64_MAX);
+  const std::string msg = error_of([&] {
+    load_idx_dataset(dir / "floats", dir / "labels_max", 0, 1, INT32_MAX, 10, MemoryBudget{UINT64_MAX - 1, "b"});
+  });
+  EXPECT_TRUE(contains(msg, "its first 2147483647 of 4294967295 images of 65536x65536 need")) << msg;
+  EXPECT_EQ(dataset_bytes(3, 28, 28), 3u * 28 * 28 * 4 + 3 * 4);
 }
 
 TEST(Dataset, NormalisesAndChecksLabelsAndCounts) {

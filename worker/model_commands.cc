@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "common/errors.h"
 #include "common/flags.h"
 #include "engine/evaluation.h"
+#include "engine/memory_budget.h"
 #include "spec/data_files.h"
 #include "spec/idx.h"
 
@@ -209,12 +211,19 @@ int predict_main(int argc, char** argv) {
     const int k = c.io().num_classes();
     const int top = static_cast<int>(parse_whole_number("--top", a.get("--top", "3"), 1, k));
     const long limit = parse_whole_number("--limit", a.get("--limit", "0"), 0, 1L << 30);
-    const IdxArray idx = read_idx(images_path, 3);
+    // Only the first --limit images are read, and no more than this process may hold.
+    const MemoryBudget budget = this_rank_memory_budget();
+    const IdxArray idx = read_idx(images_path, 3,
+                                  {static_cast<uint64_t>(limit), budget.bytes, "this process's memory budget of " +
+                                                                                    budget.describe()});
     if (static_cast<int>(idx.dims[1]) != c.io().height() || static_cast<int>(idx.dims[2]) != c.io().width())
       throw user_error(images_path, "images of " + std::to_string(idx.dims[1]) + "x" + std::to_string(idx.dims[2]) +
                                         ", the model takes " + std::to_string(c.io().height()) + "x" +
                                         std::to_string(c.io().width()));
-    const int n = static_cast<int>(limit > 0 ? std::min<long>(limit, idx.dims[0]) : idx.dims[0]);
+    if (idx.items > static_cast<uint64_t>(INT32_MAX))
+      throw user_error(images_path,
+                       std::to_string(idx.items) + " images, too many to predict in one go; give a --limit");
+    const int n = static_cast<int>(idx.items);
     const size_t per = static_cast<size_t>(idx.dims[1]) * idx.dims[2];
     TrainedModel model(c, a.ckpt, std::min(n, 256));
     const float scale = static_cast<float>(1.0 / (255.0 * c.io().std()));

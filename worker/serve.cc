@@ -6,7 +6,8 @@
 // broadcasts each job to every rank, and while all ranks train it data-parallel,
 // streams the training events back (each report is also the pool's heartbeat) and
 // stops the job at the next step when the coordinator says so (cancelled). Errors
-// that every rank sees alike (bad data, divergence, desync) fail the job and the
+// that every rank sees alike (bad data, too little memory, any error while setting
+// up, divergence, desync) fail the job and the
 // pool takes the next one; anything else ends the pool (MPI_Abort) and the
 // coordinator requeues its job when the heartbeats stop. A rank left waiting in a
 // collective past --stall-timeout (another rank hung) ends the pool too, rank 0
@@ -513,6 +514,9 @@ void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, Coordin
     state = v1::FAILED, error = e.what();
   } catch (const DesyncError& e) {
     state = v1::FAILED, error = e.what();
+  } catch (const SetupError& e) {
+    // Every rank has it (the trainer agrees on setup errors): the pool stays.
+    state = v1::FAILED, error = std::string("internal error: ") + e.what();
   } catch (const std::exception& e) {
     // Not known to be seen alike by every rank: end the pool rather than hang it.
     if (comm.size() > 1) comm.abort(std::string("prelude-worker: internal error in job ") + job.job_id() + ": " + e.what(), 1);

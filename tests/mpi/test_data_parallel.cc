@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <new>
+#include <stdexcept>
 
 #include "engine/comm.h"
 #include "engine/context.h"
@@ -13,6 +15,7 @@
 #include "spec/job_spec.h"
 #include "engine/params.h"
 #include "engine/trainer.h"
+#include "../idx_fixtures.h"
 
 using namespace prelude;
 namespace v1 = prelude::v1;
@@ -189,6 +192,73 @@ TEST(DataParallel, BatchTheRanksCannotShareIsAUserError) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("training.batchSize"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("not divisible"), std::string::npos) << e.what();
+  }
+}
+
+// Setup that fails on one rank, or fails for lack of memory or otherwise, fails the
+// job on every rank alike, and the ranks stay in step: a pool reports the job as
+// failed and takes the next one instead of aborting.
+namespace {
+
+v1::JobSpec tiny_job(int train_limit) {
+  auto spec = parse_job_json(R"({"name":"setup","dataset":{"trainImages":"images.gz","trainLabels":"labels.gz",
+      "trainLimit":)" + std::to_string(train_limit) + R"(},"model":{"layers":[{"fc":{"outFeatures":10}}]},
+      "training":{"batchSize":16,"maxSteps":2,"skipTest":true,"logEverySteps":1}})",
+                             "test");
+  apply_defaults(&spec);
+  validate_job_spec(spec);
+  return spec;
+}
+
+// Every rank: the error text of the run, or "" when it trained.
+template <typename Error>
+std::string error_of_run(const v1::JobSpec& spec, RunOptions opt) {
+  try {
+    train(spec, world, opt);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(DataParallel, SetupFailuresFailEveryRankAndKeepThemInStep) {
+  // A million 28x28 images of zeros in under 1 MB of gzip, on every rank; rank 1's
+  // copy of the images announces a petabyte instead.
+  testutil::TempDir good, bad;
+  testutil::write_gzip_bomb(good / "images.gz", {1000000, 28, 28});
+  testutil::write_gzip_bomb(good / "labels.gz", {1000000});
+  testutil::write_raw(bad / "images.gz", testutil::idx_bytes({60000, 65535, 65535}));
+  testutil::write_gzip_bomb(bad / "labels.gz", {60000});
+
+  RunOptions opt;
+  opt.data_root = world->rank() == 1 ? bad.path() : good.path();
+  std::string msg = error_of_run<UserError>(tiny_job(64), opt);
+  if (world->size() > 1) {
+    EXPECT_EQ(msg.rfind("rank 1: /tmp/", 0), 0u) << msg;  // rank 1's own temporary directory
+    EXPECT_NE(msg.find("/images.gz: its first 64 of 60000 images of 65535x65535 need"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("more than this rank's budget of"), std::string::npos) << msg;
+  }
+
+  // Out of memory on the first rank only (fetching a checkpoint): a UserError on all.
+  opt.data_root = good.path();
+  opt.resume_from = []() -> v1::Checkpoint { throw std::bad_alloc(); };
+  msg = error_of_run<UserError>(tiny_job(64), opt);
+  EXPECT_NE(msg.find("out of memory setting up the job"), std::string::npos) << msg;
+
+  // Any other error there: a SetupError on every rank, not an abort.
+  opt.resume_from = []() -> v1::Checkpoint { throw std::runtime_error("no checkpoint today"); };
+  msg = error_of_run<SetupError>(tiny_job(64), opt);
+  EXPECT_EQ(msg, "no checkpoint today");
+
+  // The ranks are still in step: the next job trains on all of them, on the first
+  // 64 of the million images (only they are inflated).
+  opt.resume_from = nullptr;
+  const Result r = train(tiny_job(64), world, opt);
+  if (world->is_root()) {
+    EXPECT_EQ(r.summary.steps(), 2);
+    EXPECT_EQ(r.summary.ranks(), world->size());
   }
 }
 

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "engine/memory_budget.h"
+
 namespace prelude {
 
 namespace {
@@ -76,6 +78,15 @@ Communicator& Communicator::world(bool force_mpi) {
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size_);
     c->mpi_ = true;
+    // The ranks that share this host share its memory (engine/memory_budget.h).
+    MPI_Comm host = MPI_COMM_NULL;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank_, MPI_INFO_NULL, &host) == MPI_SUCCESS &&
+        host != MPI_COMM_NULL) {
+      int on_host = 1;
+      MPI_Comm_size(host, &on_host);
+      set_ranks_on_host(on_host);
+      MPI_Comm_free(&host);
+    }
     return c;
   }();
   return *w;

@@ -1,6 +1,8 @@
 #include "engine/dataset.h"
 
 #include <cmath>
+#include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "common/errors.h"
@@ -9,31 +11,75 @@
 
 namespace prelude {
 
+uint64_t dataset_bytes(uint64_t n, uint64_t height, uint64_t width) {
+  uint64_t pixels = 0, bytes = 0, label_bytes = 0;
+  if (__builtin_mul_overflow(n, height, &pixels) || __builtin_mul_overflow(pixels, width, &pixels) ||
+      __builtin_mul_overflow(pixels, sizeof(float), &bytes) ||
+      __builtin_mul_overflow(n, sizeof(int32_t), &label_bytes) ||
+      __builtin_add_overflow(bytes, label_bytes, &bytes))
+    return UINT64_MAX;
+  return bytes;
+}
+
 Dataset load_idx_dataset(const std::string& images_path, const std::string& labels_path, double mean,
-                         double std, int64_t limit, int num_classes) {
+                         double std, int64_t limit, int num_classes, const MemoryBudget& budget) {
   if (!(std > 0) || !std::isfinite(std) || !std::isfinite(mean))
     throw user_error("dataset.std", "must be positive and finite, got " + std::to_string(std));
-  IdxArray images = read_idx(images_path, 3);
-  IdxArray labels = read_idx(labels_path, 1);
-  if (images.dims[0] != labels.dims[0])
-    throw UserError(images_path + " has " + std::to_string(images.dims[0]) + " images but " + labels_path +
-                    " has " + std::to_string(labels.dims[0]) + " labels");
+  // Headers first: every size is known, and checked, before any data is read.
+  IdxReader images(images_path, 3);
+  IdxReader labels(labels_path, 1);
+  if (images.items() != labels.items())
+    throw UserError(images_path + " has " + std::to_string(images.items()) + " images but " + labels_path +
+                    " has " + std::to_string(labels.items()) + " labels");
+  const uint64_t n = images.take(limit > 0 ? static_cast<uint64_t>(limit) : 0);
+  labels.take(n);
+  const uint64_t height = images.dims()[1], width = images.dims()[2];
+  if (n > static_cast<uint64_t>(INT32_MAX))
+    throw user_error(images_path, std::to_string(n) + " images, more than the " + std::to_string(INT32_MAX) +
+                                      " a data set may hold; keep fewer (dataset.trainLimit, dataset.testLimit)");
+  if (height > static_cast<uint64_t>(INT32_MAX) || width > static_cast<uint64_t>(INT32_MAX))
+    throw user_error(images_path, "images of " + std::to_string(height) + "x" + std::to_string(width) +
+                                      " pixels: height and width may be at most " + std::to_string(INT32_MAX));
+  const uint64_t need = dataset_bytes(n, height, width);
+  if (need > budget.bytes)
+    throw user_error(images_path, (n < images.items() ? "its first " + std::to_string(n) + " of " : "") +
+                                      std::to_string(images.items()) + " images of " + std::to_string(height) + "x" +
+                                      std::to_string(width) + " need " +
+                                      (need == UINT64_MAX ? "more than 2^64 bytes" : format_bytes(need)) +
+                                      " in memory, more than this rank's budget of " + budget.describe() +
+                                      "; keep fewer (dataset.trainLimit, dataset.testLimit) or run fewer ranks on "
+                                      "this host");
+
   Dataset d;
-  d.n = static_cast<int>(limit > 0 && limit < images.dims[0] ? limit : images.dims[0]);
-  d.height = static_cast<int>(images.dims[1]);
-  d.width = static_cast<int>(images.dims[2]);
+  d.n = static_cast<int64_t>(n);
+  d.height = static_cast<int>(height);
+  d.width = static_cast<int>(width);
   d.num_classes = num_classes;
-  d.labels.resize(d.n);
-  for (int i = 0; i < d.n; ++i) {
-    if (labels.data[i] >= num_classes)
-      throw user_error(labels_path, "label " + std::to_string(labels.data[i]) + " at index " + std::to_string(i) +
-                                        " is outside [0, " + std::to_string(num_classes) + ")");
-    d.labels[i] = labels.data[i];
+  {
+    std::vector<uint8_t> raw(n);
+    labels.read(raw.data(), n);
+    labels.finish();
+    d.labels.resize(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      if (raw[i] >= num_classes)
+        throw user_error(labels_path, "label " + std::to_string(raw[i]) + " at index " + std::to_string(i) +
+                                          " is outside [0, " + std::to_string(num_classes) + ")");
+      d.labels[i] = raw[i];
+    }
   }
-  const size_t pixels = static_cast<size_t>(d.n) * d.height * d.width;
+  // Inflated and normalised a chunk at a time: the bytes are never held whole.
+  const uint64_t pixels = n * height * width;
   d.images.resize(pixels);
   const float scale = static_cast<float>(1.0 / (255.0 * std)), shift = static_cast<float>(mean / std);
-  for (size_t i = 0; i < pixels; ++i) d.images[i] = images.data[i] * scale - shift;
+  std::vector<uint8_t> chunk(std::min<uint64_t>(pixels, 1 << 20));
+  for (uint64_t done = 0; done < pixels;) {
+    const uint64_t count = std::min<uint64_t>(chunk.size(), pixels - done);
+    images.read(chunk.data(), count);
+    float* out = d.images.data() + done;
+    for (uint64_t i = 0; i < count; ++i) out[i] = chunk[i] * scale - shift;
+    done += count;
+  }
+  images.finish();
   return d;
 }
 

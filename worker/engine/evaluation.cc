@@ -88,9 +88,9 @@ ConfusionMatrix TrainedModel::evaluate(const Dataset& data) {
   ConfusionMatrix cm(num_classes());
   const int b = batch();
   std::vector<int32_t> idx(b), labels(b);
-  for (int start = 0; start < data.n; start += b) {
-    const int count = std::min(b, data.n - start);
-    std::iota(idx.begin(), idx.begin() + count, start);
+  for (int64_t start = 0; start < data.n; start += b) {
+    const int count = static_cast<int>(std::min<int64_t>(b, data.n - start));
+    std::iota(idx.begin(), idx.begin() + count, static_cast<int32_t>(start));
     gather_batch(data, idx.data(), count, net_->input_data(), labels.data());
     if (count < b) {
       const size_t per = static_cast<size_t>(data.channels) * data.height * data.width;

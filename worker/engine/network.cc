@@ -1,11 +1,11 @@
 #include "engine/network.h"
 
-#include <unistd.h>
-
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "common/errors.h"
+#include "engine/memory_budget.h"
 
 namespace prelude {
 
@@ -32,13 +32,19 @@ Network::Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input
   // of every layer's output plus three copies of the parameters.
   double bytes = 3.0 * params_.total_floats() * sizeof(float);
   for (auto& l : layers_) bytes += 2.0 * l->output_desc().get_size();
-  const double available = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
-  if (available > 0 && bytes > 0.8 * available)
+  // Against what is left of this rank's share of the host (or of its cgroup's limit)
+  // once the data it holds is counted: the ranks on a host each load the data and
+  // build a network, and the OOM killer would end them all without a word.
+  const MemoryBudget budget = this_rank_memory_budget();
+  const uint64_t held = resident_bytes();
+  const double left = static_cast<double>(budget.bytes - std::min(budget.bytes, held));
+  if (bytes > 0.8 * left)
     throw UserError("batch " + std::to_string(input_dims_[0]) + " needs about " +
-                    std::to_string(static_cast<long long>(bytes / (1 << 20))) + " MiB for activations and " +
-                    "parameters, more than this machine's " +
-                    std::to_string(static_cast<long long>(available / (1 << 20))) +
-                    " MiB allow; use a smaller training.batchSize or model");
+                    std::to_string(static_cast<long long>(std::min(bytes / (1 << 20), 9e18))) + " MiB" +
+                    " for activations and parameters, more than 80% of the " +
+                    format_bytes(static_cast<uint64_t>(left)) + " this rank has left (its memory budget is " +
+                    budget.describe() + ", and it holds " + format_bytes(held) +
+                    " already); use a smaller training.batchSize or model, or fewer ranks on this host");
   params_.finalize();
 
   Blob* prev = &input_;

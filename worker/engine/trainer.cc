@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <new>
 #include <numeric>
 #include <optional>
+#include <stdexcept>
 
 #include <omp.h>
 
@@ -16,6 +18,7 @@
 #include "engine/dataset.h"
 #include "engine/evaluation.h"
 #include "engine/gradient_reducer.h"
+#include "engine/memory_budget.h"
 #include "common/errors.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
@@ -204,8 +207,9 @@ class Run {
   void count_steps() {
     steps_per_epoch_ = train_.n / global_batch_;
     if (steps_per_epoch_ == 0)
-      throw user_error("training.batchSize", fmt("%lld is larger than the training set (%d images)",
-                                                  static_cast<long long>(global_batch_), train_.n));
+      throw user_error("training.batchSize", fmt("%lld is larger than the training set (%lld images)",
+                                                  static_cast<long long>(global_batch_),
+                                                  static_cast<long long>(train_.n)));
     total_steps_ = static_cast<int64_t>(std::ceil(t_.epochs() * steps_per_epoch_));
     if (t_.max_steps() > 0) total_steps_ = std::min<int64_t>(total_steps_, t_.max_steps());
   }
@@ -371,8 +375,11 @@ class Run {
   }
 
   // Runs `f` on every rank; if it throws on any rank, every rank throws the error of
-  // the lowest failing rank (a UserError stays a UserError; anything else becomes a
-  // std::runtime_error with its message).
+  // the lowest failing rank: a UserError stays a UserError, and so does running out
+  // of memory (std::bad_alloc, or std::length_error from a size too large for a
+  // vector), which is what a job too large for this host gets; anything else becomes
+  // a SetupError. Either way every rank sees the same error, so the job fails and
+  // the ranks stay in step for the next one.
   void agree_on(const std::function<void()>& f) {
     std::string error;
     double kind = 0;  // 0 ok, 1 UserError, 2 anything else
@@ -380,6 +387,12 @@ class Run {
       f();
     } catch (const UserError& e) {
       error = e.what(), kind = 1;
+    } catch (const std::bad_alloc&) {
+      error = "out of memory setting up the job (its data and network need more than this rank's share, " +
+              this_rank_memory_budget().describe() + "); keep fewer items or use a smaller model or batch";
+      kind = 1;
+    } catch (const std::length_error& e) {
+      error = std::string("a size too large to allocate setting up the job (") + e.what() + ")", kind = 1;
     } catch (const std::exception& e) {
       error = e.what(), kind = 2;
     }
@@ -392,7 +405,7 @@ class Run {
     comm_.broadcast_bytes(&error, root);
     if (root != 0) error = "rank " + std::to_string(root) + ": " + error;
     if (*first == 1) throw UserError(error);
-    throw std::runtime_error(error);
+    throw SetupError(error);
   }
 
   // Every training.stallWindowSteps steps: the window's mean loss must be at least
@@ -434,10 +447,18 @@ class Run {
     data_files_ = resolve_data_files(spec_.dataset(), options_.data_root, !t_.skip_test());
     const DataFiles& f = data_files_;
     const auto& d = spec_.dataset();
-    train_ = load_idx_dataset(f.train_images, f.train_labels, f.mean, f.std, d.train_limit());
-    if (!t_.skip_test()) test_ = load_idx_dataset(f.test_images, f.test_labels, f.mean, f.std, d.test_limit());
-    progress(fmt("data: %d training and %d test images of %dx%dx%d", train_.n, test_.n, train_.channels,
-                 train_.height, train_.width));
+    // This rank's share of the host's (or cgroup's) memory; the test set gets what
+    // the training set leaves.
+    const MemoryBudget budget = this_rank_memory_budget();
+    train_ = load_idx_dataset(f.train_images, f.train_labels, f.mean, f.std, d.train_limit(), /*num_classes=*/10,
+                              budget);
+    const MemoryBudget left{budget.bytes - std::min(budget.bytes, train_.bytes()),
+                            "what the training set's " + format_bytes(train_.bytes()) + " leaves of " +
+                                budget.describe()};
+    if (!t_.skip_test())
+      test_ = load_idx_dataset(f.test_images, f.test_labels, f.mean, f.std, d.test_limit(), /*num_classes=*/10, left);
+    progress(fmt("data: %lld training and %lld test images of %dx%dx%d", static_cast<long long>(train_.n),
+                 static_cast<long long>(test_.n), train_.channels, train_.height, train_.width));
   }
 
   void build(int64_t batch) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 #include "prelude/v1/checkpoint.pb.h"
@@ -78,11 +79,21 @@ class StalledError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown on every rank alike when setting up the job (loading data, building the
+// network, restoring a checkpoint) failed on some rank for a reason that is neither
+// bad input nor lack of memory (those are UserErrors): the ranks stay in step, so
+// the job fails and a pool may take the next one.
+class SetupError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Runs a defaulted and validated spec (see job_spec.h) and returns the summary
 // event, which has also been sent to `sink`. Throws UserError for bad data files,
 // shapes or a batch the ranks cannot share, DivergedError when training diverges,
 // StalledError when its loss stops improving (when asked to watch for that),
-// DesyncError when ranks disagree. With several ranks every rank must call it.
+// DesyncError when ranks disagree, SetupError when setting up failed otherwise.
+// With several ranks every rank must call it.
 prelude::v1::TrainingEvent run_training(const prelude::v1::JobSpec& spec, const RunOptions& options,
                                         EventSink& sink);
 
