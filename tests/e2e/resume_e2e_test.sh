@@ -63,7 +63,7 @@ check "the job ends SUCCEEDED after three kills" [ "$(job_json "$id" "j.get('sta
 check "it took four attempts" [ "$(job_json "$id" "j.get('attempts')")" = 4 ]
 check "its final model is kept" [ "$(job_json "$id" "sum(1 for c in j.get('checkpoints', []) if c.get('final'))")" = 1 ]
 
-"$CLIENT" metrics "$id" --format json > "$work/events.jsonl"
+"$CLIENT" metrics "$id" --attempt all --format json > "$work/events.jsonl"
 "$PY" - "$work/events.jsonl" > "$work/resumes.txt" <<'PY'
 import json, sys
 events = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
