@@ -12,7 +12,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
 namespace fs = std::filesystem;
 
 namespace {

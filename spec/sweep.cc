@@ -13,7 +13,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
 namespace pb = google::protobuf;
 
 namespace {

@@ -15,8 +15,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
-
 namespace {
 
 // Limits. Anything beyond them is a mistake in the job, not a job to attempt.
