@@ -7,12 +7,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <tuple>
 
 #include "common/errors.h"
+#include "spec/job_spec.h"
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
 namespace fs = std::filesystem;
 
 namespace {
@@ -53,6 +54,11 @@ int64_t product(const google::protobuf::RepeatedField<int64_t>& dims) {
 }
 
 std::string system_error() { return std::strerror(errno); }
+
+// Bounds of a model's input and output beyond any data set (MNIST: 1 x 28 x 28, 10).
+constexpr int32_t kMaxInputChannels = 4096;
+constexpr int32_t kMaxInputSide = 65536;
+constexpr int32_t kMaxClasses = 65536;
 
 }  // namespace
 
@@ -115,6 +121,22 @@ v1::Checkpoint decode_checkpoint(const std::string& bytes, const std::string& so
                                  std::to_string(p.total_steps()) + ")");
   if (c.io().num_classes() < 1 || c.io().channels() < 1 || c.io().height() < 1 || c.io().width() < 1)
     throw user_error(source, "its model input and output sizes are missing");
+  // Sizes no data set has, which would overflow the shapes computed from them.
+  for (const auto& [name, value, max] : {std::tuple{"io.channels", c.io().channels(), kMaxInputChannels},
+                                         std::tuple{"io.height", c.io().height(), kMaxInputSide},
+                                         std::tuple{"io.width", c.io().width(), kMaxInputSide},
+                                         std::tuple{"io.numClasses", c.io().num_classes(), kMaxClasses}})
+    if (value > max)
+      throw user_error(source, std::string(name) + ": must be between 1 and " + std::to_string(max) + ", got " +
+                                   std::to_string(value));
+  // The layers as a job spec's: whoever builds or exports the model divides by strides.
+  for (int i = 0; i < c.layers_size(); ++i) {
+    try {
+      validate_layer(c.layers(i), "layers[" + std::to_string(i) + "]");
+    } catch (const UserError& e) {
+      throw user_error(source, e.what());
+    }
+  }
   return c;
 }
 

@@ -35,7 +35,9 @@ CheckpointHeader verify_checkpoint_bytes(const std::string& bytes, const std::st
 
 // verify_checkpoint_bytes, then parses the payload and checks that it is consistent:
 // the payload's version, every tensor's values (and momentum, if any) matching its
-// dims, the progress within its bounds. UserErrors start with `source`.
+// dims, the progress within its bounds, the model's input and output sizes, and its
+// layers within the limits of a job spec (validate_layer). UserErrors start with
+// `source`.
 prelude::v1::Checkpoint decode_checkpoint(const std::string& bytes, const std::string& source);
 
 // Reads and decodes a checkpoint file. An unreadable file is a UserError naming the

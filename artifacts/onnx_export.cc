@@ -5,14 +5,15 @@
 #include <cstdio>
 
 #include "common/errors.h"
+#include "spec/job_spec.h"
 
 namespace prelude {
-
-namespace v1 = prelude::v1;
 
 namespace {
 
 constexpr int kOpset = 13;
+// No parameter has more elements (decode_checkpoint's bound); nor, then, a layer's input.
+constexpr int64_t kMaxElements = int64_t{1} << 40;
 
 std::string number(double v) {
   char buf[64];
@@ -42,10 +43,17 @@ class GraphBuilder {
  private:
   std::string layer(const v1::LayerSpec& l, int i, const std::string& x) {
     const std::string at = "layer " + std::to_string(i);
+    // decode_checkpoint checks this too; a checkpoint built in code reaches here unchecked.
+    try {
+      validate_layer(l, "");
+    } catch (const UserError& e) {
+      fail(at + ": " + e.what());
+    }
     switch (l.layer_case()) {
       case v1::LayerSpec::kConv: {
         const auto& s = l.conv();
         if (shape_.size() != 3) fail(at + ": a convolution after a fully connected layer");
+        check_fits(at, int64_t{s.kernel()} - 2 * int64_t{s.padding()});
         const v1::Tensor& w = take(v1::Tensor::WEIGHT, at, {s.out_channels(), shape_[0], s.kernel(), s.kernel()});
         const v1::Tensor& b = take(v1::Tensor::BIAS, at, {s.out_channels()});
         onnx::NodeProto* n = node("Conv", {x, init(w), init(b)}, w.name().substr(0, w.name().rfind('.')));
@@ -59,7 +67,10 @@ class GraphBuilder {
       case v1::LayerSpec::kFc: {
         std::string in = x;
         int64_t features = 1;
-        for (int64_t d : shape_) features *= d;
+        for (int64_t d : shape_) {
+          if (d > kMaxElements / features) fail(at + ": more than 2^40 input features");
+          features *= d;
+        }
         if (shape_.size() != 1) {
           onnx::NodeProto* f = node("Flatten", {x}, "flatten" + std::to_string(++flattens_));
           ints_attr(f, "axis", 1);
@@ -83,6 +94,7 @@ class GraphBuilder {
         onnx::NodeProto* n = node(s.kind() == v1::PoolLayerSpec::AVG ? "AveragePool" : "MaxPool", {x}, name);
         ints(n, "kernel_shape", {s.kernel(), s.kernel()});
         ints(n, "strides", {s.stride(), s.stride()});
+        check_fits(at, s.kernel());
         shape_ = {shape_[0], (shape_[1] - s.kernel()) / s.stride() + 1, (shape_[2] - s.kernel()) / s.stride() + 1};
         return n->output(0);
       }
@@ -116,6 +128,13 @@ class GraphBuilder {
       default:
         fail(at + ": empty layer");
     }
+  }
+
+  // A window of `span` (a kernel less the padding on both sides) must fit the input.
+  void check_fits(const std::string& at, int64_t span) const {
+    if (shape_[1] < span || shape_[2] < span)
+      fail(at + ": an input of " + std::to_string(shape_[1]) + "x" + std::to_string(shape_[2]) +
+           " is too small for it");
   }
 
   // The next parameter, which must be of `kind` and shape `dims`.

@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages Prelude needs; skips what is already there.
 #   scripts/install-deps.sh            build, test and run dependencies
 #   (ocl-icd-opencl-dev: oneDNN's CMake config looks for OpenCL; apt only recommends it;
-#    python3-onnx and python3-opencv check exported ONNX models in an independent runtime)
+#    python3-onnx and python3-opencv check exported ONNX models in an independent runtime;
+#    clang and libclang-rt-14-dev, libFuzzer and the sanitizers' runtime, build tests/fuzz)
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
 set -euo pipefail
 
@@ -10,7 +11,7 @@ packages=(cmake g++ make pkg-config
           libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
           libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev libssl-dev libonnx-dev
           dataset-fashion-mnist python3-grpcio python3-grpc-tools
-          python3-onnx python3-opencv)
+          python3-onnx python3-opencv clang libclang-rt-14-dev)
 if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
 
 missing=()

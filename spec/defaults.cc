@@ -8,8 +8,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
-
 namespace {
 
 constexpr const char* kDefaultDataset = "fashion-mnist";

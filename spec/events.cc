@@ -4,8 +4,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
-
 namespace {
 
 constexpr EventKind kKinds[] = {v1::TrainingEvent::DIAGNOSTICS, v1::TrainingEvent::STEP, v1::TrainingEvent::EPOCH,

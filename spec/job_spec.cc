@@ -13,8 +13,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
-
 namespace {
 
 constexpr size_t kMaxJobFileBytes = 16 << 20;

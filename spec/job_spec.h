@@ -67,6 +67,13 @@ void apply_defaults(prelude::v1::JobSpec* spec);
 // count of the last layer) are left to the network builder.
 void validate_job_spec(const prelude::v1::JobSpec& spec);
 
+// Checks one layer of a defaulted model as validate_job_spec does (sizes within the
+// limits, an activation kind, enum values that exist), naming the field below
+// `where`: "layers[2].pool.stride: must be between 1 and 8, got 0" for where =
+// "layers[2]", "pool.stride: ..." for "". Checkpoints carry their expanded layers,
+// which are checked with it when read.
+void validate_layer(const prelude::v1::LayerSpec& layer, const std::string& where);
+
 // load_job_file + apply_defaults + validate_job_spec. Validation errors are prefixed
 // with the path too ("x.json: training.batchSize: must be positive, got 0").
 prelude::v1::JobSpec load_and_check_job(const std::string& path);

@@ -15,8 +15,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
-
 namespace {
 
 constexpr const char* kPlainPrefix = "plain-";

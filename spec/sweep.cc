@@ -13,7 +13,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
 namespace pb = google::protobuf;
 
 namespace {
@@ -26,6 +25,7 @@ struct FieldRef {
 
 FieldRef resolve(const std::string& dotted, const std::string& where) {
   if (dotted.empty()) throw user_error(where, "must name a field, e.g. \"model.activation.kind\"");
+  const std::string shown = "'" + echo(dotted) + "'";  // what the user wrote, on one line
   FieldRef ref;
   const pb::Descriptor* d = v1::JobSpec::descriptor();
   std::string prefix;
@@ -36,19 +36,19 @@ FieldRef resolve(const std::string& dotted, const std::string& where) {
     const pb::FieldDescriptor* f = d->FindFieldByName(part);
     if (!f) f = d->FindFieldByCamelcaseName(part);
     const std::string owner = prefix.empty() ? "the job spec" : prefix;
-    if (!f) throw user_error(where, "'" + dotted + "': " + owner + " has no field '" + part + "'");
+    if (!f) throw user_error(where, shown + ": " + owner + " has no field '" + echo(part) + "'");
     if (f->is_repeated())
-      throw user_error(where, "'" + dotted + "': " + f->json_name() + " is a list; sweep over single values");
+      throw user_error(where, shown + ": " + f->json_name() + " is a list; sweep over single values");
     prefix += (prefix.empty() ? "" : ".") + f->json_name();
     ref.path.push_back(f);
     if (dot == std::string::npos) {
       if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE)
-        throw user_error(where, "'" + dotted + "' is a message; name one of its fields");
+        throw user_error(where, shown + " is a message; name one of its fields");
       ref.name = prefix;
       return ref;
     }
     if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE)
-      throw user_error(where, "'" + dotted + "': " + prefix + " has no fields");
+      throw user_error(where, shown + ": " + prefix + " has no fields");
     d = f->message_type();
     start = dot + 1;
   }
@@ -74,7 +74,7 @@ void set_value(v1::JobSpec* spec, const FieldRef& ref, const pb::Value& v) {
   const pb::FieldDescriptor* f = ref.path.back();
   const pb::Reflection* r = m->GetReflection();
   auto need = [&](pb::Value::KindCase k, const char* what) {
-    if (v.kind_case() != k) throw UserError(ref.name + ": needs " + what + ", got '" + value_text(v) + "'");
+    if (v.kind_case() != k) throw UserError(ref.name + ": needs " + what + ", got '" + echo(value_text(v)) + "'");
   };
   auto integer = [&](double lo, double hi) {
     need(pb::Value::kNumberValue, "a whole number");
@@ -110,7 +110,7 @@ void set_value(v1::JobSpec* spec, const FieldRef& ref, const pb::Value& v) {
       need(pb::Value::kStringValue, "a value name");
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByName(v.string_value());
       if (!e || e->number() == 0)
-        throw UserError(ref.name + ": unknown value '" + v.string_value() + "' (one of " +
+        throw UserError(ref.name + ": unknown value '" + echo(v.string_value()) + "' (one of " +
                         enum_value_names(f->enum_type()) + ")");
       r->SetEnum(m, f, e);
       break;
@@ -180,7 +180,9 @@ std::vector<SweepPoint> expand_sweep(const v1::SweepSpec& sweep, int max_points)
       apply_defaults(&p.spec);
       validate_job_spec(p.spec);
     } catch (const UserError& e) {
-      throw UserError("grid point " + (p.label.empty() ? std::string("(the base)") : p.label) + ": " + e.what());
+      // The label holds the values as given: one that is not valid may hold anything.
+      throw UserError("grid point " + (p.label.empty() ? std::string("(the base)") : echo(p.label, false, 256)) +
+                      ": " + e.what());
     }
     points.push_back(std::move(p));
     // Next index, the last axis fastest.

@@ -15,8 +15,6 @@
 
 namespace prelude {
 
-namespace v1 = prelude::v1;
-
 namespace {
 
 // Limits. Anything beyond them is a mistake in the job, not a job to attempt.
@@ -117,27 +115,28 @@ void check_layer(const std::string& where, const v1::LayerSpec& layer) {
   switch (layer.layer_case()) {
     case v1::LayerSpec::kConv: {
       const auto& c = layer.conv();
-      check_between(where + ".conv.outChannels", c.out_channels(), 1, kMaxChannels);
-      check_between(where + ".conv.kernel", c.kernel(), 1, kMaxKernel);
-      check_between(where + ".conv.padding", c.has_padding() ? c.padding() : c.kernel() / 2, 0, c.kernel() - 1);
-      check_between(where + ".conv.stride", c.stride(), 1, kMaxStride);
+      check_between(join_path(where, "conv.outChannels"), c.out_channels(), 1, kMaxChannels);
+      check_between(join_path(where, "conv.kernel"), c.kernel(), 1, kMaxKernel);
+      check_between(join_path(where, "conv.padding"), c.has_padding() ? c.padding() : c.kernel() / 2, 0,
+                    c.kernel() - 1);
+      check_between(join_path(where, "conv.stride"), c.stride(), 1, kMaxStride);
       break;
     }
     case v1::LayerSpec::kPool: {
       const auto& p = layer.pool();
       if (p.kind() == v1::PoolLayerSpec::GLOBAL_AVG) break;  // kernel and stride are ignored
-      check_between(where + ".pool.kernel", p.kernel(), 1, kMaxKernel);
-      check_between(where + ".pool.stride", p.stride(), 1, kMaxStride);
+      check_between(join_path(where, "pool.kernel"), p.kernel(), 1, kMaxKernel);
+      check_between(join_path(where, "pool.stride"), p.stride(), 1, kMaxStride);
       break;
     }
     case v1::LayerSpec::kFc:
-      check_between(where + ".fc.outFeatures", layer.fc().out_features(), 1, kMaxFeatures);
+      check_between(join_path(where, "fc.outFeatures"), layer.fc().out_features(), 1, kMaxFeatures);
       break;
     case v1::LayerSpec::kActivation:
-      check_activation(where + ".activation", layer.activation());
+      check_activation(join_path(where, "activation"), layer.activation());
       break;
     default:
-      fail(where, "empty layer; give one of conv, activation, pool or fc");
+      fail(where.empty() ? "layer" : where, "empty layer; give one of conv, activation, pool or fc");
   }
 }
 
@@ -223,6 +222,11 @@ void check_training(const v1::TrainingSpec& t) {
 }
 
 }  // namespace
+
+void validate_layer(const v1::LayerSpec& layer, const std::string& where) {
+  check_enum_values(layer, where);
+  check_layer(where, layer);
+}
 
 void validate_job_spec(const v1::JobSpec& spec) {
   check_enum_values(spec, "");

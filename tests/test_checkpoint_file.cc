@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "artifacts/checkpoint_file.h"
+#include "artifacts/onnx_export.h"
 #include "artifacts/resume_check.h"
 #include "common/errors.h"
 #include "spec/job_spec.h"
@@ -42,6 +43,34 @@ v1::Checkpoint small_checkpoint() {
   }
   c.mutable_progress()->set_step(7);
   c.mutable_progress()->set_total_steps(100);
+  return c;
+}
+
+// A checkpoint with layers, which ONNX export reads: conv3x3(2) PReLU-cw maxpool2 fc3
+// on 1x4x4 images (1x4x4 -> 2x4x4 -> 2x2x2 -> 3).
+v1::Checkpoint layered_checkpoint() {
+  v1::Checkpoint c = small_checkpoint();
+  c.clear_params();
+  auto* conv = c.add_layers()->mutable_conv();
+  conv->set_out_channels(2), conv->set_kernel(3), conv->set_padding(1), conv->set_stride(1);
+  auto* act = c.add_layers()->mutable_activation();
+  act->set_kind(v1::ActivationSpec::PRELU_CHANNELWISE), act->set_alpha_init(0.25);
+  auto* pool = c.add_layers()->mutable_pool();
+  pool->set_kind(v1::PoolLayerSpec::MAX), pool->set_kernel(2), pool->set_stride(2);
+  c.add_layers()->mutable_fc()->set_out_features(3);
+  c.mutable_io()->set_height(4), c.mutable_io()->set_width(4), c.mutable_io()->set_num_classes(3);
+  auto tensor = [&](const char* name, v1::Tensor::Kind kind, std::vector<int64_t> dims) {
+    v1::Tensor* t = c.add_params();
+    t->set_name(name), t->set_kind(kind);
+    int64_t n = 1;
+    for (int64_t d : dims) t->add_dims(d), n *= d;
+    for (int64_t i = 0; i < n; ++i) t->add_values(0.01f * static_cast<float>(i));
+  };
+  tensor("conv1.weight", v1::Tensor::WEIGHT, {2, 1, 3, 3});
+  tensor("conv1.bias", v1::Tensor::BIAS, {2});
+  tensor("conv1.act.slope", v1::Tensor::SLOPE, {2});
+  tensor("fc2.weight", v1::Tensor::WEIGHT, {3, 8});
+  tensor("fc2.bias", v1::Tensor::BIAS, {3});
   return c;
 }
 
@@ -107,6 +136,60 @@ TEST(CheckpointFile, RefusesInconsistentContent) {
   c = small_checkpoint();
   c.clear_params();
   EXPECT_EQ(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }), "e.ckpt: holds no parameters");
+}
+
+// Found by fuzzing (tests/fuzz, fuzz_checkpoint): a pool stride of 0 in a checkpoint's
+// layers decoded, and exporting it to ONNX (which the coordinator does for a download)
+// divided by zero; so did a conv stride of 0. The layers are now checked as a job
+// spec's are, and the input size with them.
+TEST(CheckpointFile, RefusesLayersNoJobCouldHave) {
+  const v1::Checkpoint good = layered_checkpoint();
+  EXPECT_FALSE(export_onnx(decode_checkpoint(encode_checkpoint(good), "g.ckpt"), "g.ckpt").empty());
+
+  v1::Checkpoint c = good;
+  c.mutable_layers(2)->mutable_pool()->set_stride(0);
+  EXPECT_EQ(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }),
+            "e.ckpt: layers[2].pool.stride: must be between 1 and 8, got 0");
+  c = good;
+  c.mutable_layers(0)->mutable_conv()->set_stride(0);
+  EXPECT_EQ(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }),
+            "e.ckpt: layers[0].conv.stride: must be between 1 and 8, got 0");
+  c = good;
+  c.mutable_layers(1)->mutable_activation()->clear_kind();
+  EXPECT_NE(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }).find("layers[1].activation.kind"),
+            std::string::npos);
+  c = good;
+  c.mutable_io()->set_height(INT32_MAX);
+  EXPECT_EQ(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }),
+            "e.ckpt: io.height: must be between 1 and 65536, got 2147483647");
+}
+
+// export_onnx is also given checkpoints that were never decoded (a tool's, a test's):
+// it refuses what it cannot shape rather than dividing by zero or overflowing.
+TEST(CheckpointFile, ExportRefusesWhatItCannotShape) {
+  v1::Checkpoint c = layered_checkpoint();
+  c.mutable_layers(2)->mutable_pool()->set_stride(0);
+  EXPECT_EQ(user_error_of([&] { export_onnx(c, "x.ckpt"); }),
+            "x.ckpt: cannot export to ONNX: layer 2: pool.stride: must be between 1 and 8, got 0");
+  c = layered_checkpoint();
+  c.mutable_layers(0)->mutable_conv()->set_stride(0);
+  EXPECT_NE(user_error_of([&] { export_onnx(c, "x.ckpt"); }).find("layer 0: conv.stride"), std::string::npos);
+  // A kernel larger than the (padded) input leaves nothing.
+  c = layered_checkpoint();
+  c.mutable_layers(0)->mutable_conv()->set_kernel(7), c.mutable_layers(0)->mutable_conv()->set_padding(0);
+  EXPECT_EQ(user_error_of([&] { export_onnx(c, "x.ckpt"); }),
+            "x.ckpt: cannot export to ONNX: layer 0: an input of 4x4 is too small for it");
+  // 4096 x 2^30 x 2^30 features (2^72) into the fc layer: refused, not overflowed.
+  c = layered_checkpoint();
+  c.mutable_io()->set_height(INT32_MAX - 1), c.mutable_io()->set_width(INT32_MAX - 1);
+  c.mutable_layers(0)->mutable_conv()->set_out_channels(4096);
+  for (int i : {0, 1, 2}) {
+    v1::Tensor* t = c.mutable_params(i);
+    t->set_dims(0, 4096);
+    t->mutable_values()->Resize(i == 0 ? 4096 * 9 : 4096, 0.f);
+  }
+  EXPECT_EQ(user_error_of([&] { export_onnx(c, "x.ckpt"); }),
+            "x.ckpt: cannot export to ONNX: layer 3: more than 2^40 input features");
 }
 
 TEST(CheckpointFile, WritesAtomicallyAndReadsBack) {

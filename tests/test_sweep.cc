@@ -133,6 +133,27 @@ TEST(Sweep, MistakesNameTheirPlace) {
             "grid: has 3 points; at most 2 are allowed");
 }
 
+// Found by fuzzing (tests/fuzz, fuzz_spec_proto): a field name, a value or a grid
+// point holding a line break came back in the message as written, so one error
+// took several lines of a log or a terminal (and could forge the next), and a long
+// one was echoed whole. They are escaped and cut as everywhere else (spec_text.h).
+TEST(Sweep, MessagesEchoWhatTheUserWroteOnOneLine) {
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "mode\n.init.kaimingFactor", "values": [1]}]})"),
+            "grid[0].field: 'mode\\n.init.kaimingFactor': the job spec has no field 'mode\\n'");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "model.activation.kind", "values": ["RELU\r\nX"]}]})"),
+            "grid[0].values[0]: model.activation.kind: unknown value 'RELU\\r\\nX' (one of RELU, LEAKY_RELU, "
+            "PRELU_SHARED, PRELU_CHANNELWISE)");
+  EXPECT_EQ(error_of(R"({"grid": [{"field": "training.learningRate", "values": ["fa\nst"]}]})"),
+            "grid[0].values[0]: training.learningRate: needs a number, got 'fa\\nst'");
+  // A grid point is named by its values; a data path may hold a line break until validated.
+  const std::string point = error_of(R"({"grid": [{"field": "dataset.trainImages", "values": ["a\nb"]}]})");
+  EXPECT_EQ(point.rfind("grid point dataset.trainImages=a\\nb: ", 0), 0u) << point;
+  EXPECT_EQ(point.find('\n'), std::string::npos) << point;
+  const std::string long_field(5000, 'x');
+  const std::string e = error_of(R"({"grid": [{"field": ")" + long_field + R"(", "values": [1]}]})");
+  EXPECT_LT(e.size(), 300u) << e;
+}
+
 TEST(Sweep, InvalidPointNamesThePointAndTheField) {
   const std::string e = error_of(R"({"grid": [{"field": "training.learningRate", "values": [0.1, -1]}]})");
   EXPECT_EQ(e.rfind("grid point training.learningRate=-1: training.learningRate:", 0), 0u) << e;
