@@ -36,6 +36,8 @@ std::vector<std::string> pool_command(const SpawnOptions& o, bool as_root) {
   cmd.insert(cmd.end(), {o.worker_binary, "serve", "--coordinator", o.coordinator, "--data-root", o.data_root,
                          "--threads", std::to_string(o.threads_per_rank)});
   if (!o.token_file.empty()) cmd.insert(cmd.end(), {"--token-file", o.token_file});
+  const auto tls = client_tls_args(o.tls);
+  cmd.insert(cmd.end(), tls.begin(), tls.end());
   return cmd;
 }
 
