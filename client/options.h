@@ -52,8 +52,9 @@ constexpr const char* kDefaultCoordinator = "localhost:50051";
 
 // --coordinator, else $PRELUDE_COORDINATOR, else localhost:50051; --token or
 // --token-file, else $PRELUDE_TOKEN; --timeout; --tls, --tls-ca, --tls-cert, --tls-key,
-// else $PRELUDE_TLS_CA and friends (common/tls.h; the files are read with the channel). Throws UsageError (or UserError for
-// an unreadable token file) naming the flag or variable.
+// else $PRELUDE_TLS_CA and friends (common/tls.h; the files are read with the
+// channel). Throws UsageError (or UserError for an unreadable token file) naming the
+// flag or variable.
 GlobalOptions resolve_global_options(const CommandLine& line, const Environment& env);
 
 // Checked flag values; each throws UsageError naming the flag and the value.

@@ -301,7 +301,8 @@ void check_certificate(const PemFile& cert, const PemFile& ca, const std::string
     throw UserError(cert.where() + ": does not verify against the CA in " + ca.where() + ": " +
                     X509_verify_cert_error_string(error));
   if (host.empty()) return;
-  if (!names_host(chain.front().get(), host)) throw UserError(cert.where() + ": the certificate does not name " + host + " (its subject alternative names)");
+  if (!names_host(chain.front().get(), host))
+    throw UserError(cert.where() + ": the certificate does not name " + host + " (its subject alternative names)");
 }
 
 std::string tls_failure_hint(const std::string& address, const ClientTls& tls, const std::string& message) {

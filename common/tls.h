@@ -69,8 +69,9 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const ServerTls& tls
 
 // Checks what a TLS client would check of `cert` (the first certificate in it): that
 // it chains to a certificate in `ca` and, when `host` is not empty, that it is a server
-// certificate naming that host name or IP address, else a client certificate. Throws UserError naming both files and what is wrong. Used
-// at start so a pool the coordinator spawns is not refused in a loop, unexplained.
+// certificate naming that host name or IP address, else a client certificate. Throws
+// UserError naming both files and what is wrong. Used at start so a pool the
+// coordinator spawns is not refused in a loop, unexplained.
 void check_certificate(const PemFile& cert, const PemFile& ca, const std::string& host);
 
 // For a call to `address` that failed with UNAVAILABLE and `message`: what TLS has to

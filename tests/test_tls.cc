@@ -37,9 +37,9 @@ TEST(LoopbackAddress, OnlyLoopbackAddressesAndLocalhostAndUnixSockets) {
   for (const char* listen : {"127.0.0.1:50051", "127.0.0.1:0", "127.255.3.4:1", "[::1]:50051", "localhost:50051",
                              "LocalHost:1", "unix:/tmp/prelude.sock", "unix-abstract:prelude"})
     EXPECT_TRUE(is_loopback_address(listen)) << listen;
-  for (const char* listen : {"0.0.0.0:50051", "[::]:50051", ":50051", "10.0.0.1:50051", "128.0.0.1:1",
-                             "192.168.1.2:50051", "[::2]:1", "example.com:50051", "localhost.example.com:1",
-                             "127.0.0.1.example.com:1", "[::ffff:10.0.0.1]:1"})
+  for (const char* listen :
+       {"0.0.0.0:50051", "[::]:50051", ":50051", "10.0.0.1:50051", "128.0.0.1:1", "192.168.1.2:50051", "[::2]:1",
+        "example.com:50051", "localhost.example.com:1", "127.0.0.1.example.com:1", "[::ffff:10.0.0.1]:1"})
     EXPECT_FALSE(is_loopback_address(listen)) << listen;
 }
 
@@ -59,9 +59,9 @@ TEST(ClientTls, SystemRootsByFlagOrVariable) {
 }
 
 TEST(ClientTls, FlagsBeforeVariablesAndEachFileSaysWhereItCameFrom) {
-  const ClientTls tls =
-      resolve_client_tls(lookup({{"--tls-ca", "flag-ca.pem"}}),
-                         lookup({{"PRELUDE_TLS_CA", "env-ca.pem"}, {"PRELUDE_TLS_CERT", "c.pem"}, {"PRELUDE_TLS_KEY", "c.key"}}));
+  const ClientTls tls = resolve_client_tls(
+      lookup({{"--tls-ca", "flag-ca.pem"}}),
+      lookup({{"PRELUDE_TLS_CA", "env-ca.pem"}, {"PRELUDE_TLS_CERT", "c.pem"}, {"PRELUDE_TLS_KEY", "c.key"}}));
   EXPECT_TRUE(tls.enabled);
   EXPECT_EQ(tls.ca.where(), "--tls-ca flag-ca.pem");
   EXPECT_EQ(tls.cert.where(), "PRELUDE_TLS_CERT c.pem");
@@ -130,14 +130,15 @@ std::string TlsFiles::dir_;
 
 TEST_F(TlsFiles, DevCertsKeysAreOwnerOnly) {
   for (const char* key : {"a/ca.key", "a/server.key", "a/client.key"}) {
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(stat((dir_ + "/" + key).c_str(), &st), 0) << key;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << key;
   }
 }
 
 TEST_F(TlsFiles, ChannelCredentialsFromGoodFiles) {
-  ClientTls tls{true, file("a/ca.pem", "--tls-ca"), file("a/client.pem", "--tls-cert"), file("a/client.key", "--tls-key")};
+  ClientTls tls{true, file("a/ca.pem", "--tls-ca"), file("a/client.pem", "--tls-cert"),
+                file("a/client.key", "--tls-key")};
   EXPECT_EQ(channel_error(tls), "");
 }
 
@@ -148,8 +149,10 @@ TEST_F(TlsFiles, BadFilesAreNamedWithTheirFlag) {
   EXPECT_EQ(channel_error(key_as_ca),
             "PRELUDE_TLS_CA " + dir_ + "/a/ca.key: holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
   ClientTls wrong_key{true, {}, file("a/client.pem", "--tls-cert"), file("a/server.key", "--tls-key")};
-  EXPECT_EQ(channel_error(wrong_key), "--tls-key " + dir_ + "/a/server.key: is not the private key of the certificate in "
-                                          "--tls-cert " + dir_ + "/a/client.pem");
+  EXPECT_EQ(channel_error(wrong_key), "--tls-key " + dir_ +
+                                          "/a/server.key: is not the private key of the certificate in "
+                                          "--tls-cert " +
+                                          dir_ + "/a/client.pem");
   ClientTls cert_as_key{true, {}, file("a/client.pem", "--tls-cert"), file("a/client.pem", "--tls-key")};
   EXPECT_EQ(channel_error(cert_as_key), "--tls-key " + dir_ +
                                             "/a/client.pem: holds no unencrypted PEM private key "
@@ -183,8 +186,9 @@ TEST_F(TlsFiles, CertificatesCheckedAsTheOtherSideWould) {
   EXPECT_EQ(check_error(server, ca, "localhost"), "");
   EXPECT_EQ(check_error(server, ca, "::1"), "");
   EXPECT_EQ(check_error(client, ca, ""), "");  // a client certificate, checked as a server checks it
-  EXPECT_EQ(check_error(server, ca, "10.1.2.3"),
-            "--tls-cert " + dir_ + "/a/server.pem: the certificate does not name 10.1.2.3 (its subject alternative names)");
+  EXPECT_EQ(
+      check_error(server, ca, "10.1.2.3"),
+      "--tls-cert " + dir_ + "/a/server.pem: the certificate does not name 10.1.2.3 (its subject alternative names)");
   EXPECT_EQ(check_error(server, other_ca, "127.0.0.1"),
             "--tls-cert " + dir_ + "/a/server.pem: does not verify against the CA in --pool-tls-ca " + dir_ +
                 "/b/ca.pem: unable to get local issuer certificate");

@@ -117,7 +117,8 @@ def main():
     if a.tls or a.tls_ca or a.tls_cert:
         tls = {}
         for name, flag, path in [("root_certificates", "--tls-ca", a.tls_ca),
-                                 ("certificate_chain", "--tls-cert", a.tls_cert), ("private_key", "--tls-key", a.tls_key)]:
+                                 ("certificate_chain", "--tls-cert", a.tls_cert),
+                                 ("private_key", "--tls-key", a.tls_key)]:
             try:
                 tls[name] = Path(path).read_bytes() if path else None
             except OSError as e:

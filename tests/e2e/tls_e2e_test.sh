@@ -78,12 +78,12 @@ state() { "$PY" -c "import json,sys; print(json.load(sys.stdin).get('state', '')
 start tls --tls-cert "$certs/server.pem" --tls-key "$certs/server.key" --spawn-workers 1 --pool-tls-ca "$certs/ca.pem"
 tls_pid=$coord_pid tls_port=$port
 check "the coordinator says it serves TLS" grep -q "serving on 127.0.0.1:$port .*, TLS)" "$work/tls.log"
-check "its pool was started with --tls-ca" grep -q "prelude-worker serve .* --tls-ca $certs/ca.pem" "$work/tls.log"
 id=$("$CLIENT" --coordinator "127.0.0.1:$port" --tls-ca "$certs/ca.pem" submit "$work/quick.json")
 check "TLS: submit prints a job id" [ -n "$id" ]
 run watch "$CLIENT" --coordinator "127.0.0.1:$port" --tls-ca "$certs/ca.pem" watch "$id"
 check "TLS: the job ran on the spawned pool and SUCCEEDED" \
   bash -c "[[ \$(cat '$work/watch.rc') -eq 0 ]] && grep -q SUCCEEDED '$work/watch.out'"
+check "its pool was started with --tls-ca" grep -q "prelude-worker serve .* --tls-ca $certs/ca.pem" "$work/tls.log"
 check "TLS: the client by PRELUDE_TLS_CA and localhost (the certificate names both)" \
   bash -c "PRELUDE_TLS_CA='$certs/ca.pem' '$CLIENT' --coordinator 'localhost:$port' get '$id' | grep -q SUCCEEDED"
 "$PY" "$SRC/examples/python/prelude_client.py" --coordinator "127.0.0.1:$port" --tls-ca "$certs/ca.pem" get "$id" \
@@ -116,14 +116,15 @@ start mtls --tls-cert "$certs/server.pem" --tls-key "$certs/server.key" --tls-cl
   --token-file "$work/token" --spawn-workers 2 \
   --pool-tls-ca "$certs/ca.pem" --pool-tls-cert "$certs/client.pem" --pool-tls-key "$certs/client.key"
 mtls_pid=$coord_pid
-check "its pool was started by mpirun with the client certificate" \
-  grep -q "mpirun .* prelude-worker serve .* --tls-ca $certs/ca.pem --tls-cert $certs/client.pem --tls-key $certs/client.key" \
-  "$work/mtls.log"
 mtls=(--coordinator "127.0.0.1:$port" --token-file "$work/token" --tls-ca "$certs/ca.pem")
 run mwatch "$CLIENT" "${mtls[@]}" --tls-cert "$certs/client.pem" --tls-key "$certs/client.key" \
   submit "$work/quick.json" --watch
 check "mutual TLS: the job ran on the spawned 2-rank pool and SUCCEEDED" \
   bash -c "[[ \$(cat '$work/mwatch.rc') -eq 0 ]] && grep -q SUCCEEDED '$work/mwatch.out'"
+# (Logged once the pool is started, after the port file: checked once the job ran.)
+check "its pool was started by mpirun with the client certificate" grep -q \
+  "mpirun .*/prelude-worker serve .* --tls-ca $certs/ca.pem --tls-cert $certs/client.pem --tls-key $certs/client.key" \
+  "$work/mtls.log"
 check "mutual TLS: the client by PRELUDE_TLS_CERT and PRELUDE_TLS_KEY" \
   bash -c "PRELUDE_TLS_CERT='$certs/client.pem' PRELUDE_TLS_KEY='$certs/client.key' '$CLIENT' ${mtls[*]} list | grep -q tls-quick"
 "$PY" "$SRC/examples/python/prelude_client.py" --coordinator "127.0.0.1:$port" --token-file "$work/token" \
