@@ -62,6 +62,8 @@ std::string global_help() {
       "environment:\n"
       "  PRELUDE_COORDINATOR  the coordinator's host:port when --coordinator is not given\n"
       "  PRELUDE_TOKEN        the token when neither --token nor --token-file is given\n"
+      "  PRELUDE_TLS_CA, PRELUDE_TLS_CERT, PRELUDE_TLS_KEY, PRELUDE_TLS=1\n"
+      "                       --tls-ca, --tls-cert, --tls-key, --tls when not given\n"
       "\n" +
       std::string(kExitCodes) +
       "\n"

@@ -8,6 +8,7 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "common/text.h"
+#include "common/tls.h"
 
 namespace prelude::client {
 
@@ -20,17 +21,17 @@ CallError::CallError(grpc::StatusCode code, const std::string& message)
 
 namespace {
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
+std::shared_ptr<grpc::Channel> make_channel(const GlobalOptions& options) {
   grpc::ChannelArguments args;
   // A long job's full history (GetMetrics) can pass gRPC's default 4 MB limit.
   args.SetMaxReceiveMessageSize(-1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(options.coordinator, channel_credentials(options.tls), args);
 }
 
 }  // namespace
 
 Coordinator::Coordinator(const GlobalOptions& options)
-    : options_(options), stub_(v1::JobService::NewStub(make_channel(options.coordinator))) {}
+    : options_(options), stub_(v1::JobService::NewStub(make_channel(options))) {}
 
 void Coordinator::add_token(grpc::ClientContext* context) const { add_bearer_token(context, options_.token); }
 
@@ -148,7 +149,8 @@ CallError Coordinator::error(const grpc::Status& status) const {
   const std::string& message = status.error_message();
   switch (from_grpc(status.error_code())) {
     case ErrorCode::kUnavailable:
-      return CallError(status.error_code(), "cannot reach the coordinator at " + options_.coordinator + ": " + message);
+      return CallError(status.error_code(), "cannot reach the coordinator at " + options_.coordinator + ": " + message +
+                                                tls_failure_hint(options_.coordinator, options_.tls, message));
     case ErrorCode::kTimedOut: {
       const double seconds = static_cast<double>(options_.timeout.count()) / 1000;
       char limit[32];

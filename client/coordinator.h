@@ -1,5 +1,5 @@
-// The client's connection to the coordinator's JobService: an insecure channel,
-// the bearer token on every call, a deadline on unary calls, and failed calls
+// The client's connection to the coordinator's JobService: a plain-text or TLS
+// channel, the bearer token on every call, a deadline on unary calls, and failed calls
 // turned into CallErrors that say what went wrong. Whatever comes back (messages,
 // stream messages, error messages) has its control characters escaped here, once
 // for every command: nothing from the server drives the user's terminal.
@@ -33,7 +33,8 @@ class CallError : public std::runtime_error {
 
 class Coordinator {
  public:
-  // Creates the channel; nothing is sent until the first call. Calls do not wait
+  // Creates the channel, reading the TLS files (UserError naming a bad one); nothing
+  // is sent until the first call. Calls do not wait
   // for the coordinator to come up: one that is down fails at once (UNAVAILABLE).
   explicit Coordinator(const GlobalOptions& options);
 

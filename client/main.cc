@@ -1,5 +1,6 @@
 // prelude: the command line of the Prelude coordinator (see client/cli.h and
 // client/README.md).
+#include <grpc/support/log.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -22,6 +23,9 @@ void end_line_and_exit(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // gRPC's own log lines (a failed TLS handshake, say) would come before our message,
+  // which says the same and what to do; GRPC_VERBOSITY set by the user keeps them.
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) gpr_set_log_function([](gpr_log_func_args*) {});
   std::cin.tie(nullptr);
   prelude::client::Console console{std::cin, std::cout, std::cerr};
   const char* term = std::getenv("TERM");

@@ -53,7 +53,12 @@ const std::vector<FlagSpec>& global_flags() {
       {"--timeout", "SECONDS", "deadline of each call, except the watch stream (default 30)"},
       {"--help", "", "show help (also -h); `prelude COMMAND --help` for a command"},
   };
-  return flags;
+  static const std::vector<FlagSpec> with_tls = [] {
+    std::vector<FlagSpec> all = flags;
+    all.insert(all.end() - 1, client_tls_flags().begin(), client_tls_flags().end());  // --help stays last
+    return all;
+  }();
+  return with_tls;
 }
 
 CommandLine parse_command_line(const std::vector<std::string>& args, const CommandFlagsLookup& command_flags) {
@@ -114,6 +119,12 @@ GlobalOptions resolve_global_options(const CommandLine& line, const Environment&
     options.token = *v;
     check_token("PRELUDE_TOKEN", options.token);
   }
+
+  options.tls = resolve_client_tls(
+      [&line](const std::string& flag) {
+        return line.has(flag) ? std::optional<std::string>(line.value_or(flag, "")) : std::nullopt;
+      },
+      env);
 
   if (line.has("--timeout")) {
     const double seconds = parse_seconds("--timeout", line.value_or("--timeout", ""));

@@ -1,5 +1,5 @@
 // The command line of `prelude`: flags and their values, the global options
-// (coordinator address, token, timeout) and the checked values of command flags.
+// (coordinator address, token, TLS, timeout) and the checked values of command flags.
 #pragma once
 
 #include <chrono>
@@ -11,6 +11,7 @@
 #include "client/console.h"
 #include "common/errors.h"
 #include "common/flags.h"
+#include "common/tls.h"
 #include "prelude/v1/service.pb.h"
 
 namespace prelude::client {
@@ -44,13 +45,16 @@ struct GlobalOptions {
   std::string coordinator;  // host:port
   std::string token;        // empty: no authorization metadata
   std::chrono::milliseconds timeout{30000};  // deadline of each unary call
+  ClientTls tls;                             // off: plain text
 };
 
 constexpr const char* kDefaultCoordinator = "localhost:50051";
 
 // --coordinator, else $PRELUDE_COORDINATOR, else localhost:50051; --token or
-// --token-file, else $PRELUDE_TOKEN; --timeout. Throws UsageError (or UserError for
-// an unreadable token file) naming the flag or variable.
+// --token-file, else $PRELUDE_TOKEN; --timeout; --tls, --tls-ca, --tls-cert, --tls-key,
+// else $PRELUDE_TLS_CA and friends (common/tls.h; the files are read with the
+// channel). Throws UsageError (or UserError for an unreadable token file) naming the
+// flag or variable.
 GlobalOptions resolve_global_options(const CommandLine& line, const Environment& env);
 
 // Checked flag values; each throws UsageError naming the flag and the value.

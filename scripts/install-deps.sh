@@ -3,14 +3,15 @@
 #   scripts/install-deps.sh            build, test and run dependencies
 #   (ocl-icd-opencl-dev: oneDNN's CMake config looks for OpenCL; apt only recommends it;
 #    python3-onnx and python3-opencv check exported ONNX models in an independent runtime;
-#    clang and libclang-rt-14-dev, libFuzzer and the sanitizers' runtime, build tests/fuzz)
+#    clang and libclang-rt-14-dev, libFuzzer and the sanitizers' runtime, build tests/fuzz;
+#    openssl makes the certificates of scripts/dev-certs.sh and the TLS tests)
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config
           libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
           libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev libssl-dev libonnx-dev
-          dataset-fashion-mnist python3-grpcio python3-grpc-tools
+          dataset-fashion-mnist python3-grpcio python3-grpc-tools openssl
           python3-onnx python3-opencv clang libclang-rt-14-dev)
 if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
 

@@ -2,6 +2,7 @@
 //
 //   prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]
 //                       [--spawn-workers N] [--heartbeat-timeout S] [--stall-timeout S] [--max-attempts K]
+//                       [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]
 //
 // Serves prelude.v1.JobService (clients) and prelude.v1.WorkerService (pools) on
 // one port, plus grpc.health.v1.Health and server reflection. Stops cleanly on
@@ -22,6 +23,7 @@
 
 #include "common/flags.h"
 #include "common/errors.h"
+#include "common/tls.h"
 #include "server/artifact_store.h"
 #include "server/auth.h"
 #include "server/db_lock.h"
@@ -52,6 +54,13 @@ const std::vector<prelude::FlagSpec> kFlags = {
      "over a pool that does not stop within S + the heartbeat timeout (default 300)"},
     {"--max-attempts", "K", "start a job at most K times when pools are lost (default 3)"},
     {"--port-file", "F", "write the port actually bound to F once serving"},
+    {"--tls-cert", "F", "serve TLS with the certificate (chain) in F, PEM"},
+    {"--tls-key", "F", "the private key of --tls-cert, PEM"},
+    {"--tls-client-ca", "F", "mutual TLS: require client certificates signed by a CA in F"},
+    {"--pool-tls-ca", "F", "the CA the --spawn-workers pool trusts (default: the system's CAs)"},
+    {"--pool-tls-cert", "F", "under mutual TLS: the --spawn-workers pool's certificate"},
+    {"--pool-tls-key", "F", "and its private key"},
+    {"--insecure", "", "allow a non-loopback --listen with neither TLS nor a token"},
 };
 
 std::string usage() {
@@ -59,7 +68,8 @@ std::string usage() {
          "                           [--artifact-dir DIR] [--keep-checkpoints K]\n"
          "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
          "                           [--heartbeat-timeout SECONDS] [--stall-timeout SECONDS] [--max-attempts K]\n"
-         "                           [--port-file F]\n"
+         "                           [--port-file F] [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]\n"
+         "                           [--pool-tls-ca F] [--pool-tls-cert F --pool-tls-key F]\n"
          "\n"
          "Runs the Prelude job service (gRPC prelude.v1.JobService, health and reflection).\n" +
          prelude::flag_list(kFlags, /*min_width=*/23);  // the column these lines have always had
@@ -72,6 +82,9 @@ struct Flags {
   std::string token_file, worker_binary, port_file, artifact_dir;
   int spawn_workers = 0, worker_threads = 0, max_attempts = 3, keep_checkpoints = 2;
   double heartbeat_timeout = 15, stall_timeout = 300;
+  prelude::ServerTls tls{{"", "--tls-cert"}, {"", "--tls-key"}, {"", "--tls-client-ca"}};
+  prelude::ClientTls pool_tls{false, {"", "--pool-tls-ca"}, {"", "--pool-tls-cert"}, {"", "--pool-tls-key"}};
+  bool insecure = false;
 };
 
 std::string seconds_text(double s) {
@@ -111,13 +124,47 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--keep-checkpoints") f.keep_checkpoints = static_cast<int>(parse_whole_number(a, v, 1, 1000));
     else if (a == "--worker-binary") f.worker_binary = v;
     else if (a == "--port-file") f.port_file = v;
+    else if (a == "--tls-cert") f.tls.cert.path = v;
+    else if (a == "--tls-key") f.tls.key.path = v;
+    else if (a == "--tls-client-ca") f.tls.client_ca.path = v;
+    else if (a == "--pool-tls-ca") f.pool_tls.ca.path = v;
+    else if (a == "--pool-tls-cert") f.pool_tls.cert.path = v;
+    else if (a == "--pool-tls-key") f.pool_tls.key.path = v;
+    else if (a == "--insecure") f.insecure = true;
     else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_whole_number(a, v, 0, 256));
     else if (a == "--worker-threads") f.worker_threads = static_cast<int>(parse_whole_number(a, v, 1, 1024));
     else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_whole_number(a, v, 1, 100));
     else if (a == "--heartbeat-timeout") f.heartbeat_timeout = parse_seconds(a, v, 0.5, 3600);
     else if (a == "--stall-timeout") f.stall_timeout = parse_seconds(a, v, 1, 86400);
   }
+  if (!f.tls.enabled() && (f.pool_tls.ca.given() || f.pool_tls.cert.given() || f.pool_tls.key.given()))
+    throw prelude::UsageError("--pool-tls-ca, --pool-tls-cert and --pool-tls-key: only with --tls-cert and --tls-key");
+  // Plain text on a reachable port with no token: anyone who reaches it could submit,
+  // read, cancel and delete jobs, and act as a pool (Ray's CVE-2023-48022).
+  if (!prelude::is_loopback_address(f.listen) && !f.tls.enabled() && f.token_file.empty() && !f.insecure)
+    throw UserError("--listen " + f.listen + ": refusing to serve a non-loopback address in plain text with no "
+                    "token: anyone who can reach the port could run, read and cancel jobs and pose as a pool. "
+                    "Give --tls-cert/--tls-key and/or --token-file, or --insecure to serve it anyway (a private "
+                    "network); loopback (127.0.0.0/8, ::1, localhost) needs none of them");
   return f;
+}
+
+// The spawned pool's TLS: TLS whenever the coordinator serves it, and checked now, so
+// a pool that would be refused is an error at start, not a pool restarted in a loop.
+void check_pool_tls(Flags& f, const std::string& address) {
+  if (!f.tls.enabled() || f.spawn_workers == 0) return;
+  f.pool_tls.enabled = true;
+  if (f.pool_tls.cert.given() != f.pool_tls.key.given())
+    throw prelude::UsageError(f.pool_tls.cert.given() ? "--pool-tls-cert: needs --pool-tls-key too"
+                                                      : "--pool-tls-key: needs --pool-tls-cert too");
+  if (f.tls.client_ca.given() && !f.pool_tls.cert.given())
+    throw prelude::UsageError("--spawn-workers with --tls-client-ca: the pool needs a client certificate signed by "
+                              "that CA: give --pool-tls-cert and --pool-tls-key");
+  prelude::channel_credentials(f.pool_tls);  // reads and checks the pool's files
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);  // [::1]
+  if (f.pool_tls.ca.given()) prelude::check_certificate(f.tls.cert, f.pool_tls.ca, host);
+  if (f.tls.client_ca.given()) prelude::check_certificate(f.pool_tls.cert, f.tls.client_ca, "");
 }
 
 // Where a local pool reaches a server listening on `listen` (bound to `port`).
@@ -139,6 +186,24 @@ int main(int argc, char** argv) {
     if (!flags->token_file.empty()) auth = std::make_unique<TokenAuth>(TokenAuth::from_file(flags->token_file));
   } catch (const UserError& e) {
     std::fprintf(stderr, "prelude-coordinator: %s\n%s", e.what(), usage().c_str());
+    return 2;
+  }
+  // TLS files are read and checked before anything else starts: a bad one is exit 2
+  // naming the flag and the file (without the usage: the flags were right).
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  try {
+    if (flags->tls.enabled()) {
+      credentials = prelude::server_credentials(flags->tls, [](const std::string& warning) {
+        std::fprintf(stderr, "prelude-coordinator: warning: %s\n", warning.c_str());
+      });
+      // The port is not known yet (port 0), the host the spawned pool dials is.
+      check_pool_tls(*flags, local_address(flags->listen, 0));
+    }
+  } catch (const prelude::UsageError& e) {
+    std::fprintf(stderr, "prelude-coordinator: %s\n%s", e.what(), usage().c_str());
+    return 2;
+  } catch (const UserError& e) {
+    std::fprintf(stderr, "prelude-coordinator: %s\n", e.what());
     return 2;
   }
   const Flags& f = *flags;
@@ -179,7 +244,7 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(f.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(f.listen, credentials, &port);
   builder.RegisterService(&job_service);
   builder.RegisterService(&worker_service);
   builder.SetMaxReceiveMessageSize(16 << 20);
@@ -191,9 +256,10 @@ int main(int argc, char** argv) {
   // NOT_SERVING while the database takes no writes (a full disk), SERVING again once it does.
   if (grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService())
     jobs.set_health_listener([health](bool serving, const std::string&) { health->SetServingStatus(serving); });
-  std::fprintf(stderr, "prelude-coordinator: serving on %s (database %s, models in %s, data root %s%s)\n",
+  std::fprintf(stderr, "prelude-coordinator: serving on %s (database %s, models in %s, data root %s%s%s)\n",
                local_address(f.listen, port).c_str(), f.db.c_str(), artifacts->dir().c_str(), f.data_root.c_str(),
-               auth ? ", token required" : "");
+               auth ? ", token required" : "",
+               !f.tls.enabled() ? "" : f.tls.client_ca.given() ? ", TLS with client certificates" : ", TLS");
   if (!f.port_file.empty()) {
     const std::string tmp = f.port_file + ".tmp";
     std::ofstream(tmp) << port << "\n";
@@ -209,6 +275,7 @@ int main(int argc, char** argv) {
     so.worker_binary = f.worker_binary.empty() ? default_worker_binary() : f.worker_binary;
     so.coordinator = local_address(f.listen, port);
     so.token_file = f.token_file;
+    so.tls = f.pool_tls;
     so.data_root = f.data_root;
     so.stall_timeout_seconds = f.stall_timeout;
     pool = std::make_unique<PoolSpawner>(so);

@@ -41,6 +41,8 @@ std::vector<std::string> pool_command(const SpawnOptions& o, bool as_root) {
     std::snprintf(buf, sizeof buf, "%g", o.stall_timeout_seconds);
     cmd.insert(cmd.end(), {"--stall-timeout", buf});
   }
+  const auto tls = client_tls_args(o.tls);
+  cmd.insert(cmd.end(), tls.begin(), tls.end());
   return cmd;
 }
 

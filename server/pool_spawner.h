@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/tls.h"
+
 namespace prelude::server {
 
 struct SpawnOptions {
@@ -21,11 +23,13 @@ struct SpawnOptions {
   std::string token_file;     // empty: none
   std::string data_root;
   double stall_timeout_seconds = 0;  // > 0: passed as serve --stall-timeout
+  prelude::ClientTls tls;     // how the pool connects (TLS off: plain text)
 };
 
 // The command that starts the pool: the worker alone for one rank, else
 // mpirun --oversubscribe --bind-to none -np N -x OMP_NUM_THREADS=T (plus
-// --allow-run-as-root as root) around `prelude-worker serve ...`.
+// --allow-run-as-root as root) around `prelude-worker serve ...` (with the TLS flags
+// of `tls` when it is on).
 std::vector<std::string> pool_command(const SpawnOptions& options, bool as_root);
 
 class PoolSpawner {

@@ -1,6 +1,7 @@
 // prelude-worker serve: one worker pool of the coordinator.
 //
 //   mpirun -np N prelude-worker serve --coordinator ADDR [--token-file F]
+//                                     [--tls | --tls-ca F] [--tls-cert F --tls-key F]
 //
 // Rank 0 registers the pool (N ranks), asks the coordinator for jobs (long poll),
 // broadcasts each job to every rank, and while all ranks train it data-parallel,
@@ -24,7 +25,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -33,6 +36,7 @@
 #include "artifacts/checkpoint_file.h"
 #include "common/flags.h"
 #include "common/grpc_status.h"
+#include "common/tls.h"
 #include "common/token.h"
 #include "engine/comm.h"
 #include "engine/trainer.h"
@@ -58,12 +62,15 @@ const std::vector<FlagSpec> kServeFlags = {
 };
 
 std::string serve_usage() {
+  std::vector<FlagSpec> flags = kServeFlags;
+  flags.insert(flags.end(), client_tls_flags().begin(), client_tls_flags().end());
   return "usage: [mpirun -np N] prelude-worker serve [--coordinator ADDR] [--token-file F]\n"
          "                                          [--data-root DIR] [--threads N] [--quiet]\n"
          "                                          [--stall-timeout SECONDS]\n"
+         "                                          [--tls | --tls-ca F] [--tls-cert F --tls-key F]\n"
          "\n"
          "Runs a worker pool of the coordinator: rank 0 takes jobs, every rank trains them.\n" +
-         flag_list(kServeFlags);
+         flag_list(flags);
 }
 
 struct ServeOptions {
@@ -72,6 +79,7 @@ struct ServeOptions {
   std::string data_root = "/usr/share/datasets";
   bool quiet = false;
   std::chrono::milliseconds stall_timeout{300000};
+  ClientTls tls;
 };
 
 void log(const std::string& line) { std::fprintf(stderr, "prelude-worker: %s\n", line.c_str()); }
@@ -84,8 +92,8 @@ constexpr std::chrono::minutes kKeepTrying{30};
 class CoordinatorLink {
  public:
   explicit CoordinatorLink(const ServeOptions& o)
-      : options_(o), stub_(v1::WorkerService::NewStub(grpc::CreateChannel(o.coordinator,
-                                                                           grpc::InsecureChannelCredentials()))) {}
+      : options_(o),
+        stub_(v1::WorkerService::NewStub(grpc::CreateChannel(o.coordinator, channel_credentials(o.tls)))) {}
 
   // Registers (again), retrying until the coordinator answers. A refused token is
   // final: it throws UserError.
@@ -111,7 +119,10 @@ class CoordinatorLink {
       const ErrorCode kind = from_grpc(s.error_code());
       if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kInvalidArgument)
         throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + status_text(s));
-      if (attempt % 10 == 0) log("waiting for the coordinator at " + options_.coordinator + ": " + status_text(s));
+      if (attempt % 10 == 0)
+        log("waiting for the coordinator at " + options_.coordinator + ": " + status_text(s) +
+            (kind == ErrorCode::kUnavailable ? tls_failure_hint(options_.coordinator, options_.tls, s.error_message())
+                                             : ""));
       std::this_thread::sleep_for(std::min(5000ms, 200ms * (attempt + 1)));
     }
   }
@@ -540,7 +551,9 @@ int serve_main(int argc, char** argv) {
   if (const char* v = std::getenv("PRELUDE_TOKEN")) o.token = v;
   if (const char* v = std::getenv("PRELUDE_DATA_ROOT")) o.data_root = v;
   try {
+    std::map<std::string, std::string> tls_flags;
     FlagReader reader({argv, argv + argc}, kServeFlags);
+    reader.accept(client_tls_flags());
     while (const auto item = reader.next()) {
       if (item->kind == FlagReader::Item::kHelp) {
         std::fputs(serve_usage().c_str(), stdout);
@@ -561,7 +574,17 @@ int serve_main(int argc, char** argv) {
           throw UserError("--stall-timeout: must be a number of seconds from 1 to 86400, got '" + item->value + "'");
         o.stall_timeout = std::chrono::milliseconds(static_cast<long>(sec * 1000));
       }
+      if (a.rfind("--tls", 0) == 0) tls_flags[a] = item->value;
     }
+    const auto flag = [&tls_flags](const std::string& name) -> std::optional<std::string> {
+      const auto it = tls_flags.find(name);
+      return it == tls_flags.end() ? std::nullopt : std::optional<std::string>(it->second);
+    };
+    const auto env = [](const std::string& name) -> std::optional<std::string> {
+      const char* v = std::getenv(name.c_str());
+      return v ? std::optional<std::string>(v) : std::nullopt;
+    };
+    o.tls = resolve_client_tls(flag, env);  // the files are read by rank 0 only, which connects
   } catch (const UserError& e) {
     std::fprintf(stderr, "prelude-worker: %s\n%s", e.what(), serve_usage().c_str());
     return 2;

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A Prelude client in Python: the coordinator's public gRPC API, used directly.
 
-    prelude_client.py [--coordinator ADDR] [--token T | --token-file F] COMMAND
+    prelude_client.py [--coordinator ADDR] [--token T | --token-file F]
+                      [--tls | --tls-ca F] [--tls-cert F --tls-key F] COMMAND
       submit JOB.json [--watch]   queue a job (protobuf JSON of prelude.v1.JobSpec)
       watch ID                    stream a job's events until it ends
       get ID                      print a job
@@ -10,7 +11,9 @@
       health                      grpc.health.v1 Check of the coordinator
 
 Output: messages as JSON, one per line, with proto field names (like the C++
-tools). Exit codes, as the C++ client: 0 ok, 2 usage or bad job file, 3 RPC
+tools). TLS as the C++ client: --tls-ca F (or --tls for the system's CAs) and, for
+mutual TLS, --tls-cert F --tls-key F; default $PRELUDE_TLS_CA, $PRELUDE_TLS_CERT,
+$PRELUDE_TLS_KEY, $PRELUDE_TLS=1. Exit codes, as the C++ client: 0 ok, 2 usage or bad job file, 3 RPC
 error (or the coordinator is not SERVING), 4 the job ended FAILED or CANCELLED;
 1 if the stubs cannot be generated.
 
@@ -85,6 +88,15 @@ def main():
     p.add_argument("--token", default=os.environ.get("PRELUDE_TOKEN"),
                    help="bearer token (default $PRELUDE_TOKEN)")
     p.add_argument("--token-file", help="read the token from this file")
+    env = os.environ.get
+    p.add_argument("--tls", action="store_true", default=env("PRELUDE_TLS") == "1",
+                   help="TLS, trusting the system's CAs (default $PRELUDE_TLS=1)")
+    p.add_argument("--tls-ca", default=env("PRELUDE_TLS_CA") or None, metavar="FILE",
+                   help="TLS, trusting the CA in FILE (default $PRELUDE_TLS_CA)")
+    p.add_argument("--tls-cert", default=env("PRELUDE_TLS_CERT") or None, metavar="FILE",
+                   help="mutual TLS: this client's certificate (default $PRELUDE_TLS_CERT)")
+    p.add_argument("--tls-key", default=env("PRELUDE_TLS_KEY") or None, metavar="FILE",
+                   help="mutual TLS: its private key (default $PRELUDE_TLS_KEY)")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("submit", help="queue a job")
     s.add_argument("job_file", metavar="JOB.json")
@@ -96,14 +108,26 @@ def main():
     m.add_argument("--attempt", default="latest", help="N, or all (default: the latest attempt)")
     sub.add_parser("health", help="is the coordinator serving?")
     a = p.parse_args()
+    if bool(a.tls_cert) != bool(a.tls_key):
+        p.error("--tls-cert and --tls-key go together (a certificate and its private key)")
 
     token = a.token
+    tls = None  # the PEM files as bytes, read before anything is sent
     try:
         if a.token_file:
             token = Path(a.token_file).read_text().strip()
         spec_json = Path(a.job_file).read_text() if a.command == "submit" else None
     except OSError as e:
         p.exit(2, f"prelude_client: error: {e.filename}: {e.strerror}\n")
+    if a.tls or a.tls_ca or a.tls_cert:
+        tls = {}
+        for name, flag, path in [("root_certificates", "--tls-ca", a.tls_ca),
+                                 ("certificate_chain", "--tls-cert", a.tls_cert),
+                                 ("private_key", "--tls-key", a.tls_key)]:
+            try:
+                tls[name] = Path(path).read_bytes() if path else None
+            except OSError as e:
+                p.exit(2, f"prelude_client: error: {flag} {path}: {e.strerror}\n")
     metadata = [("authorization", f"Bearer {token}")] if token else []
 
     with tempfile.TemporaryDirectory(prefix="prelude-stubs-") as out:
@@ -114,7 +138,10 @@ def main():
             except json_format.ParseError as e:
                 p.exit(2, f"prelude_client: error: {a.job_file}: {e}\n")
 
-        channel = grpc.insecure_channel(a.coordinator)
+        if tls is None:
+            channel = grpc.insecure_channel(a.coordinator)
+        else:  # no root_certificates: gRPC's default, the system's CAs
+            channel = grpc.secure_channel(a.coordinator, grpc.ssl_channel_credentials(**tls))
         jobs = service_grpc.JobServiceStub(channel)
         try:
             if a.command == "health":
@@ -159,7 +186,12 @@ def main():
                   file=sys.stderr)
             return 4 if job.state in (service_pb2.FAILED, service_pb2.CANCELLED) else 0
         except grpc.RpcError as e:
-            print(f"prelude_client: error: {e.code().name}: {e.details()}", file=sys.stderr)
+            hint = ""
+            if e.code() == grpc.StatusCode.UNAVAILABLE and "Socket closed" in (e.details() or ""):
+                hint = (" (if the coordinator serves TLS, give --tls-ca FILE or --tls)" if tls is None else
+                        " (TLS: the coordinator closed the connection: does it require a client certificate"
+                        " (--tls-cert, --tls-key) from another CA?)")
+            print(f"prelude_client: error: {e.code().name}: {e.details()}{hint}", file=sys.stderr)
             return 3
         finally:
             channel.close()
