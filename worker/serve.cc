@@ -99,59 +99,90 @@ class CoordinatorLink {
   // final: it throws UserError.
   void register_pool(int ranks) {
     ranks_ = ranks;
+    for (int attempt = 0;; ++attempt) {
+      try {
+        register_once(ranks, attempt);
+        return;
+      } catch (const RegisterFailed&) {
+        std::this_thread::sleep_for(std::min(5000ms, 200ms * (attempt + 1)));
+      }
+    }
+  }
+
+  // Not registered this time, but worth trying again.
+  struct RegisterFailed {};
+
+  // One registration call: returns registered, throws RegisterFailed to try again
+  // later, or UserError when the coordinator refuses the pool for good.
+  void register_once(int ranks, int attempt) {
     v1::RegisterPoolRequest req;
     req.set_ranks(ranks);
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     req.set_host(host);
     req.set_threads_per_rank(omp_get_max_threads());
-    for (int attempt = 0;; ++attempt) {
-      v1::RegisterPoolResponse resp;
-      auto ctx = context(10s);
-      const grpc::Status s = stub_->RegisterPool(ctx.get(), req, &resp);
-      if (s.ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        pool_id_ = resp.pool_id();
-        interval_ = std::chrono::milliseconds(std::max(100, resp.heartbeat_interval_ms()));
-        log("registered as " + pool_id_ + " (" + std::to_string(ranks) + " ranks) with " + options_.coordinator);
-        return;
-      }
-      const ErrorCode kind = from_grpc(s.error_code());
-      if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kInvalidArgument)
-        throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + status_text(s));
-      if (attempt % 10 == 0)
-        log("waiting for the coordinator at " + options_.coordinator + ": " + status_text(s) +
-            (kind == ErrorCode::kUnavailable ? tls_failure_hint(options_.coordinator, options_.tls, s.error_message())
-                                             : ""));
-      std::this_thread::sleep_for(std::min(5000ms, 200ms * (attempt + 1)));
+    v1::RegisterPoolResponse resp;
+    auto ctx = context(10s);
+    const grpc::Status s = stub_->RegisterPool(ctx.get(), req, &resp);
+    if (s.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      pool_id_ = resp.pool_id();
+      interval_ = std::chrono::milliseconds(std::max(100, resp.heartbeat_interval_ms()));
+      log("registered as " + pool_id_ + " (" + std::to_string(ranks) + " ranks) with " + options_.coordinator);
+      return;
     }
+    const ErrorCode kind = from_grpc(s.error_code());
+    if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kInvalidArgument)
+      throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + status_text(s));
+    if (attempt % 10 == 0)
+      log("waiting for the coordinator at " + options_.coordinator + ": " + status_text(s) +
+          (kind == ErrorCode::kUnavailable ? tls_failure_hint(options_.coordinator, options_.tls, s.error_message())
+                                           : ""));
+    throw RegisterFailed{};
   }
 
-  // Blocks until the coordinator hands this pool a job (and, for a job that trained
-  // before, the checkpoint to resume from).
-  v1::AcquireJobResponse next_job() {
-    for (int failures = 0;;) {
-      v1::AcquireJobRequest req;
-      req.set_pool_id(pool_id());
-      req.set_wait_ms(10000);
-      v1::AcquireJobResponse resp;
-      auto ctx = context(30s);
-      const grpc::Status s = stub_->AcquireJob(ctx.get(), req, &resp);
-      if (s.ok()) {
-        failures = 0;
-        if (resp.has_job()) return resp;
-        continue;
+  // One round of at most about 40 s: registers again when the coordinator forgot the
+  // pool (one try), then asks for a job (long poll). nullopt: none this round. Rank 0
+  // calls it in a loop and broadcasts after every round, job or not, so the other
+  // ranks hear from it at bounded intervals (their stall watchdog tells a hung rank 0).
+  std::optional<v1::AcquireJobResponse> poll_job() {
+    if (unregistered_) {
+      const int ranks = ranks_;
+      bool refused = false;
+      try {
+        register_once(ranks, failures_);
+      } catch (const RegisterFailed&) {
+        refused = true;
       }
-      const ErrorCode kind = from_grpc(s.error_code());
-      if (kind == ErrorCode::kNotFound) {  // the coordinator forgot the pool (it restarted): register again
-        log(status_text(s));
-        register_pool(ranks_);
-        continue;
+      if (refused) {
+        ++failures_;
+        std::this_thread::sleep_for(std::min(5000ms, 200ms * failures_));
+        return std::nullopt;
       }
-      if (kind == ErrorCode::kUnauthenticated) throw UserError(status_text(s));
-      if (failures++ % 10 == 0) log("cannot reach the coordinator: " + status_text(s));
-      std::this_thread::sleep_for(std::min(5000ms, 200ms * failures));
+      unregistered_ = false;
+      failures_ = 0;
     }
+    v1::AcquireJobRequest req;
+    req.set_pool_id(pool_id());
+    req.set_wait_ms(10000);
+    v1::AcquireJobResponse resp;
+    auto ctx = context(30s);
+    const grpc::Status s = stub_->AcquireJob(ctx.get(), req, &resp);
+    if (s.ok()) {
+      failures_ = 0;
+      if (resp.has_job()) return resp;
+      return std::nullopt;
+    }
+    const ErrorCode kind = from_grpc(s.error_code());
+    if (kind == ErrorCode::kNotFound) {  // the coordinator forgot the pool (it restarted): register again
+      log(status_text(s));
+      unregistered_ = true;
+      return std::nullopt;
+    }
+    if (kind == ErrorCode::kUnauthenticated) throw UserError(status_text(s));
+    if (failures_++ % 10 == 0) log("cannot reach the coordinator: " + status_text(s));
+    std::this_thread::sleep_for(std::min(5000ms, 200ms * failures_));
+    return std::nullopt;
   }
 
   // Sends events (possibly none: a heartbeat). Sets *stop when the job must stop.
@@ -294,6 +325,8 @@ class CoordinatorLink {
   std::string pool_id_;
   std::chrono::milliseconds interval_{2000};
   int ranks_ = 1;
+  bool unregistered_ = false;  // poll_job: register again first
+  int failures_ = 0;           // poll_job: calls failed in a row
 };
 
 // Rank 0's side of one running job: queues the training events and sends them
@@ -624,10 +657,30 @@ int serve_main(int argc, char** argv) {
       link = std::make_unique<CoordinatorLink>(o);
       link->register_pool(comm.size());
     }
+    // Rank 0 broadcasts after every poll round, job or not (empty: none), and the
+    // watchdog watches that broadcast too: a rank stopped while the pool is idle
+    // leaves rank 0 waiting to hand out the next job, and a rank 0 that stopped
+    // leaves the others without news. The others start watching once they have heard
+    // from rank 0 once: the roll call right after it registered (before that, it may
+    // be waiting for a coordinator to start).
+    comm.barrier_idle();
     for (;;) {
-      std::string bytes;
-      if (link) bytes = link->next_job().SerializeAsString();
-      comm.broadcast_bytes_idle(&bytes);
+      std::string bytes, job_id;
+      if (link) {
+        if (auto next = link->poll_job()) {
+          bytes = next->SerializeAsString();
+          job_id = next->job().job_id();
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(job_mu);
+        current_job = job_id;  // a stall while handing the job out is reported against it
+      }
+      if (watchdog) watchdog->arm(job_id.empty() ? "waiting for the next job" : job_id);
+      comm.broadcast_bytes_idle(&bytes, 0, 20, /*watched=*/true);
+      if (bytes.empty()) comm.barrier_idle();  // every rank answers the roll call
+      if (watchdog) watchdog->disarm();
+      if (bytes.empty()) continue;  // no job this round
       v1::AcquireJobResponse acquired;
       if (!acquired.ParseFromString(bytes)) throw std::runtime_error("a job did not reach every rank intact");
       {

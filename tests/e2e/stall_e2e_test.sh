@@ -8,6 +8,8 @@
 #     pool cannot stop at a step.
 #  3. rank 0 stopped (no more heartbeats): the coordinator requeues the job, rank 1's
 #     watchdog ends the pool, a new pool finishes the job.
+#  4, 5. rank 1, then rank 0, stopped while the pool is idle: the pool ends all the
+#     same and a new one trains the next job.
 #
 #   stall_e2e_test.sh COORDINATOR WORKER CLIENT
 set -uo pipefail
@@ -104,6 +106,27 @@ wait_for 180 state_is "$id3" SUCCEEDED
 check "3: the job ends SUCCEEDED" state_is "$id3" SUCCEEDED
 "$CLIENT" watch "$id3" > "$work/history3.txt" 2>&1
 check "3: its history says the pool stopped responding" grep -q "QUEUED.*stopped responding" "$work/history3.txt"
+
+# ---- 4 and 5. a rank stopped while the pool is idle (no job to watch): rank 0 hands
+# out a round's news (job or none) to the others at least every ~30 s, and that
+# broadcast is watched too, so the pool still ends and is replaced.
+pool_pid() { pgrep -d, -x mpirun -P "$coord_pid"; }
+for r in 1 0; do
+  n=$((r == 1 ? 4 : 5))
+  wait_for 60 rank_pid "$r" > /dev/null || { echo "no rank $r"; fail_dump; exit 1; }
+  sleep 2
+  wait_for 60 bash -c "[ -n \"\$(pgrep -d, -x mpirun -P $coord_pid)\" ] && [ \"\$(pgrep -d, -x mpirun -P $coord_pid)\" != '${old_pool:-none}' ]" || true
+  wait_for 60 rank_pid "$r" > /dev/null
+  sleep 2
+  old_pool=$(pool_pid); rp=$(rank_pid "$r")
+  kill -STOP "$rp"
+  echo "$n: SIGSTOP rank $r (pid $rp) of an idle pool"
+  check "$n: the stopped rank $r of an idle pool does not outlive it" wait_for 90 gone "$rp"
+  check "$n: a new pool replaces it" wait_for 30 bash -c "p=\$(pgrep -d, -x mpirun -P $coord_pid) && [ -n \"\$p\" ] && [ \"\$p\" != '$old_pool' ]"
+done
+id4=$("$CLIENT" submit "$work/job.json")
+wait_for 180 state_is "$id4" SUCCEEDED
+check "5: the new pool trains the next job" state_is "$id4" SUCCEEDED
 
 kill -TERM -- "-$coord_pid" 2>/dev/null
 wait "$coord_pid" 2>/dev/null

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -112,8 +113,10 @@ void Communicator::broadcast_bytes(std::string* bytes, int root) {
   check(MPI_Bcast(bytes->data(), static_cast<int>(len), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
-void Communicator::broadcast_bytes_idle(std::string* bytes, int root, int poll_ms) {
+void Communicator::broadcast_bytes_idle(std::string* bytes, int root, int poll_ms, bool watched) {
   if (!mpi_ || size_ == 1) return;
+  std::optional<CollectiveScope> scope;
+  if (watched) scope.emplace(*this, "MPI_Ibcast (the pool's next job)");
   uint64_t len = bytes->size();
   MPI_Request request = MPI_REQUEST_NULL;
   check(MPI_Ibcast(&len, 1, MPI_UINT64_T, root, MPI_COMM_WORLD, &request), "MPI_Ibcast");
@@ -124,6 +127,18 @@ void Communicator::broadcast_bytes_idle(std::string* bytes, int root, int poll_m
   }
   bytes->resize(len);
   check(MPI_Bcast(bytes->data(), static_cast<int>(len), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+void Communicator::barrier_idle(int poll_ms) {
+  if (!mpi_ || size_ == 1) return;
+  CollectiveScope scope(*this, "MPI_Ibarrier (the pool's roll call between jobs)");
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Ibarrier(MPI_COMM_WORLD, &request), "MPI_Ibarrier");
+  for (int done = 0;;) {
+    check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+  }
 }
 
 void Communicator::allreduce_sum(float* data, size_t n) {

@@ -36,7 +36,13 @@ class Communicator {
   // The same, for a broadcast the other ranks may wait long for (a worker pool
   // waiting for its next job): they poll every `poll_ms` and sleep in between
   // instead of spinning a core in MPI's busy wait. Every rank must call this one.
-  void broadcast_bytes_idle(std::string* bytes, int root = 0, int poll_ms = 20);
+  // `watched`: the wait counts in activity() (a pool whose ranks hear from the
+  // root at bounded intervals).
+  void broadcast_bytes_idle(std::string* bytes, int root = 0, int poll_ms = 20, bool watched = false);
+  // A barrier waited for in the same sleeping poll, watched in activity(): a pool's
+  // roll call between jobs (a broadcast alone completes at the root without its
+  // receivers, so a stopped rank would go unnoticed while the pool is idle).
+  void barrier_idle(int poll_ms = 20);
   void allreduce_sum(float* data, size_t n);
   void allreduce_sum(double* data, size_t n);
   // Sum, then scale by 1/size: the average over the ranks, in place.
@@ -69,7 +75,7 @@ class Communicator {
   // Where this rank is in its collectives, for a stall watchdog on another thread
   // (worker/stall_watchdog.h, after Horovod's stall inspector): the collective it
   // waits in now and since when, and when it last left one. Only collectives of a
-  // job count: broadcast_bytes_idle (a pool waiting for work) does not. Times are
+  // job count: broadcast_bytes_idle only when asked to. Times are
   // steady_clock nanoseconds; 0 means never / not waiting.
   struct Activity {
     std::atomic<int64_t> waiting_since_ns{0};
