@@ -8,6 +8,8 @@ grpc::StatusCode to_grpc(ErrorCode code) {
     case ErrorCode::kNotFound: return grpc::StatusCode::NOT_FOUND;
     case ErrorCode::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
     case ErrorCode::kUnauthenticated: return grpc::StatusCode::UNAUTHENTICATED;
+    case ErrorCode::kPermissionDenied: return grpc::StatusCode::PERMISSION_DENIED;
+    case ErrorCode::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
     case ErrorCode::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
     case ErrorCode::kInternal: return grpc::StatusCode::INTERNAL;
     case ErrorCode::kTimedOut: return grpc::StatusCode::DEADLINE_EXCEEDED;
@@ -23,6 +25,10 @@ ErrorCode from_grpc(grpc::StatusCode code) {
     case grpc::StatusCode::NOT_FOUND: return ErrorCode::kNotFound;
     case grpc::StatusCode::FAILED_PRECONDITION: return ErrorCode::kFailedPrecondition;
     case grpc::StatusCode::UNAUTHENTICATED: return ErrorCode::kUnauthenticated;
+    case grpc::StatusCode::PERMISSION_DENIED: return ErrorCode::kPermissionDenied;
+    // A limit (the coordinator's per-user ones, gRPC's message size): waiting a
+    // moment does not lift it, so it is not retried.
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return ErrorCode::kResourceExhausted;
     case grpc::StatusCode::UNAVAILABLE: return ErrorCode::kUnavailable;
     case grpc::StatusCode::INTERNAL:
     case grpc::StatusCode::UNKNOWN:  // gRPC's answer when a handler throws
@@ -30,9 +36,8 @@ ErrorCode from_grpc(grpc::StatusCode code) {
     case grpc::StatusCode::DEADLINE_EXCEEDED: return ErrorCode::kTimedOut;
     case grpc::StatusCode::CANCELLED:  // e.g. the coordinator shut down while streaming
     case grpc::StatusCode::ABORTED:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
       return ErrorCode::kInterrupted;
-    default:  // UNIMPLEMENTED, and codes the coordinator never sends: ALREADY_EXISTS, PERMISSION_DENIED, ...
+    default:  // UNIMPLEMENTED, and codes the coordinator never sends: ALREADY_EXISTS, OUT_OF_RANGE, ...
       return ErrorCode::kUnsupported;
   }
 }

@@ -15,6 +15,8 @@ enum class ErrorCode {
   kNotFound,            // an unknown job or pool id
   kFailedPrecondition,  // the object is in the wrong state for the call
   kUnauthenticated,     // missing or wrong token
+  kPermissionDenied,    // the token's role may not make the call
+  kResourceExhausted,   // a limit of the caller's is reached (queued jobs per user)
   kUnavailable,         // shutting down; to a caller also: the coordinator cannot be reached
   kInternal,            // a fault of the coordinator (the store failed, a bug)
   // What only a caller meets.
@@ -36,6 +38,8 @@ inline ServiceError invalid_argument(const std::string& m) { return {ErrorCode::
 inline ServiceError not_found(const std::string& m) { return {ErrorCode::kNotFound, m}; }
 inline ServiceError failed_precondition(const std::string& m) { return {ErrorCode::kFailedPrecondition, m}; }
 inline ServiceError unauthenticated(const std::string& m) { return {ErrorCode::kUnauthenticated, m}; }
+inline ServiceError permission_denied(const std::string& m) { return {ErrorCode::kPermissionDenied, m}; }
+inline ServiceError resource_exhausted(const std::string& m) { return {ErrorCode::kResourceExhausted, m}; }
 inline ServiceError unavailable(const std::string& m) { return {ErrorCode::kUnavailable, m}; }
 
 }  // namespace prelude

@@ -25,12 +25,32 @@ std::string status_message(const std::string& message) {
   return text.substr(0, cut) + "... (" + std::to_string(text.size()) + " bytes, cut)";
 }
 
+void check_role(const Caller& who, Allowed allowed) {
+  switch (allowed) {
+    case Allowed::kClients:
+      if (who.role == Role::kPool)
+        throw permission_denied("the token of " + who.name + " is a pool's: it may only make the calls of worker pools");
+      return;
+    case Allowed::kPools:
+      if (who.role == Role::kUser)
+        throw permission_denied("the token of " + who.name + " is a user's: only pool and admin tokens may act as a "
+                                "worker pool");
+      return;
+    case Allowed::kAdmins:
+      if (who.role != Role::kAdmin)
+        throw permission_denied("only admin tokens may make this call; " + who.name + " is a " + role_name(who.role));
+      return;
+  }
+}
+
 }  // namespace
 
-grpc::Status handle(grpc::ServerContext* context, const TokenAuth* auth, const std::function<void()>& body) {
+grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed,
+                    const std::function<void(const Caller&)>& body) {
   try {
-    if (auth) auth->check(context->client_metadata());
-    body();
+    const Caller who = auth ? auth->authenticate(context->client_metadata()) : Caller{};
+    check_role(who, allowed);
+    body(who);
     return grpc::Status::OK;
   } catch (const ServiceError& e) {
     return grpc::Status(to_grpc(e.code()), status_message(e.what()));

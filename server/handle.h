@@ -6,14 +6,26 @@
 
 #include <functional>
 
+#include "server/caller.h"
+
 namespace prelude::server {
 
-class TokenAuth;
+class Authenticator;
 
-// Runs a handler body: checks the caller's token (when `auth` is given), then
-// `body`; every ServiceError becomes its status code with its message, a
-// UserError INVALID_ARGUMENT, anything else INTERNAL. Nothing escapes to gRPC.
-// Messages go out with control characters escaped and cut at 4 KiB.
-grpc::Status handle(grpc::ServerContext* context, const TokenAuth* auth, const std::function<void()>& body);
+// Which roles may make a call.
+enum class Allowed {
+  kClients,  // JobService: users and admins
+  kPools,    // WorkerService: pools and admins
+  kAdmins,   // admins only
+};
+
+// Runs a handler body: learns the caller from its token (`auth`; without one every
+// caller is an anonymous admin), refuses a role the call is not for
+// (PERMISSION_DENIED), then runs `body` with the caller; every ServiceError becomes
+// its status code with its message, a UserError INVALID_ARGUMENT, anything else
+// INTERNAL. Nothing escapes to gRPC. Messages go out with control characters escaped
+// and cut at 4 KiB.
+grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed,
+                    const std::function<void(const Caller&)>& body);
 
 }  // namespace prelude::server

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "common/text.h"
 #include "artifacts/resume_check.h"
+#include "server/tokens.h"
 #include "spec/data_files.h"
 #include "spec/events.h"
 #include "spec/job_spec.h"
@@ -158,12 +159,68 @@ const JobManager::Record& JobManager::find(const std::string& job_id) const {
   return const_cast<JobManager*>(this)->find(job_id);
 }
 
-PoolInfo& JobManager::find_pool(const std::string& pool_id) {
+JobManager::Record& JobManager::find(const std::string& job_id, const Caller& who) {
+  auto it = jobs_.find(job_id);
+  // Another user's job is answered as an unknown one: its existence is not told.
+  if (it == jobs_.end() || !who.may_see(it->second.job.owner()))
+    throw not_found("job " + echoed(job_id) + " does not exist");
+  return it->second;
+}
+
+const JobManager::Record& JobManager::find(const std::string& job_id, const Caller& who) const {
+  return const_cast<JobManager*>(this)->find(job_id, who);
+}
+
+const v1::Sweep& JobManager::find_sweep(const std::string& sweep_id, const Caller& who) const {
+  auto it = sweeps_.find(sweep_id);
+  if (it == sweeps_.end() || !who.may_see(it->second.owner()))
+    throw not_found("sweep " + echoed(sweep_id) + " does not exist");
+  return it->second;
+}
+
+PoolInfo& JobManager::find_pool(const std::string& pool_id, const Caller& who) {
   auto it = pools_.find(pool_id);
-  if (it == pools_.end())
+  // A pool is bound to the token that registered it, admins included: another
+  // token naming it is told what an unknown pool is told.
+  if (it == pools_.end() || it->second.owner != who.name)
     throw not_found("pool " + echoed(pool_id) +
                     " is not registered (the coordinator may have restarted): register again");
   return it->second;
+}
+
+namespace {
+
+// Compares two secrets in time that depends only on the expected one's length.
+bool same_secret(const std::string& expected, const std::string& given) {
+  unsigned char diff = expected.size() == given.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i)
+    diff |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
+  return diff == 0;
+}
+
+}  // namespace
+
+PoolInfo& JobManager::find_holder(const PoolCall& call, const std::string& job_id) {
+  PoolInfo& pool = find_pool(call.pool_id, call.who);
+  if (pool.job_id != job_id || job_id.empty())
+    throw failed_precondition("job " + echoed(job_id) + " is not running on pool " + call.pool_id);
+  if (pool.lease.empty() || !same_secret(pool.lease, call.lease))
+    throw failed_precondition("job " + echoed(job_id) + " on pool " + call.pool_id +
+                              ": the lease does not match the one its attempt was given (a stale attempt?)");
+  return pool;
+}
+
+void JobManager::check_queue_limit(const Caller& who, size_t adding) const {
+  if (who.role != Role::kUser || options_.max_queued_per_user <= 0) return;
+  size_t queued = 0;
+  for (int64_t number : queue_)
+    if (jobs_.at(by_number_.at(number)).job.owner() == who.name) ++queued;
+  const auto limit = static_cast<size_t>(options_.max_queued_per_user);
+  if (queued + adding > limit)
+    throw resource_exhausted(who.name + " has " + std::to_string(queued) + " job" + (queued == 1 ? "" : "s") +
+                             " queued; " + (adding == 1 ? "one more" : std::to_string(adding) + " more") +
+                             " would pass the limit of " + std::to_string(limit) +
+                             " (--max-queued-per-user): wait for some to start, or cancel some");
 }
 
 v1::JobEvent JobManager::new_event(Record& r) {
@@ -331,7 +388,7 @@ void JobManager::lose_job(Record& r, const std::string& reason, bool uncounted) 
 
 // ---------------------------------------------------------------- clients
 
-void JobManager::check_submittable(v1::JobSpec* spec) const {
+void JobManager::check_submittable(v1::JobSpec* spec, const Caller& who) const {
   try {
     apply_defaults(spec);
     validate_job_spec(*spec);
@@ -339,7 +396,7 @@ void JobManager::check_submittable(v1::JobSpec* spec) const {
   } catch (const UserError& e) {
     throw invalid_argument(std::string("spec.") + e.what());
   }
-  check_init_from(spec);
+  check_init_from(spec, who);
   std::set<int> sizes(options_.expected_pool_ranks.begin(), options_.expected_pool_ranks.end());
   for (const auto& [id, pool] : pools_) sizes.insert(pool.ranks);
   if (sizes.empty()) return;  // no pool known yet: the queue waits for one that fits
@@ -371,20 +428,23 @@ void drop_unknown_fields(Message* m, const char* what) {
 
 }  // namespace
 
-v1::Job JobManager::submit(v1::JobSpec spec) {
+v1::Job JobManager::submit(v1::JobSpec spec, const Caller& who) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) throw unavailable("the coordinator is shutting down");
   drop_unknown_fields(&spec, "spec");
-  check_submittable(&spec);
+  check_submittable(&spec, who);
+  check_queue_limit(who, 1);
   if (!degraded_.empty()) throw unavailable(degraded_);
-  return add_job(std::move(spec), "", "").job;
+  return add_job(std::move(spec), who.name).job;
 }
 
-JobManager::Record JobManager::new_queued(int64_t number, v1::JobSpec spec, const std::string& sweep_id,
-                                          const std::string& point, std::vector<v1::JobEvent>* events) {
+JobManager::Record JobManager::new_queued(int64_t number, v1::JobSpec spec, const std::string& owner,
+                                          const std::string& sweep_id, const std::string& point,
+                                          std::vector<v1::JobEvent>* events) {
   Record r;
   r.number = number;
   r.job.set_job_id(job_id_for(number));
+  r.job.set_owner(owner);
   *r.job.mutable_spec() = std::move(spec);
   *r.job.mutable_create_time() = TimeUtil::GetCurrentTime();
   r.job.set_sweep_id(sweep_id);
@@ -408,14 +468,14 @@ JobManager::Record& JobManager::insert(Record r) {
   return stored;
 }
 
-JobManager::Record& JobManager::add_job(v1::JobSpec spec, const std::string& sweep_id, const std::string& point) {
+JobManager::Record& JobManager::add_job(v1::JobSpec spec, const std::string& owner) {
   std::vector<v1::JobEvent> events;
-  Record r = new_queued(next_number_, std::move(spec), sweep_id, point, &events);
+  Record r = new_queued(next_number_, std::move(spec), owner, "", "", &events);
   write([&] { store_.save(r.number, r.job, events); });  // written before it exists for anyone
   return insert(std::move(r));
 }
 
-v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
+v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec, const Caller& who) {
   std::lock_guard<std::mutex> lock(mu_);
   if (shutdown_) throw unavailable("the coordinator is shutting down");
   drop_unknown_fields(&spec, "sweep");
@@ -427,23 +487,25 @@ v1::SweepStatus JobManager::submit_sweep(v1::SweepSpec spec) {
   }
   for (auto& p : points) {  // every point must be runnable before any is queued
     try {
-      check_submittable(&p.spec);
+      check_submittable(&p.spec, who);
     } catch (const ServiceError& e) {
       throw invalid_argument("sweep: grid point " + p.label + ": " + e.what());
     }
   }
+  check_queue_limit(who, points.size());
   if (!degraded_.empty()) throw unavailable(degraded_);
   v1::Sweep sweep;
   const int64_t number = next_sweep_;
   sweep.set_sweep_id(sweep_id_for(number));
+  sweep.set_owner(who.name);
   *sweep.mutable_spec() = spec;
   *sweep.mutable_create_time() = TimeUtil::GetCurrentTime();
   // The sweep and all its jobs in one transaction: a crash leaves all or nothing.
   std::vector<Store::NewJob> jobs;
   for (auto& p : points) {
     std::vector<v1::JobEvent> events;
-    Record r = new_queued(next_number_ + static_cast<int64_t>(jobs.size()), std::move(p.spec), sweep.sweep_id(),
-                          p.label, &events);
+    Record r = new_queued(next_number_ + static_cast<int64_t>(jobs.size()), std::move(p.spec), who.name,
+                          sweep.sweep_id(), p.label, &events);
     sweep.add_job_ids(r.job.job_id());
     jobs.push_back({r.number, r.job, std::move(events)});
   }
@@ -464,8 +526,9 @@ v1::SweepStatus JobManager::sweep_status(const std::string& sweep_id) const {
   return status;
 }
 
-v1::SweepStatus JobManager::get_sweep(const std::string& sweep_id) const {
+v1::SweepStatus JobManager::get_sweep(const std::string& sweep_id, const Caller& who) const {
   std::lock_guard<std::mutex> lock(mu_);
+  find_sweep(sweep_id, who);
   return sweep_status(sweep_id);
 }
 
@@ -480,12 +543,10 @@ int64_t JobManager::sweep_version(const v1::Sweep& sweep) const {
 }
 
 std::optional<v1::SweepStatus> JobManager::wait_sweep(const std::string& sweep_id, int64_t* version,
-                                                      SteadyClock::time_point deadline) {
+                                                      SteadyClock::time_point deadline, const Caller& who) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    auto it = sweeps_.find(sweep_id);
-    if (it == sweeps_.end()) throw not_found("sweep " + echoed(sweep_id) + " does not exist");
-    const int64_t now = sweep_version(it->second);
+    const int64_t now = sweep_version(find_sweep(sweep_id, who));
     if (now > *version) {
       *version = now;
       return sweep_status(sweep_id);
@@ -495,21 +556,22 @@ std::optional<v1::SweepStatus> JobManager::wait_sweep(const std::string& sweep_i
   }
 }
 
-v1::SweepStatus JobManager::cancel_sweep(const std::string& sweep_id) {
+v1::SweepStatus JobManager::cancel_sweep(const std::string& sweep_id, const Caller& who) {
   std::lock_guard<std::mutex> lock(mu_);
+  find_sweep(sweep_id, who);
   const v1::SweepStatus before = sweep_status(sweep_id);
   for (const auto& job : before.jobs())
     if (!is_final(job.state())) cancel_locked(find(job.job_id()));
   return sweep_status(sweep_id);
 }
 
-v1::Job JobManager::get(const std::string& job_id) const {
+v1::Job JobManager::get(const std::string& job_id, const Caller& who) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return find(job_id).job;
+  return find(job_id, who).job;
 }
 
 JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobState state,
-                         const std::string& sweep_id) const {
+                         const std::string& sweep_id, const Caller& who) const {
   if (page_size < 0 || page_size > kMaxPageSize)
     throw invalid_argument("page_size: must be between 0 and " + std::to_string(kMaxPageSize) + ", got " +
                            std::to_string(page_size));
@@ -528,6 +590,7 @@ JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobSt
     const v1::Job& job = jobs_.at(it->second).job;
     if (state != v1::JOB_STATE_UNSPECIFIED && job.state() != state) continue;
     if (!sweep_id.empty() && job.sweep_id() != sweep_id) continue;
+    if (!who.may_see(job.owner())) continue;
     if (static_cast<int>(page.jobs.size()) == page_size) {
       page.next_page_token = std::to_string(it->first + 1);
       break;
@@ -537,9 +600,9 @@ JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobSt
   return page;
 }
 
-v1::Job JobManager::cancel(const std::string& job_id) {
+v1::Job JobManager::cancel(const std::string& job_id, const Caller& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  Record& r = find(job_id);
+  Record& r = find(job_id, who);
   if (r.job.state() != v1::CANCELLED && is_final(r.job.state()))
     throw failed_precondition("job " + echoed(job_id) + " has already ended (" + state_name(r.job.state()) + ")");
   cancel_locked(r);
@@ -557,14 +620,14 @@ void JobManager::cancel_locked(Record& r) {
   }
 }
 
-std::vector<v1::JobEvent> JobManager::metrics(const std::string& job_id) const {
+std::vector<v1::JobEvent> JobManager::metrics(const std::string& job_id, const Caller& who) const {
   std::lock_guard<std::mutex> lock(mu_);
-  find(job_id);
+  find(job_id, who);
   return store_.events(job_id, 0, true);
 }
 
 MetricsPage JobManager::metrics_page(const std::string& job_id, int attempt, bool all_attempts, int page_size,
-                                     const std::string& page_token) const {
+                                     const std::string& page_token, const Caller& who) const {
   if (page_size < 0 || page_size > kMaxMetricsPage)
     throw invalid_argument("page_size: must be between 0 and " + std::to_string(kMaxMetricsPage) + ", got " +
                            std::to_string(page_size));
@@ -572,7 +635,7 @@ MetricsPage JobManager::metrics_page(const std::string& job_id, int attempt, boo
   if (page_size == 0) page_size = kDefaultMetricsPage;
   std::lock_guard<std::mutex> lock(mu_);
   MetricsPage page;
-  page.job = find(job_id).job;
+  page.job = find(job_id, who).job;
   int64_t after = 0;
   if (!page_token.empty()) {
     // "<attempt>.<seq>" or "all.<seq>": the page ended at seq.
@@ -609,11 +672,12 @@ MetricsPage JobManager::metrics_page(const std::string& job_id, int attempt, boo
 }
 
 std::vector<v1::JobEvent> JobManager::wait_events(const std::string& job_id, int64_t after_seq,
-                                                  SteadyClock::time_point deadline, bool* ended) {
+                                                  SteadyClock::time_point deadline, bool* ended,
+                                                  const Caller& who) {
   std::unique_lock<std::mutex> lock(mu_);
   *ended = false;
   for (;;) {
-    const Record& r = find(job_id);
+    const Record& r = find(job_id, who);
     if (r.last_seq > after_seq) return store_.events(job_id, after_seq, false, kWatchBatch);
     if (is_final(r.job.state())) {
       *ended = true;
@@ -626,12 +690,14 @@ std::vector<v1::JobEvent> JobManager::wait_events(const std::string& job_id, int
 
 // ---------------------------------------------------------------- pools
 
-v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest& request) {
+v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest& request, const Caller& who) {
   if (request.ranks() < 1 || request.ranks() > 65536)
     throw invalid_argument("ranks: must be between 1 and 65536, got " + std::to_string(request.ranks()));
   std::lock_guard<std::mutex> lock(mu_);
   PoolInfo pool;
-  pool.pool_id = "pool-" + std::to_string(boot_) + "." + std::to_string(next_pool_++);
+  // Readable in its first part; unguessable in its last (64 random bits).
+  pool.pool_id = "pool-" + std::to_string(boot_) + "." + std::to_string(next_pool_++) + "-" + random_hex(8);
+  pool.owner = who.name;
   pool.host = escape_control(request.host().substr(0, 256));
   pool.ranks = request.ranks();
   pool.threads_per_rank = request.threads_per_rank();
@@ -648,18 +714,20 @@ bool JobManager::pool_can_run(const PoolInfo& pool, const Record& r) const {
 }
 
 std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chrono::milliseconds wait,
-                                           const std::function<bool()>& caller_gone) {
+                                           const std::function<bool()>& caller_gone, const Caller& who,
+                                           std::string* lease) {
   wait = std::clamp(wait, std::chrono::milliseconds(0), options_.max_acquire_wait);
   const auto deadline = SteadyClock::now() + wait;
   std::unique_lock<std::mutex> lock(mu_);
   {
-    PoolInfo& pool = find_pool(pool_id);
+    PoolInfo& pool = find_pool(pool_id, who);
     pool.last_seen = options_.now();
     if (!pool.job_id.empty()) {  // it asks for work: whatever it had is over
       auto it = jobs_.find(pool.job_id);
       if (it != jobs_.end() && it->second.job.state() == v1::RUNNING)
         lose_job(it->second, "pool " + pool_id + " asked for a new job without finishing this one");
       pool.job_id.clear();  // not before: if the write fails, the job stays the pool's for the next call
+      pool.lease.clear();
     }
     ++pool.waiting;
   }
@@ -695,6 +763,8 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
                    job.set_attempts(job.attempts() + 1);
                  });
       pool.job_id = r.job.job_id();
+      pool.lease = random_hex(16);
+      if (lease) *lease = pool.lease;
       taken = r.job;
       break;
     }
@@ -709,13 +779,13 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
   return taken;
 }
 
-bool JobManager::report(const std::string& pool_id, const std::string& job_id,
-                        const std::vector<v1::TrainingEvent>& events) {
+bool JobManager::report(const PoolCall& call, const std::string& job_id, const std::vector<v1::TrainingEvent>& events) {
   std::lock_guard<std::mutex> lock(mu_);
-  PoolInfo& pool = find_pool(pool_id);
+  PoolInfo& pool = find_pool(call.pool_id, call.who);
   pool.last_seen = options_.now();
   if (job_id.empty()) return false;
   if (pool.job_id != job_id) return true;  // not (or no longer) this pool's job
+  find_holder(call, job_id);
   Record& r = find(job_id);
   if (!events.empty()) {
     Record next = r;
@@ -739,15 +809,13 @@ bool JobManager::report(const std::string& pool_id, const std::string& job_id,
   return r.job.cancel_requested();
 }
 
-void JobManager::finish(const std::string& pool_id, const std::string& job_id, v1::JobState state,
+void JobManager::finish(const PoolCall& call, const std::string& job_id, v1::JobState state,
                         const std::string& error) {
   if (state != v1::SUCCEEDED && state != v1::FAILED && state != v1::CANCELLED)
     throw invalid_argument("state: must be SUCCEEDED, FAILED or CANCELLED, got " + state_name(state));
   std::lock_guard<std::mutex> lock(mu_);
-  PoolInfo& pool = find_pool(pool_id);
-  pool.last_seen = options_.now();
-  if (pool.job_id != job_id)
-    throw failed_precondition("job " + echoed(job_id) + " is not running on pool " + pool_id);
+  find_pool(call.pool_id, call.who).last_seen = options_.now();
+  PoolInfo& pool = find_holder(call, job_id);
   Record& r = find(job_id);
   // A pool's message (its lines are meaningful) reaches terminals: no escape sequences.
   std::string reason = escape_control(error, true);
@@ -756,6 +824,7 @@ void JobManager::finish(const std::string& pool_id, const std::string& job_id, v
   if (state == v1::FAILED && reason.empty()) reason = "failed without a reason";
   transition(r, state, reason);
   pool.job_id.clear();  // not before: if the write fails, the job stays running on the pool
+  pool.lease.clear();
 }
 
 void JobManager::reap_lost_pools() {
@@ -778,16 +847,13 @@ void JobManager::reap_lost_pools() {
   expire_cancels();
 }
 
-void JobManager::pool_hung(const std::string& pool_id, const std::string& job_id, const std::string& reason) {
+void JobManager::pool_hung(const PoolCall& call, const std::string& job_id, const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto pit = pools_.find(pool_id);
-  if (pit == pools_.end())
-    throw not_found("pool '" + pool_id + "' is not registered (the coordinator may have restarted): register again");
-  if (pit->second.job_id != job_id)
-    throw failed_precondition("job '" + job_id + "' is not running on pool " + pool_id);
+  find_holder(call, job_id);
   Record& r = find(job_id);
-  lose_job(r, "pool " + pool_id + " hung (" + (reason.empty() ? std::string("no reason given") : reason) + ")");
-  pools_.erase(pit);  // not before: if the write fails, the pool keeps its job for the next call
+  lose_job(r, "pool " + call.pool_id + " hung (" +
+                  (reason.empty() ? std::string("no reason given") : escape_control(reason, true)) + ")");
+  pools_.erase(call.pool_id);  // not before: if the write fails, the pool keeps its job for the next call
 }
 
 void JobManager::expire_cancels() {
@@ -827,23 +893,19 @@ std::vector<PoolInfo> JobManager::pools() const {
 
 // ---------------------------------------------------------------- checkpoints
 
-void JobManager::check_holds(const std::string& pool_id, const std::string& job_id) const {
+void JobManager::check_holds(const PoolCall& call, const std::string& job_id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto pit = pools_.find(pool_id);
-  if (pit == pools_.end())
-    throw not_found("pool " + echoed(pool_id) +
-                    " is not registered (the coordinator may have restarted): register again");
+  auto* self = const_cast<JobManager*>(this);
+  self->find_pool(call.pool_id, call.who);
   find(job_id);
-  if (pit->second.job_id != job_id)
-    throw failed_precondition("job " + echoed(job_id) + " is not running on pool " + pool_id);
+  self->find_holder(call, job_id);
 }
 
-std::vector<v1::CheckpointInfo> JobManager::add_checkpoint(const std::string& pool_id, const std::string& job_id,
+std::vector<v1::CheckpointInfo> JobManager::add_checkpoint(const PoolCall& call, const std::string& job_id,
                                                            const v1::CheckpointInfo& info) {
   std::lock_guard<std::mutex> lock(mu_);
-  PoolInfo& pool = find_pool(pool_id);
-  pool.last_seen = options_.now();
-  if (pool.job_id != job_id) throw failed_precondition("job " + echoed(job_id) + " is not running on pool " + pool_id);
+  find_pool(call.pool_id, call.who).last_seen = options_.now();
+  find_holder(call, job_id);
   Record& r = find(job_id);
   Record next = r;
   // The list, oldest first: the new one replaces its namesake, then only the newest
@@ -872,9 +934,10 @@ std::vector<v1::CheckpointInfo> JobManager::add_checkpoint(const std::string& po
   return dropped;
 }
 
-v1::CheckpointInfo JobManager::checkpoint(const std::string& job_id, const std::string& which) const {
+v1::CheckpointInfo JobManager::checkpoint(const std::string& job_id, const std::string& which,
+                                          const Caller& who) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return find_checkpoint(find(job_id).job, which);
+  return find_checkpoint(find(job_id, who).job, which);
 }
 
 v1::CheckpointInfo JobManager::find_checkpoint(const v1::Job& job, const std::string& which) {
@@ -909,11 +972,11 @@ v1::CheckpointInfo JobManager::find_checkpoint(const v1::Job& job, const std::st
                   (kept.empty() ? " (it keeps none yet)" : " (it keeps " + kept + ")"));
 }
 
-void JobManager::check_init_from(v1::JobSpec* spec) const {
+void JobManager::check_init_from(v1::JobSpec* spec, const Caller& who) const {
   v1::InitFromSpec* from = spec->mutable_model()->mutable_init_from();
   if (from->job_id().empty()) return;
   auto it = jobs_.find(from->job_id());
-  if (it == jobs_.end()) throw invalid_argument("spec.model.initFrom.jobId: no job " + echoed(from->job_id()));
+  if (it == jobs_.end() || !who.may_see(it->second.job.owner())) throw invalid_argument("spec.model.initFrom.jobId: no job " + echoed(from->job_id()));
   const v1::Job& source = it->second.job;
   v1::CheckpointInfo info;
   try {
@@ -933,9 +996,9 @@ void JobManager::check_init_from(v1::JobSpec* spec) const {
   from->set_checkpoint(info.final() ? "final" : std::to_string(info.step()));
 }
 
-v1::Job JobManager::remove(const std::string& job_id) {
+v1::Job JobManager::remove(const std::string& job_id, const Caller& who) {
   std::lock_guard<std::mutex> lock(mu_);
-  Record& r = find(job_id);
+  Record& r = find(job_id, who);
   if (!is_final(r.job.state()))
     throw failed_precondition("job " + echoed(job_id) + " is " + state_name(r.job.state()) +
                               ": cancel it and wait for it to end before deleting it");

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "prelude/v1/worker.pb.h"
+#include "server/caller.h"
 #include "server/store.h"
 
 namespace prelude::server {
@@ -58,6 +59,9 @@ struct ManagerOptions {
   bool reaper_thread = true;
   // The largest sweep accepted, in jobs.
   int max_sweep_points = 1000;
+  // The most jobs a `user` may have QUEUED at once (sweeps included); 0: no limit.
+  // Admins are not limited.
+  int max_queued_per_user = 0;
   // A cancelled job whose pool has not confirmed the stop this long after the cancel
   // ends CANCELLED anyway and its pool is dropped: a cancel wins even over a hung
   // pool. (The pool's own stall watchdog normally ends a hung pool sooner.)
@@ -87,9 +91,19 @@ struct MetricsPage {
 
 struct PoolInfo {
   std::string pool_id, host, job_id;
+  std::string owner;  // the name of the token that registered it: only it may act as the pool
+  std::string lease;  // the secret of its current job's attempt (empty without a job)
   int ranks = 0, threads_per_rank = 0;
   SteadyClock::time_point last_seen;
   int waiting = 0;  // AcquireJob calls in progress (a waiting pool is alive)
+};
+
+// A worker pool's call: its id, the lease of the job it holds (for calls about that
+// job) and who calls (the pool's id is bound to the token that registered it).
+struct PoolCall {
+  std::string pool_id;
+  std::string lease;
+  Caller who;
 };
 
 class JobManager {
@@ -105,64 +119,78 @@ class JobManager {
   // Defaults and validates the spec (INVALID_ARGUMENT naming the field), checks its
   // data files under the data root and that some pool can divide its batch, then
   // queues it.
-  prelude::v1::Job submit(prelude::v1::JobSpec spec);
-  prelude::v1::Job get(const std::string& job_id) const;
+  // The job is the caller's (Job.owner). A `user` at max_queued_per_user is refused
+  // RESOURCE_EXHAUSTED.
+  //
+  // Every call about a job or sweep takes the caller: a `user` sees only its own,
+  // and another user's id is NOT_FOUND exactly as an unknown one is.
+  prelude::v1::Job submit(prelude::v1::JobSpec spec, const Caller& who = Caller{});
+  prelude::v1::Job get(const std::string& job_id, const Caller& who = Caller{}) const;
   // Newest first; state JOB_STATE_UNSPECIFIED lists all.
   // A non-empty sweep_id lists only that sweep's jobs.
   JobPage list(int page_size, const std::string& page_token, prelude::v1::JobState state,
-               const std::string& sweep_id = "") const;
+               const std::string& sweep_id = "", const Caller& who = Caller{}) const;
   // QUEUED: cancelled at once. RUNNING: its pool is told to stop at the next step
   // (cancel_requested until it confirms). CANCELLED: returned as is. Any other
   // final state: FAILED_PRECONDITION.
-  prelude::v1::Job cancel(const std::string& job_id);
+  prelude::v1::Job cancel(const std::string& job_id, const Caller& who = Caller{});
   // Expands the sweep (INVALID_ARGUMENT naming the axis, value or grid point; every
   // point checked as submit checks a job) and queues its jobs in grid order.
-  prelude::v1::SweepStatus submit_sweep(prelude::v1::SweepSpec spec);
-  prelude::v1::SweepStatus get_sweep(const std::string& sweep_id) const;
+  prelude::v1::SweepStatus submit_sweep(prelude::v1::SweepSpec spec, const Caller& who = Caller{});
+  prelude::v1::SweepStatus get_sweep(const std::string& sweep_id, const Caller& who = Caller{}) const;
   // Cancels (as cancel does) every job of the sweep that has not ended.
-  prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
+  prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id, const Caller& who = Caller{});
   // The sweep's status once its version (a count that grows with every event of
   // its jobs and every cancel request) exceeds `*version`, which is then updated;
   // waits until it does, `deadline` passes (nullopt) or the manager shuts down
   // (UNAVAILABLE). Start from *version = -1 to get the current status at once.
   std::optional<prelude::v1::SweepStatus> wait_sweep(const std::string& sweep_id, int64_t* version,
-                                                     SteadyClock::time_point deadline);
+                                                     SteadyClock::time_point deadline, const Caller& who = Caller{});
   // Every training event of the job, of every attempt.
-  std::vector<prelude::v1::JobEvent> metrics(const std::string& job_id) const;
+  std::vector<prelude::v1::JobEvent> metrics(const std::string& job_id, const Caller& who = Caller{}) const;
   // A page of the job's training events: of `attempt` (0: the latest one) or of
   // all of them. page_size 0 is the default (5000), at most 20000; a page also ends
   // once it holds 1 MiB. The token carries the attempt of the first page.
   // INVALID_ARGUMENT naming a bad page_size, attempt or page_token.
   MetricsPage metrics_page(const std::string& job_id, int attempt, bool all_attempts, int page_size,
-                           const std::string& page_token) const;
+                           const std::string& page_token, const Caller& who = Caller{}) const;
 
   // Events with seq > after_seq; when there are none yet, waits until there are,
   // the job has ended, `deadline` passes or the manager shuts down. `ended` is set
   // when the job is final and nothing after after_seq remains: the watch is over.
   std::vector<prelude::v1::JobEvent> wait_events(const std::string& job_id, int64_t after_seq,
-                                                 SteadyClock::time_point deadline, bool* ended);
+                                                 SteadyClock::time_point deadline, bool* ended,
+                                                 const Caller& who = Caller{});
 
   // ---- worker pools
-  prelude::v1::RegisterPoolResponse register_pool(const prelude::v1::RegisterPoolRequest& request);
+  // A new pool, bound to `who`: its id ("pool-<boot>.<n>-<16 random hex digits>") is
+  // unguessable, and called by anyone else it is NOT_FOUND as an unknown one is.
+  prelude::v1::RegisterPoolResponse register_pool(const prelude::v1::RegisterPoolRequest& request,
+                                                  const Caller& who = Caller{});
   // The oldest queued job the pool can run (its batch divisible by the pool's
   // ranks), now RUNNING on it; waits up to `wait` (capped) for one. nullopt: none.
   // `caller_gone`, polled while waiting: the pool's call was cancelled (deadline,
-  // death); it is then given nothing.
+  // death); it is then given nothing. `*lease` (when given) is set to the attempt's
+  // lease, a fresh 128-bit secret every later call about the job must carry.
   std::optional<prelude::v1::Job> acquire(const std::string& pool_id, std::chrono::milliseconds wait,
-                                          const std::function<bool()>& caller_gone = nullptr);
+                                          const std::function<bool()>& caller_gone = nullptr,
+                                          const Caller& who = Caller{}, std::string* lease = nullptr);
+  // The calls about the pool's job below refuse a job the pool does not hold, or a
+  // lease that is not the one its attempt was given (a stale attempt, a forgery),
+  // with FAILED_PRECONDITION, and change nothing.
+  //
   // Heartbeat, with new training events of the pool's job. Returns true when the
-  // pool must stop that job (cancelled, or no longer its job).
-  bool report(const std::string& pool_id, const std::string& job_id,
-              const std::vector<prelude::v1::TrainingEvent>& events);
+  // pool must stop that job (cancelled, or no longer its job). An empty job_id is a
+  // bare heartbeat (no lease needed).
+  bool report(const PoolCall& pool, const std::string& job_id, const std::vector<prelude::v1::TrainingEvent>& events);
   // The pool's job ended: SUCCEEDED, FAILED (with error) or CANCELLED.
-  void finish(const std::string& pool_id, const std::string& job_id, prelude::v1::JobState state,
-              const std::string& error);
+  void finish(const PoolCall& pool, const std::string& job_id, prelude::v1::JobState state, const std::string& error);
 
   // The pool's stall watchdog fired: its job cannot go on there (a rank hung) and
   // the pool is going down. The pool is dropped and the job requeued (it resumes from
   // its latest checkpoint), failed when out of attempts, or CANCELLED when a cancel
   // was waiting. FAILED_PRECONDITION when the pool does not hold the job.
-  void pool_hung(const std::string& pool_id, const std::string& job_id, const std::string& reason);
+  void pool_hung(const PoolCall& pool, const std::string& job_id, const std::string& reason);
 
   // Drops pools silent for longer than the heartbeat timeout; their jobs are
   // requeued or failed. Ends cancelled jobs whose pools did not stop within
@@ -174,19 +202,20 @@ class JobManager {
   // Throws unless `pool_id` holds `job_id` now (NOT_FOUND for an unknown pool or job,
   // FAILED_PRECONDITION for a job it does not hold): uploads and fetches of a stale
   // or foreign attempt are refused.
-  void check_holds(const std::string& pool_id, const std::string& job_id) const;
+  void check_holds(const PoolCall& pool, const std::string& job_id) const;
   // Lists a checkpoint whose file is in place (replacing one of the same step, or the
   // final one); keeps the newest keep_checkpoints plus the final model. Returns the
   // checkpoints no longer kept, whose files the caller removes. A failed write
   // changes nothing.
-  std::vector<prelude::v1::CheckpointInfo> add_checkpoint(const std::string& pool_id, const std::string& job_id,
+  std::vector<prelude::v1::CheckpointInfo> add_checkpoint(const PoolCall& pool, const std::string& job_id,
                                                           const prelude::v1::CheckpointInfo& info);
   // A kept checkpoint: "final", "latest", "" (final if there is one, else latest)
   // or a step number. NOT_FOUND names what the job keeps.
-  prelude::v1::CheckpointInfo checkpoint(const std::string& job_id, const std::string& which) const;
+  prelude::v1::CheckpointInfo checkpoint(const std::string& job_id, const std::string& which,
+                                         const Caller& who = Caller{}) const;
   // Removes an ended job, its record and events (FAILED_PRECONDITION for one that
   // has not ended). Returns it, for the caller to remove its files.
-  prelude::v1::Job remove(const std::string& job_id);
+  prelude::v1::Job remove(const std::string& job_id, const Caller& who = Caller{});
   std::vector<PoolInfo> pools() const;
 
   // ---- the database
@@ -214,17 +243,27 @@ class JobManager {
 
   Record& find(const std::string& job_id);
   const Record& find(const std::string& job_id) const;
-  PoolInfo& find_pool(const std::string& pool_id);
-  void check_submittable(prelude::v1::JobSpec* spec) const;
-  // model.initFrom: the job and its checkpoint exist and the model is the same; pins
-  // the checkpoint ("final" or its step).
-  void check_init_from(prelude::v1::JobSpec* spec) const;
+  // The job or sweep, if `who` may see it; else NOT_FOUND as for an unknown id.
+  Record& find(const std::string& job_id, const Caller& who);
+  const Record& find(const std::string& job_id, const Caller& who) const;
+  const prelude::v1::Sweep& find_sweep(const std::string& sweep_id, const Caller& who) const;
+  // The pool, if `who` registered it; else NOT_FOUND as for an unknown id.
+  PoolInfo& find_pool(const std::string& pool_id, const Caller& who);
+  // The pool, holding `job_id` under `lease` (FAILED_PRECONDITION otherwise).
+  PoolInfo& find_holder(const PoolCall& call, const std::string& job_id);
+  // RESOURCE_EXHAUSTED when `who` is a user with max_queued_per_user jobs queued
+  // (counting `adding` more).
+  void check_queue_limit(const Caller& who, size_t adding) const;
+  void check_submittable(prelude::v1::JobSpec* spec, const Caller& who) const;
+  // model.initFrom: the job (one `who` may see) and its checkpoint exist and the model
+  // is the same; pins the checkpoint ("final" or its step).
+  void check_init_from(prelude::v1::JobSpec* spec, const Caller& who) const;
   static prelude::v1::CheckpointInfo find_checkpoint(const prelude::v1::Job& job, const std::string& which);
-  Record& add_job(prelude::v1::JobSpec spec, const std::string& sweep_id, const std::string& point);
+  Record& add_job(prelude::v1::JobSpec spec, const std::string& owner);
   // A new QUEUED job numbered `number` and its "submitted" event, not yet stored;
   // insert() takes a stored one into memory (the id map, the queue).
-  Record new_queued(int64_t number, prelude::v1::JobSpec spec, const std::string& sweep_id, const std::string& point,
-                    std::vector<prelude::v1::JobEvent>* events);
+  Record new_queued(int64_t number, prelude::v1::JobSpec spec, const std::string& owner, const std::string& sweep_id,
+                    const std::string& point, std::vector<prelude::v1::JobEvent>* events);
   Record& insert(Record r);
   void cancel_locked(Record& r);
   prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;

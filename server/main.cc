@@ -1,19 +1,24 @@
 // prelude-coordinator: the job service.
 //
-//   prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]
+//   prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F] [--tokens-file F]
 //                       [--spawn-workers N] [--heartbeat-timeout S] [--stall-timeout S] [--max-attempts K]
 //                       [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]
 //
 // Serves prelude.v1.JobService (clients) and prelude.v1.WorkerService (pools) on
 // one port, plus grpc.health.v1.Health and server reflection. Stops cleanly on
 // SIGINT or SIGTERM.
+//
+//   prelude-coordinator token add NAME --role admin|user|pool --tokens-file F
+//   prelude-coordinator token list|remove ...
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -31,6 +36,7 @@
 #include "server/pool_spawner.h"
 #include "server/services.h"
 #include "server/store.h"
+#include "server/tokens.h"
 
 namespace {
 
@@ -44,7 +50,12 @@ const std::vector<prelude::FlagSpec> kFlags = {
     {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
     {"--artifact-dir", "DIR", "where jobs' checkpoints are kept (default: the database's name + .artifacts)"},
     {"--keep-checkpoints", "K", "checkpoints kept per job besides its final model (default 2)"},
-    {"--token-file", "F", "require 'authorization: Bearer <token>' with the token in F"},
+    {"--token-file", "F", "require 'authorization: Bearer <token>': the token in F is an admin's"},
+    {"--tokens-file", "F",
+     "require tokens: F lists their SHA-256s, names and roles (admin, user, pool); see `token add`"},
+    {"--max-queued-per-user", "N", "a user may have at most N jobs queued at once (default 0: no limit)"},
+    {"--max-sweep-points", "N", "the largest sweep accepted, in jobs (default 1000)"},
+    {"--max-request-mib", "M", "the largest request message accepted, in MiB (default 16)"},
     {"--spawn-workers", "N", "start a local worker pool of N MPI ranks (restarted if it dies)"},
     {"--worker-threads", "T", "threads per rank of that pool (default: cores / N, at least 1)"},
     {"--worker-binary", "PATH", "the prelude-worker to spawn (default: next to this program)"},
@@ -65,11 +76,16 @@ const std::vector<prelude::FlagSpec> kFlags = {
 
 std::string usage() {
   return "usage: prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]\n"
+         "                           [--tokens-file F] [--max-queued-per-user N] [--max-sweep-points N]\n"
+         "                           [--max-request-mib M]\n"
          "                           [--artifact-dir DIR] [--keep-checkpoints K]\n"
          "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
          "                           [--heartbeat-timeout SECONDS] [--stall-timeout SECONDS] [--max-attempts K]\n"
          "                           [--port-file F] [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]\n"
          "                           [--pool-tls-ca F] [--pool-tls-cert F --pool-tls-key F]\n"
+         "\n"
+         "       prelude-coordinator token add NAME --role admin|user|pool --tokens-file F\n"
+         "       prelude-coordinator token list|remove ... (token --help)\n"
          "\n"
          "Runs the Prelude job service (gRPC prelude.v1.JobService, health and reflection).\n" +
          prelude::flag_list(kFlags, /*min_width=*/23);  // the column these lines have always had
@@ -79,8 +95,9 @@ struct Flags {
   std::string listen = "127.0.0.1:50051";
   std::string db = "prelude.db";
   std::string data_root = "/usr/share/datasets";
-  std::string token_file, worker_binary, port_file, artifact_dir;
+  std::string token_file, tokens_file, worker_binary, port_file, artifact_dir;
   int spawn_workers = 0, worker_threads = 0, max_attempts = 3, keep_checkpoints = 2;
+  int max_queued_per_user = 0, max_sweep_points = 1000, max_request_mib = 16;
   double heartbeat_timeout = 15, stall_timeout = 300;
   prelude::ServerTls tls{{"", "--tls-cert"}, {"", "--tls-key"}, {"", "--tls-client-ca"}};
   prelude::ClientTls pool_tls{false, {"", "--pool-tls-ca"}, {"", "--pool-tls-cert"}, {"", "--pool-tls-key"}};
@@ -120,6 +137,11 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--db") f.db = v;
     else if (a == "--data-root") f.data_root = v;
     else if (a == "--token-file") f.token_file = v;
+    else if (a == "--tokens-file") f.tokens_file = v;
+    else if (a == "--max-queued-per-user")
+      f.max_queued_per_user = static_cast<int>(parse_whole_number(a, v, 0, 1000000));
+    else if (a == "--max-sweep-points") f.max_sweep_points = static_cast<int>(parse_whole_number(a, v, 1, 100000));
+    else if (a == "--max-request-mib") f.max_request_mib = static_cast<int>(parse_whole_number(a, v, 1, 1024));
     else if (a == "--artifact-dir") f.artifact_dir = v;
     else if (a == "--keep-checkpoints") f.keep_checkpoints = static_cast<int>(parse_whole_number(a, v, 1, 1000));
     else if (a == "--worker-binary") f.worker_binary = v;
@@ -141,10 +163,11 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     throw prelude::UsageError("--pool-tls-ca, --pool-tls-cert and --pool-tls-key: only with --tls-cert and --tls-key");
   // Plain text on a reachable port with no token: anyone who reaches it could submit,
   // read, cancel and delete jobs, and act as a pool (Ray's CVE-2023-48022).
-  if (!prelude::is_loopback_address(f.listen) && !f.tls.enabled() && f.token_file.empty() && !f.insecure)
+  if (!prelude::is_loopback_address(f.listen) && !f.tls.enabled() && f.token_file.empty() && f.tokens_file.empty() &&
+      !f.insecure)
     throw UserError("--listen " + f.listen + ": refusing to serve a non-loopback address in plain text with no "
                     "token: anyone who can reach the port could run, read and cancel jobs and pose as a pool. "
-                    "Give --tls-cert/--tls-key and/or --token-file, or --insecure to serve it anyway (a private "
+                    "Give --tls-cert/--tls-key and/or --tokens-file (or --token-file), or --insecure to serve it anyway (a private "
                     "network); loopback (127.0.0.0/8, ::1, localhost) needs none of them");
   return f;
 }
@@ -174,16 +197,49 @@ std::string local_address(const std::string& listen, int port) {
   return host + ":" + std::to_string(port);
 }
 
+// The spawned pool's own token, when calls need one: a `pool` token made at start,
+// known only to this coordinator (in memory, as its hash) and to its pool (in an
+// owner-only file of a private directory, removed at shutdown).
+class SpawnedPoolToken {
+ public:
+  explicit SpawnedPoolToken(prelude::server::Authenticator& auth) {
+    namespace fs = std::filesystem;
+    std::string dir = (fs::temp_directory_path() / "prelude-coordinator-XXXXXX").string();
+    if (!mkdtemp(dir.data())) throw UserError("cannot make a private directory for the pool's token");
+    dir_ = dir;
+    file_ = dir + "/pool-token";
+    const std::string token = prelude::server::new_token();
+    {
+      std::ofstream out(file_);
+      out << token << "\n";
+      if (!out) throw UserError(file_ + ": cannot write the pool's token");
+    }
+    auth.add_token(token, prelude::server::Caller{"spawned-pool", prelude::server::Role::kPool});
+  }
+  ~SpawnedPoolToken() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string dir_, file_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace prelude::server;
+  if (argc > 1 && std::string(argv[1]) == "token") return token_command({argv + 2, argv + argc});
   std::optional<Flags> flags;
-  std::unique_ptr<TokenAuth> auth;
+  Authenticator auth;
+  std::unique_ptr<SpawnedPoolToken> pool_token;
   try {
     flags = parse_flags(argc, argv);
     if (!flags) return 0;
-    if (!flags->token_file.empty()) auth = std::make_unique<TokenAuth>(TokenAuth::from_file(flags->token_file));
+    if (!flags->token_file.empty()) auth.add_admin_token_file(flags->token_file);
+    if (!flags->tokens_file.empty()) auth.add_tokens_file(flags->tokens_file);
+    if (flags->spawn_workers > 0 && auth.required()) pool_token = std::make_unique<SpawnedPoolToken>(auth);
   } catch (const UserError& e) {
     std::fprintf(stderr, "prelude-coordinator: %s\n%s", e.what(), usage().c_str());
     return 2;
@@ -235,10 +291,12 @@ int main(int argc, char** argv) {
   mo.heartbeat_interval = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(2000), mo.heartbeat_timeout / 4);
   mo.cancel_grace = std::chrono::milliseconds(static_cast<long>((f.stall_timeout + f.heartbeat_timeout) * 1000));
   if (f.spawn_workers > 0) mo.expected_pool_ranks = {f.spawn_workers};
+  mo.max_queued_per_user = f.max_queued_per_user;
+  mo.max_sweep_points = f.max_sweep_points;
   mo.log = [](const std::string& line) { std::fprintf(stderr, "prelude-coordinator: %s\n", line.c_str()); };
   JobManager jobs(*store, mo);
-  JobServiceImpl job_service(jobs, *artifacts, auth.get());
-  WorkerServiceImpl worker_service(jobs, *artifacts, auth.get());
+  JobServiceImpl job_service(jobs, *artifacts, &auth);
+  WorkerServiceImpl worker_service(jobs, *artifacts, &auth);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -247,7 +305,7 @@ int main(int argc, char** argv) {
   builder.AddListeningPort(f.listen, credentials, &port);
   builder.RegisterService(&job_service);
   builder.RegisterService(&worker_service);
-  builder.SetMaxReceiveMessageSize(16 << 20);
+  builder.SetMaxReceiveMessageSize(f.max_request_mib << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     std::fprintf(stderr, "prelude-coordinator: --listen: cannot listen on '%s'\n", f.listen.c_str());
@@ -258,7 +316,7 @@ int main(int argc, char** argv) {
     jobs.set_health_listener([health](bool serving, const std::string&) { health->SetServingStatus(serving); });
   std::fprintf(stderr, "prelude-coordinator: serving on %s (database %s, models in %s, data root %s%s%s)\n",
                local_address(f.listen, port).c_str(), f.db.c_str(), artifacts->dir().c_str(), f.data_root.c_str(),
-               auth ? ", token required" : "",
+               auth.required() ? ", tokens required" : "",
                !f.tls.enabled() ? "" : f.tls.client_ca.given() ? ", TLS with client certificates" : ", TLS");
   if (!f.port_file.empty()) {
     const std::string tmp = f.port_file + ".tmp";
@@ -274,7 +332,7 @@ int main(int argc, char** argv) {
     so.threads_per_rank = f.worker_threads > 0 ? f.worker_threads : std::max(1, cores / f.spawn_workers);
     so.worker_binary = f.worker_binary.empty() ? default_worker_binary() : f.worker_binary;
     so.coordinator = local_address(f.listen, port);
-    so.token_file = f.token_file;
+    so.token_file = pool_token ? pool_token->file() : "";
     so.tls = f.pool_tls;
     so.data_root = f.data_root;
     so.stall_timeout_seconds = f.stall_timeout;

@@ -37,36 +37,36 @@ const std::string& job_id_of(const std::string& id) { return id_of("job_id", id)
 // ---------------------------------------------------------------- JobService
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req, v1::Job* resp) {
-  return handle(ctx, auth_, [&] { *resp = jobs_.submit(req->spec()); });
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.submit(req->spec(), who); });
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::Job* resp) {
-  return handle(ctx, auth_, [&] { *resp = jobs_.get(job_id_of(req->job_id())); });
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.get(job_id_of(req->job_id()), who); });
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                                       v1::ListJobsResponse* resp) {
-  return handle(ctx, auth_, [&] {
-    JobPage page = jobs_.list(req->page_size(), req->page_token(), req->state(), req->sweep_id());
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
+    JobPage page = jobs_.list(req->page_size(), req->page_token(), req->state(), req->sweep_id(), who);
     for (auto& j : page.jobs) *resp->add_jobs() = std::move(j);
     resp->set_next_page_token(page.next_page_token);
   });
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::Job* resp) {
-  return handle(ctx, auth_, [&] { *resp = jobs_.cancel(job_id_of(req->job_id())); });
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.cancel(job_id_of(req->job_id()), who); });
 }
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
     const std::string& id = job_id_of(req->job_id());
     if (req->after_seq() < 0) throw invalid_argument("after_seq: must not be negative");
     int64_t after = req->after_seq();
     // Wake up every second to notice a client that went away.
     for (bool ended = false; !ended && !ctx->IsCancelled();) {
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-      for (const auto& e : jobs_.wait_events(id, after, deadline, &ended)) {
+      for (const auto& e : jobs_.wait_events(id, after, deadline, &ended, who)) {
         if (!writer->Write(e)) return;  // the client is gone
         after = e.seq();
       }
@@ -76,9 +76,9 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJ
 
 grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetMetricsRequest* req,
                                         v1::GetMetricsResponse* resp) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
     MetricsPage page = jobs_.metrics_page(job_id_of(req->job_id()), req->attempt(), req->all_attempts(),
-                                          req->page_size(), req->page_token());
+                                          req->page_size(), req->page_token(), who);
     *resp->mutable_job() = std::move(page.job);
     for (auto& e : page.events) *resp->add_events() = std::move(e);
     resp->set_next_page_token(page.next_page_token);
@@ -88,23 +88,23 @@ grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetM
 
 grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext* ctx, const v1::SubmitSweepRequest* req,
                                          v1::SweepStatus* resp) {
-  return handle(ctx, auth_, [&] { *resp = jobs_.submit_sweep(req->sweep()); });
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.submit_sweep(req->sweep(), who); });
 }
 
 grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req,
                                       v1::SweepStatus* resp) {
-  return handle(ctx, auth_, [&] { *resp = jobs_.get_sweep(id_of("sweep_id", req->sweep_id())); });
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.get_sweep(id_of("sweep_id", req->sweep_id()), who); });
 }
 
 grpc::Status JobServiceImpl::WatchSweep(grpc::ServerContext* ctx, const v1::WatchSweepRequest* req,
                                         grpc::ServerWriter<v1::SweepStatus>* writer) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
     const std::string& id = id_of("sweep_id", req->sweep_id());
     int64_t version = -1;
     // Wake up every second to notice a client that went away.
     while (!ctx->IsCancelled()) {
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-      const std::optional<v1::SweepStatus> status = jobs_.wait_sweep(id, &version, deadline);
+      const std::optional<v1::SweepStatus> status = jobs_.wait_sweep(id, &version, deadline, who);
       if (!status) continue;
       if (!writer->Write(*status)) return;  // the client is gone
       if (std::all_of(status->jobs().begin(), status->jobs().end(),
@@ -119,21 +119,23 @@ grpc::Status JobServiceImpl::WatchSweep(grpc::ServerContext* ctx, const v1::Watc
 
 grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* ctx, const v1::CancelSweepRequest* req,
                                          v1::SweepStatus* resp) {
-  return handle(ctx, auth_, [&] { *resp = jobs_.cancel_sweep(id_of("sweep_id", req->sweep_id())); });
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.cancel_sweep(id_of("sweep_id", req->sweep_id()), who); });
 }
 
 // ---------------------------------------------------------------- WorkerService
 
 grpc::Status WorkerServiceImpl::RegisterPool(grpc::ServerContext* ctx, const v1::RegisterPoolRequest* req,
                                              v1::RegisterPoolResponse* resp) {
-  return handle(ctx, auth_, [&] { *resp = jobs_.register_pool(*req); });
+  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) { *resp = jobs_.register_pool(*req, who); });
 }
 
 grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::AcquireJobRequest* req,
                                            v1::AcquireJobResponse* resp) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
+    std::string lease;
     if (auto job = jobs_.acquire(req->pool_id(), std::chrono::milliseconds(req->wait_ms()),
-                                 [ctx] { return ctx->IsCancelled(); })) {
+                                 [ctx] { return ctx->IsCancelled(); }, who, &lease)) {
+      resp->set_lease(lease);
       // A job that trained before resumes from its latest checkpoint; one that
       // warm-starts is told its pinned checkpoint (if that is gone by now, the pool's
       // fetch fails the job saying so).
@@ -156,18 +158,19 @@ grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::A
 
 grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v1::ReportProgressRequest* req,
                                                v1::ReportProgressResponse* resp) {
-  return handle(ctx, auth_, [&] {
-    resp->set_stop(jobs_.report(req->pool_id(), req->job_id(), {req->events().begin(), req->events().end()}));
+  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
+    resp->set_stop(jobs_.report({req->pool_id(), req->lease(), who}, req->job_id(),
+                                 {req->events().begin(), req->events().end()}));
   });
 }
 
 grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::FinishJobRequest* req,
                                           v1::FinishJobResponse*) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
     if (req->pool_hung()) {
-      jobs_.pool_hung(req->pool_id(), req->job_id(), req->error());
+      jobs_.pool_hung({req->pool_id(), req->lease(), who}, req->job_id(), req->error());
     } else {
-      jobs_.finish(req->pool_id(), req->job_id(), req->state(), req->error());
+      jobs_.finish({req->pool_id(), req->lease(), who}, req->job_id(), req->state(), req->error());
     }
   });
 }
@@ -175,7 +178,7 @@ grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::Fi
 grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
                                                  grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
                                                  v1::UploadCheckpointResponse* resp) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
     v1::UploadCheckpointRequest first;
     if (!reader->Read(&first)) throw invalid_argument("an upload needs at least one message");
     const std::string& job_id = job_id_of(first.job_id());
@@ -183,7 +186,8 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
       throw invalid_argument("total_bytes: must be between 1 and " + std::to_string(kMaxCheckpointBytes) + ", got " +
                              std::to_string(first.total_bytes()));
     // Refuse a stale or foreign attempt before taking its bytes.
-    jobs_.check_holds(first.pool_id(), job_id);
+    const PoolCall pool{first.pool_id(), first.lease(), who};
+    jobs_.check_holds(pool, job_id);
     std::string bytes = first.data();
     bytes.reserve(static_cast<size_t>(first.total_bytes()));
     for (v1::UploadCheckpointRequest more; reader->Read(&more);) {
@@ -199,7 +203,7 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
     announced.set_sha256(first.sha256());
     const v1::CheckpointInfo info = artifacts_.put(job_id, announced, bytes);
     try {
-      for (const auto& old : jobs_.add_checkpoint(first.pool_id(), job_id, info)) artifacts_.remove(job_id, old);
+      for (const auto& old : jobs_.add_checkpoint(pool, job_id, info)) artifacts_.remove(job_id, old);
     } catch (...) {
       // Not listed, so not kept (unless it replaced its namesake, whose file it now is).
       if (!info.final()) artifacts_.remove(job_id, info);
@@ -211,9 +215,9 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
 
 grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const v1::FetchCheckpointRequest* req,
                                                 grpc::ServerWriter<v1::CheckpointChunk>* writer) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
-    jobs_.check_holds(req->pool_id(), job_id);
+    jobs_.check_holds({req->pool_id(), req->lease(), who}, job_id);
     // Its own checkpoint, or the one of the job it warm-starts from (and no other).
     std::string source = job_id;
     if (!req->from_job_id().empty()) {
@@ -234,9 +238,9 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const 
 
 grpc::Status JobServiceImpl::DownloadModel(grpc::ServerContext* ctx, const v1::DownloadModelRequest* req,
                                            grpc::ServerWriter<v1::DownloadModelChunk>* writer) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
-    const v1::CheckpointInfo info = jobs_.checkpoint(job_id, req->checkpoint());
+    const v1::CheckpointInfo info = jobs_.checkpoint(job_id, req->checkpoint(), who);
     std::string bytes = artifacts_.get(job_id, info);
     if (req->format() == v1::DownloadModelRequest::ONNX) {
       const std::string name = job_id + (info.final() ? " final" : " step " + std::to_string(info.step()));
@@ -256,9 +260,9 @@ grpc::Status JobServiceImpl::DownloadModel(grpc::ServerContext* ctx, const v1::D
 
 grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* ctx, const v1::DeleteJobRequest* req,
                                        v1::DeleteJobResponse*) {
-  return handle(ctx, auth_, [&] {
+  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
-    jobs_.remove(job_id);
+    jobs_.remove(job_id, who);
     artifacts_.remove_job(job_id);
   });
 }

@@ -1,6 +1,7 @@
 // The coordinator's gRPC services: thin adapters from requests to the JobManager.
-// Every handler runs through handle() (handle.h): token check first, one
-// mapping of errors to status codes.
+// Every handler runs through handle() (handle.h): the caller learned from its token
+// and its role checked first, one mapping of errors to status codes. The core gets
+// the caller and decides what it may see (its own jobs for a user).
 #pragma once
 
 #include "prelude/v1/service.grpc.pb.h"
@@ -10,11 +11,11 @@
 namespace prelude::server {
 
 class ArtifactStore;
-class TokenAuth;
+class Authenticator;
 
 class JobServiceImpl final : public prelude::v1::JobService::Service {
  public:
-  JobServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const TokenAuth* auth)
+  JobServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth)
       : jobs_(jobs), artifacts_(artifacts), auth_(auth) {}
 
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const prelude::v1::SubmitJobRequest* req,
@@ -45,12 +46,12 @@ class JobServiceImpl final : public prelude::v1::JobService::Service {
  private:
   JobManager& jobs_;
   ArtifactStore& artifacts_;
-  const TokenAuth* auth_;
+  const Authenticator* auth_;
 };
 
 class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const TokenAuth* auth)
+  WorkerServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth)
       : jobs_(jobs), artifacts_(artifacts), auth_(auth) {}
 
   grpc::Status RegisterPool(grpc::ServerContext* ctx, const prelude::v1::RegisterPoolRequest* req,
@@ -70,7 +71,7 @@ class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
  private:
   JobManager& jobs_;
   ArtifactStore& artifacts_;
-  const TokenAuth* auth_;
+  const Authenticator* auth_;
 };
 
 }  // namespace prelude::server

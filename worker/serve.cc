@@ -170,7 +170,12 @@ class CoordinatorLink {
     const grpc::Status s = stub_->AcquireJob(ctx.get(), req, &resp);
     if (s.ok()) {
       failures_ = 0;
-      if (resp.has_job()) return resp;
+      if (resp.has_job()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        lease_job_ = resp.job().job_id();
+        lease_ = resp.lease();
+        return resp;
+      }
       return std::nullopt;
     }
     const ErrorCode kind = from_grpc(s.error_code());
@@ -191,6 +196,7 @@ class CoordinatorLink {
     v1::ReportProgressRequest req;
     req.set_pool_id(pool_id());
     req.set_job_id(job_id);
+    req.set_lease(lease_of(job_id));
     for (const auto& e : events) *req.add_events() = e;
     v1::ReportProgressResponse resp;
     auto ctx = context(10s);
@@ -212,6 +218,7 @@ class CoordinatorLink {
     v1::FinishJobRequest req;
     req.set_pool_id(pool_id());
     req.set_job_id(job_id);
+    req.set_lease(lease_of(job_id));
     req.set_state(state);
     req.set_error(error);
     // Repeated while no answer comes (the coordinator is down or too slow) or it
@@ -242,6 +249,7 @@ class CoordinatorLink {
     v1::FinishJobRequest req;
     req.set_pool_id(pool_id());
     req.set_job_id(job_id);
+    req.set_lease(lease_of(job_id));
     req.set_state(v1::FAILED);
     req.set_error(reason);
     req.set_pool_hung(true);
@@ -268,6 +276,7 @@ class CoordinatorLink {
     v1::UploadCheckpointRequest m;
     m.set_pool_id(pool_id());
     m.set_job_id(job_id);
+    m.set_lease(lease_of(job_id));
     m.set_step(c.progress().step());
     m.set_epoch(c.progress().epoch());
     m.set_final(c.progress().finished());
@@ -290,6 +299,7 @@ class CoordinatorLink {
     v1::FetchCheckpointRequest req;
     req.set_pool_id(pool_id());
     req.set_job_id(job_id);
+    req.set_lease(lease_of(job_id));
     req.set_step(step);
     req.set_from_job_id(from_job);
     auto ctx = context(120s);
@@ -312,6 +322,11 @@ class CoordinatorLink {
     std::lock_guard<std::mutex> lock(mu_);
     return pool_id_;
   }
+  // The lease the coordinator gave with the job (AcquireJobResponse.lease).
+  std::string lease_of(const std::string& job_id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return job_id == lease_job_ ? lease_ : "";
+  }
   std::unique_ptr<grpc::ClientContext> context(std::chrono::milliseconds timeout) const {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() + timeout);
@@ -323,6 +338,7 @@ class CoordinatorLink {
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   mutable std::mutex mu_;
   std::string pool_id_;
+  std::string lease_job_, lease_;  // the job last acquired and its lease
   std::chrono::milliseconds interval_{2000};
   int ranks_ = 1;
   bool unregistered_ = false;  // poll_job: register again first

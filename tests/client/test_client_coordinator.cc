@@ -88,9 +88,9 @@ TEST_F(RealCoordinator, A200kEventHistoryArrivesWholeInPagesUnder4MiB) {
       t.set_images_per_second(1234.5);
       batch.push_back(t);
     }
-    jm_->report(pool, id, batch);
+    jm_->report(held(*jm_, pool), id, batch);
   }
-  jm_->finish(pool, id, v1::SUCCEEDED, "");
+  jm_->finish(held(*jm_, pool), id, v1::SUCCEEDED, "");
 
   // The history is over the limit in one message...
   v1::GetMetricsResponse whole;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -71,6 +72,25 @@ inline v1::JobSpec small_spec(const std::string& name = "test", int batch = 0) {
   spec.mutable_training()->set_max_steps(10);
   if (batch > 0) spec.mutable_training()->set_batch_size(batch);
   return spec;
+}
+
+// A pool's call about the job it holds, as its pool makes it: its id, the lease its
+// current job came with, and the token that registered it. An unknown pool: no lease.
+inline PoolCall held(const JobManager& jm, const std::string& pool_id) {
+  for (const PoolInfo& p : jm.pools())
+    if (p.pool_id == pool_id) return {pool_id, p.lease, Caller{p.owner, Role::kPool}};
+  return {pool_id, "", Caller{}};
+}
+
+// A pool id as register_pool gives it: "pool-<boot>.<n>" (`readable`), '-' and 16
+// random hex digits.
+inline bool is_pool_id(const std::string& id, const std::string& readable) {
+  if (id.size() != readable.size() + 17 || id.compare(0, readable.size(), readable) != 0 || id[readable.size()] != '-')
+    return false;
+  for (size_t i = readable.size() + 1; i < id.size(); ++i)
+    if (!std::isxdigit(static_cast<unsigned char>(id[i])) || std::isupper(static_cast<unsigned char>(id[i])))
+      return false;
+  return true;
 }
 
 inline v1::TrainingEvent step_event(int step, double loss) {

@@ -316,7 +316,7 @@ TEST_F(JobManagerTest, EveryStateChangeIsLogged) {
   const std::string p = register_pool(2);
   const std::string id = submit();
   take(p);
-  jm_->finish(p, id, v1::FAILED, "boom");
+  jm_->finish(held(*jm_, p), id, v1::FAILED, "boom");
   ASSERT_EQ(lines->size(), 3u);
   EXPECT_EQ((*lines)[0], "job-000001 QUEUED: submitted");
   EXPECT_TRUE(contains((*lines)[1], "job-000001 RUNNING: ")) << (*lines)[1];
@@ -345,9 +345,9 @@ TEST_F(JobManagerTest, UnknownJobIdIsNotFound) {
 TEST_F(JobManagerTest, UnknownPoolIdIsNotFound) {
   const std::string job = submit();
   EXPECT_SERVICE_ERROR(jm_->acquire("pool-9.9", 0ms), ErrorCode::kNotFound, "pool-9.9");
-  EXPECT_SERVICE_ERROR(jm_->report("pool-9.9", job, {step_event(1, 1.0)}), ErrorCode::kNotFound, "pool-9.9");
-  EXPECT_SERVICE_ERROR(jm_->report("pool-9.9", "", {}), ErrorCode::kNotFound, "register again");
-  EXPECT_SERVICE_ERROR(jm_->finish("pool-9.9", job, v1::SUCCEEDED, ""), ErrorCode::kNotFound, "pool-9.9");
+  EXPECT_SERVICE_ERROR(jm_->report(held(*jm_, "pool-9.9"), job, {step_event(1, 1.0)}), ErrorCode::kNotFound, "pool-9.9");
+  EXPECT_SERVICE_ERROR(jm_->report(held(*jm_, "pool-9.9"), "", {}), ErrorCode::kNotFound, "register again");
+  EXPECT_SERVICE_ERROR(jm_->finish(held(*jm_, "pool-9.9"), job, v1::SUCCEEDED, ""), ErrorCode::kNotFound, "pool-9.9");
   EXPECT_EQ(history(job).size(), 1u);  // nothing recorded
   EXPECT_EQ(jm_->get(job).state(), v1::QUEUED);
 }
@@ -357,10 +357,10 @@ TEST_F(JobManagerTest, UnknownPoolIdIsNotFound) {
 TEST_F(JobManagerTest, RegisterPoolNamesPoolsByBootAndChecksRanks) {
   const auto r1 = jm_->register_pool(pool_request(2, "node-1"));
   const auto r2 = jm_->register_pool(pool_request(4, "node-2"));
-  EXPECT_EQ(r1.pool_id(), "pool-1.1");
-  EXPECT_EQ(r2.pool_id(), "pool-1.2");
+  EXPECT_TRUE(is_pool_id(r1.pool_id(), "pool-1.1")) << r1.pool_id();
+  EXPECT_TRUE(is_pool_id(r2.pool_id(), "pool-1.2")) << r2.pool_id();
   EXPECT_EQ(r1.heartbeat_interval_ms(), 250);
-  const PoolInfo* p = pool_info("pool-1.2");
+  const PoolInfo* p = pool_info(r2.pool_id());
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->ranks, 4);
   EXPECT_EQ(p->host, "node-2");
@@ -388,7 +388,7 @@ TEST_F(JobManagerTest, AcquireHandsOutTheOldestJobFirst) {
   EXPECT_EQ(jb.ranks(), 2);
   EXPECT_EQ(jm_->get(c).state(), v1::QUEUED);
 
-  jm_->finish(p1, a, v1::SUCCEEDED, "");
+  jm_->finish(held(*jm_, p1), a, v1::SUCCEEDED, "");
   EXPECT_EQ(take(p1).job_id(), c);
 
   // The RUNNING event names the pool and the attempt.
@@ -411,7 +411,7 @@ TEST_F(JobManagerTest, PoolSkipsJobsWhoseBatchItsRanksDoNotDivide) {
   EXPECT_EQ(jm_->get(a).state(), v1::QUEUED);
   // The 2-rank pool cannot split 63 either, but a (64) is still the oldest for it.
   EXPECT_EQ(take(p2).job_id(), a);
-  jm_->finish(p3, b, v1::SUCCEEDED, "");
+  jm_->finish(held(*jm_, p3), b, v1::SUCCEEDED, "");
   EXPECT_EQ(take(p3).job_id(), c);
 }
 
@@ -465,14 +465,14 @@ TEST_F(JobManagerTest, ReportAppendsTrainingEventsAndTracksProgressAndMetrics) {
   const std::string id = submit();
   take(p);  // events 1 QUEUED, 2 RUNNING
 
-  EXPECT_FALSE(jm_->report(p, id, {step_event(1, 2.3), step_event(2, 2.1)}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {step_event(1, 2.3), step_event(2, 2.1)}));
   v1::Job job = jm_->get(id);
   EXPECT_EQ(event_kind(job.progress()), v1::TrainingEvent::STEP);
   EXPECT_EQ(job.progress().step(), 2);
   EXPECT_DOUBLE_EQ(job.progress().loss(), 2.1);
   EXPECT_FALSE(job.has_latest_metrics());
 
-  EXPECT_FALSE(jm_->report(p, id, {epoch_event(0, 0.81)}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {epoch_event(0, 0.81)}));
   job = jm_->get(id);
   EXPECT_EQ(event_kind(job.latest_metrics()), v1::TrainingEvent::EPOCH);
   EXPECT_DOUBLE_EQ(job.latest_metrics().test_accuracy(), 0.81);
@@ -480,13 +480,13 @@ TEST_F(JobManagerTest, ReportAppendsTrainingEventsAndTracksProgressAndMetrics) {
   EXPECT_EQ(job.latest_metrics().alphas(0).layer(), "act1");
   EXPECT_EQ(job.progress().step(), 2);  // an epoch event is not progress
 
-  EXPECT_FALSE(jm_->report(p, id, {step_event(3, 1.9), summary_event(3, 0.83)}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {step_event(3, 1.9), summary_event(3, 0.83)}));
   job = jm_->get(id);
   EXPECT_EQ(job.progress().step(), 3);
   EXPECT_EQ(event_kind(job.latest_metrics()), v1::TrainingEvent::SUMMARY);
   EXPECT_DOUBLE_EQ(job.latest_metrics().test_accuracy(), 0.83);
 
-  EXPECT_FALSE(jm_->report(p, id, {}));  // a bare heartbeat adds nothing
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {}));  // a bare heartbeat adds nothing
 
   const auto events = history(id);
   EXPECT_EQ(seqs(events), (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7}));
@@ -517,7 +517,7 @@ TEST_F(JobManagerTest, StringsFromPoolsAreStoredWithoutControlCharacters) {
   auto* alpha = summary.add_alphas();
   alpha->set_layer("act\x7f\x1b[31m");
   alpha->add_values(0.25f);
-  jm_->report(p, id, {diag, summary});
+  jm_->report(held(*jm_, p), id, {diag, summary});
   const auto events = jm_->metrics(id);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].training().layers(0), "conv1\\x1b[2J\\x1b[H");
@@ -529,7 +529,7 @@ TEST_F(JobManagerTest, StringsFromPoolsAreStoredWithoutControlCharacters) {
   EXPECT_EQ(jm_->get(id).latest_metrics().SerializeAsString(), got.SerializeAsString());
 
   // The error of a finish keeps its lines and loses its escapes.
-  jm_->finish(p, id, v1::FAILED, "bad input: line 1\n\tline 2\x1b[2J");
+  jm_->finish(held(*jm_, p), id, v1::FAILED, "bad input: line 1\n\tline 2\x1b[2J");
   EXPECT_EQ(jm_->get(id).error(), "bad input: line 1\n\tline 2\\x1b[2J");
   EXPECT_EQ(last_event(id).state_change().reason(), "bad input: line 1\n\tline 2\\x1b[2J");
   // And a pool's host name, which every RUNNING reason quotes.
@@ -546,13 +546,13 @@ TEST_F(JobManagerTest, EventsNamingTheirKindOnlyTrackProgressAndMetricsAlike) {
   take(p);
   ASSERT_EQ(name_only(step_event(1, 2.3)).kind(), v1::TrainingEvent::KIND_UNSPECIFIED);
 
-  EXPECT_FALSE(jm_->report(p, id, {name_only(step_event(1, 2.3))}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {name_only(step_event(1, 2.3))}));
   v1::Job job = jm_->get(id);
   EXPECT_EQ(job.progress().step(), 1);
   EXPECT_FALSE(job.has_latest_metrics());
-  EXPECT_FALSE(jm_->report(p, id, {name_only(epoch_event(0, 0.8))}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {name_only(epoch_event(0, 0.8))}));
   EXPECT_DOUBLE_EQ(jm_->get(id).latest_metrics().test_accuracy(), 0.8);
-  EXPECT_FALSE(jm_->report(p, id, {name_only(step_event(2, 2.0)), name_only(summary_event(2, 0.85))}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {name_only(step_event(2, 2.0)), name_only(summary_event(2, 0.85))}));
   job = jm_->get(id);
   EXPECT_EQ(job.progress().step(), 2);
   EXPECT_EQ(event_kind(job.latest_metrics()), v1::TrainingEvent::SUMMARY);
@@ -565,22 +565,22 @@ TEST_F(JobManagerTest, EventsNamingTheirKindOnlyTrackProgressAndMetricsAlike) {
 TEST_F(JobManagerTest, IdleHeartbeatAndReportsForOtherJobs) {
   const std::string p1 = register_pool(1), p2 = register_pool(1);
   const std::string a = submit(), b = submit();
-  EXPECT_FALSE(jm_->report(p1, "", {}));  // idle pool: nothing to stop
+  EXPECT_FALSE(jm_->report(held(*jm_, p1), "", {}));  // idle pool: nothing to stop
   take(p1);
   take(p2);
   // p1 reporting p2's job is told to stop, and nothing is recorded.
-  EXPECT_TRUE(jm_->report(p1, b, {step_event(1, 1.0)}));
+  EXPECT_TRUE(jm_->report(held(*jm_, p1), b, {step_event(1, 1.0)}));
   EXPECT_EQ(history(b).size(), 2u);
   EXPECT_FALSE(jm_->get(b).has_progress());
-  EXPECT_FALSE(jm_->report(p1, a, {step_event(1, 1.0)}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p1), a, {step_event(1, 1.0)}));
 }
 
 TEST_F(JobManagerTest, FinishSucceededSetsStateEndTimeAndFinalEvent) {
   const std::string p = register_pool(2);
   const std::string id = submit();
   take(p);
-  jm_->report(p, id, {step_event(10, 0.5), summary_event(10, 0.9)});
-  jm_->finish(p, id, v1::SUCCEEDED, "");
+  jm_->report(held(*jm_, p), id, {step_event(10, 0.5), summary_event(10, 0.9)});
+  jm_->finish(held(*jm_, p), id, v1::SUCCEEDED, "");
   const v1::Job job = jm_->get(id);
   EXPECT_EQ(job.state(), v1::SUCCEEDED);
   EXPECT_EQ(job.error(), "");
@@ -594,8 +594,8 @@ TEST_F(JobManagerTest, FinishSucceededSetsStateEndTimeAndFinalEvent) {
   EXPECT_EQ(last.state_change().state(), v1::SUCCEEDED);
   EXPECT_EQ(pool_info(p)->job_id, "");
   // A finished job cannot be finished again, nor reported on.
-  EXPECT_SERVICE_ERROR(jm_->finish(p, id, v1::SUCCEEDED, ""), ErrorCode::kFailedPrecondition, id);
-  EXPECT_TRUE(jm_->report(p, id, {step_event(11, 0.4)}));
+  EXPECT_SERVICE_ERROR(jm_->finish(held(*jm_, p), id, v1::SUCCEEDED, ""), ErrorCode::kFailedPrecondition, id);
+  EXPECT_TRUE(jm_->report(held(*jm_, p), id, {step_event(11, 0.4)}));
   EXPECT_EQ(history(id).size(), 5u);
 }
 
@@ -603,7 +603,7 @@ TEST_F(JobManagerTest, FinishFailedRecordsTheError) {
   const std::string p = register_pool(2);
   const std::string a = submit(), b = submit();
   take(p);
-  jm_->finish(p, a, v1::FAILED, "training diverged at step 12: loss is nan");
+  jm_->finish(held(*jm_, p), a, v1::FAILED, "training diverged at step 12: loss is nan");
   v1::Job job = jm_->get(a);
   EXPECT_EQ(job.state(), v1::FAILED);
   EXPECT_EQ(job.error(), "training diverged at step 12: loss is nan");
@@ -615,7 +615,7 @@ TEST_F(JobManagerTest, FinishFailedRecordsTheError) {
 
   // The pool takes the next job; a failure without a reason still gets one.
   EXPECT_EQ(take(p).job_id(), b);
-  jm_->finish(p, b, v1::FAILED, "");
+  jm_->finish(held(*jm_, p), b, v1::FAILED, "");
   EXPECT_FALSE(jm_->get(b).error().empty());
 }
 
@@ -623,10 +623,10 @@ TEST_F(JobManagerTest, FinishRejectsNonFinalStatesAndJobsNotOnThePool) {
   const std::string p1 = register_pool(2), p2 = register_pool(2);
   const std::string a = submit(), b = submit();
   take(p1);
-  EXPECT_SERVICE_ERROR(jm_->finish(p1, a, v1::RUNNING, ""), ErrorCode::kInvalidArgument, "state");
-  EXPECT_SERVICE_ERROR(jm_->finish(p1, a, v1::QUEUED, ""), ErrorCode::kInvalidArgument, "state");
-  EXPECT_SERVICE_ERROR(jm_->finish(p2, a, v1::SUCCEEDED, ""), ErrorCode::kFailedPrecondition, p2);
-  EXPECT_SERVICE_ERROR(jm_->finish(p1, b, v1::SUCCEEDED, ""), ErrorCode::kFailedPrecondition, b);
+  EXPECT_SERVICE_ERROR(jm_->finish(held(*jm_, p1), a, v1::RUNNING, ""), ErrorCode::kInvalidArgument, "state");
+  EXPECT_SERVICE_ERROR(jm_->finish(held(*jm_, p1), a, v1::QUEUED, ""), ErrorCode::kInvalidArgument, "state");
+  EXPECT_SERVICE_ERROR(jm_->finish(held(*jm_, p2), a, v1::SUCCEEDED, ""), ErrorCode::kFailedPrecondition, p2);
+  EXPECT_SERVICE_ERROR(jm_->finish(held(*jm_, p1), b, v1::SUCCEEDED, ""), ErrorCode::kFailedPrecondition, b);
   EXPECT_EQ(jm_->get(a).state(), v1::RUNNING);
   EXPECT_EQ(jm_->get(b).state(), v1::QUEUED);
 }
@@ -656,7 +656,7 @@ TEST_F(JobManagerTest, CancelRunningJobAsksThePoolToStop) {
   const std::string p = register_pool(2);
   const std::string id = submit();
   take(p);
-  EXPECT_FALSE(jm_->report(p, id, {step_event(7, 1.0)}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {step_event(7, 1.0)}));
 
   const v1::Job asked = jm_->cancel(id);
   EXPECT_EQ(asked.state(), v1::RUNNING);
@@ -665,11 +665,11 @@ TEST_F(JobManagerTest, CancelRunningJobAsksThePoolToStop) {
   EXPECT_EQ(jm_->cancel(id).state(), v1::RUNNING);  // asking twice changes nothing
 
   // Every report now says stop (and still records the events).
-  EXPECT_TRUE(jm_->report(p, id, {step_event(8, 0.9)}));
-  EXPECT_TRUE(jm_->report(p, id, {}));
+  EXPECT_TRUE(jm_->report(held(*jm_, p), id, {step_event(8, 0.9)}));
+  EXPECT_TRUE(jm_->report(held(*jm_, p), id, {}));
   EXPECT_EQ(jm_->get(id).progress().step(), 8);
 
-  jm_->finish(p, id, v1::CANCELLED, "stopped at step 8");
+  jm_->finish(held(*jm_, p), id, v1::CANCELLED, "stopped at step 8");
   const v1::Job job = jm_->get(id);
   EXPECT_EQ(job.state(), v1::CANCELLED);
   EXPECT_FALSE(job.cancel_requested());
@@ -686,7 +686,7 @@ TEST_F(JobManagerTest, CancelledFinishWithoutReasonSaysCancelled) {
   const std::string id = submit();
   take(p);
   jm_->cancel(id);
-  jm_->finish(p, id, v1::CANCELLED, "");
+  jm_->finish(held(*jm_, p), id, v1::CANCELLED, "");
   EXPECT_EQ(jm_->get(id).state(), v1::CANCELLED);
   EXPECT_EQ(jm_->get(id).error(), "cancelled");
 }
@@ -695,10 +695,10 @@ TEST_F(JobManagerTest, CancelEndedJobIsFailedPrecondition) {
   const std::string p = register_pool(2);
   const std::string a = submit(), b = submit();
   take(p);
-  jm_->finish(p, a, v1::SUCCEEDED, "");
+  jm_->finish(held(*jm_, p), a, v1::SUCCEEDED, "");
   EXPECT_SERVICE_ERROR(jm_->cancel(a), ErrorCode::kFailedPrecondition, "SUCCEEDED");
   take(p);
-  jm_->finish(p, b, v1::FAILED, "boom");
+  jm_->finish(held(*jm_, p), b, v1::FAILED, "boom");
   EXPECT_SERVICE_ERROR(jm_->cancel(b), ErrorCode::kFailedPrecondition, "FAILED");
   EXPECT_EQ(jm_->get(a).state(), v1::SUCCEEDED);
   EXPECT_EQ(jm_->get(b).error(), "boom");
@@ -710,7 +710,7 @@ TEST_F(JobManagerTest, SilentPoolIsReapedAndItsJobRequeuedForAnotherPool) {
   const std::string p1 = register_pool(2), p2 = register_pool(2);
   const std::string id = submit();
   EXPECT_EQ(take(p1).job_id(), id);
-  jm_->report(p1, id, {step_event(1, 2.0)});
+  jm_->report(held(*jm_, p1), id, {step_event(1, 2.0)});
 
   clock_.advance(kTimeout);  // silent for exactly the timeout: still alive
   jm_->reap_lost_pools();
@@ -718,7 +718,7 @@ TEST_F(JobManagerTest, SilentPoolIsReapedAndItsJobRequeuedForAnotherPool) {
   EXPECT_EQ(jm_->get(id).state(), v1::RUNNING);
 
   clock_.advance(1ms);
-  EXPECT_FALSE(jm_->report(p2, "", {}));  // p2 heartbeats, p1 does not
+  EXPECT_FALSE(jm_->report(held(*jm_, p2), "", {}));  // p2 heartbeats, p1 does not
   jm_->reap_lost_pools();
   EXPECT_EQ(pool_info(p1), nullptr);
   EXPECT_NE(pool_info(p2), nullptr);
@@ -734,7 +734,7 @@ TEST_F(JobManagerTest, SilentPoolIsReapedAndItsJobRequeuedForAnotherPool) {
   EXPECT_TRUE(contains(requeued.state_change().reason(), p1)) << requeued.state_change().reason();
 
   // The lost pool is told to register again.
-  EXPECT_SERVICE_ERROR(jm_->report(p1, id, {step_event(2, 1.0)}), ErrorCode::kNotFound, p1);
+  EXPECT_SERVICE_ERROR(jm_->report(held(*jm_, p1), id, {step_event(2, 1.0)}), ErrorCode::kNotFound, p1);
 
   job = take(p2);
   EXPECT_EQ(job.job_id(), id);
@@ -752,7 +752,7 @@ TEST_F(JobManagerTest, ReportsKeepAPoolAlive) {
   take(p);
   for (int i = 0; i < 5; ++i) {
     clock_.advance(kTimeout - 100ms);
-    jm_->report(p, id, {step_event(i, 1.0)});
+    jm_->report(held(*jm_, p), id, {step_event(i, 1.0)});
     jm_->reap_lost_pools();
   }
   EXPECT_NE(pool_info(p), nullptr);
@@ -851,8 +851,8 @@ TEST_F(JobManagerTest, HungPoolIsDroppedAndItsJobRequeuedForAnotherPool) {
   const std::string p1 = register_pool(2), p2 = register_pool(2);
   const std::string id = submit();
   take(p1);
-  jm_->report(p1, id, {step_event(40, 1.0)});
-  jm_->pool_hung(p1, id, "rank 0 waited 4 s in MPI_Allreduce for the other ranks");
+  jm_->report(held(*jm_, p1), id, {step_event(40, 1.0)});
+  jm_->pool_hung(held(*jm_, p1), id, "rank 0 waited 4 s in MPI_Allreduce for the other ranks");
   const v1::Job job = jm_->get(id);
   EXPECT_EQ(job.state(), v1::QUEUED);
   EXPECT_EQ(job.attempts(), 1);
@@ -870,7 +870,7 @@ TEST_F(JobManagerTest, HungPoolOfACancelledJobEndsItCancelled) {
   const std::string id = submit();
   take(p);
   jm_->cancel(id);
-  jm_->pool_hung(p, id, "rank 0 waited 4 s in MPI_Wait");
+  jm_->pool_hung(held(*jm_, p), id, "rank 0 waited 4 s in MPI_Wait");
   EXPECT_EQ(jm_->get(id).state(), v1::CANCELLED);
   EXPECT_TRUE(contains(jm_->get(id).error(), "hung")) << jm_->get(id).error();
 }
@@ -881,7 +881,7 @@ TEST_F(JobManagerTest, HungPoolOnTheLastAttemptFailsTheJob) {
   const std::string p = register_pool(2);
   const std::string id = submit();
   take(p);
-  jm_->pool_hung(p, id, "rank 0 waited 4 s in MPI_Allreduce");
+  jm_->pool_hung(held(*jm_, p), id, "rank 0 waited 4 s in MPI_Allreduce");
   EXPECT_EQ(jm_->get(id).state(), v1::FAILED);
   EXPECT_TRUE(contains(jm_->get(id).error(), "attempt 1 of 1; giving up")) << jm_->get(id).error();
 }
@@ -891,8 +891,8 @@ TEST_F(JobManagerTest, HungReportForAJobThePoolDoesNotHoldIsRefused) {
   const std::string a = submit(), b = submit();
   take(p1);
   take(p2);
-  EXPECT_SERVICE_ERROR(jm_->pool_hung(p1, b, "x"), ErrorCode::kFailedPrecondition, b);
-  EXPECT_SERVICE_ERROR(jm_->pool_hung("pool-9.9", a, "x"), ErrorCode::kNotFound, "pool-9.9");
+  EXPECT_SERVICE_ERROR(jm_->pool_hung(held(*jm_, p1), b, "x"), ErrorCode::kFailedPrecondition, b);
+  EXPECT_SERVICE_ERROR(jm_->pool_hung(held(*jm_, "pool-9.9"), a, "x"), ErrorCode::kNotFound, "pool-9.9");
   EXPECT_EQ(jm_->get(a).state(), v1::RUNNING);
   EXPECT_EQ(jm_->get(b).state(), v1::RUNNING);
   EXPECT_NE(pool_info(p1), nullptr);
@@ -908,19 +908,19 @@ TEST_F(JobManagerTest, CancelWinsOverAPoolThatKeepsReportingButNeverStops) {
   const auto grace = ManagerOptions().cancel_grace;
   for (auto waited = 0ms; waited + kTimeout <= grace; waited += kTimeout) {
     clock_.advance(kTimeout);
-    EXPECT_TRUE(jm_->report(p, id, {}));
+    EXPECT_TRUE(jm_->report(held(*jm_, p), id, {}));
     jm_->reap_lost_pools();
     ASSERT_EQ(jm_->get(id).state(), v1::RUNNING) << "after " << waited.count() << " ms";
   }
   clock_.advance(grace % kTimeout + 1ms);
-  EXPECT_TRUE(jm_->report(p, id, {}));
+  EXPECT_TRUE(jm_->report(held(*jm_, p), id, {}));
   jm_->reap_lost_pools();
   const v1::Job job = jm_->get(id);
   EXPECT_EQ(job.state(), v1::CANCELLED);
   EXPECT_TRUE(contains(job.error(), "did not stop the job within 315 s and is dropped")) << job.error();
   // The pool is dropped: it is told so and stops whatever it was doing.
   EXPECT_EQ(pool_info(p), nullptr);
-  EXPECT_SERVICE_ERROR(jm_->report(p, id, {}), ErrorCode::kNotFound, p);
+  EXPECT_SERVICE_ERROR(jm_->report(held(*jm_, p), id, {}), ErrorCode::kNotFound, p);
 }
 
 TEST_F(JobManagerTest, CancelGraceCountsFromTheCancelNotTheStart) {
@@ -930,14 +930,14 @@ TEST_F(JobManagerTest, CancelGraceCountsFromTheCancelNotTheStart) {
   const auto grace = ManagerOptions().cancel_grace;
   for (auto t = 0ms; t <= grace; t += kTimeout) {  // a long healthy run first
     clock_.advance(kTimeout);
-    jm_->report(p, id, {step_event(1, 1.0)});
+    jm_->report(held(*jm_, p), id, {step_event(1, 1.0)});
   }
   jm_->cancel(id);
   clock_.advance(kTimeout);
-  jm_->report(p, id, {});
+  jm_->report(held(*jm_, p), id, {});
   jm_->reap_lost_pools();
   EXPECT_EQ(jm_->get(id).state(), v1::RUNNING);  // still its pool's to stop
-  jm_->finish(p, id, v1::CANCELLED, "stopped at step 2");
+  jm_->finish(held(*jm_, p), id, v1::CANCELLED, "stopped at step 2");
   EXPECT_EQ(jm_->get(id).error(), "cancelled; stopped at step 2");
 }
 
@@ -989,7 +989,7 @@ TEST_F(JobManagerRestartTest, RunningJobIsRequeuedWithItsHistoryIntact) {
   const std::string p = register_pool(2);
   const std::string a = submit(0, "a"), b = submit(0, "b");
   take(p);
-  jm_->report(p, a, {step_event(1, 2.0), step_event(2, 1.5)});
+  jm_->report(held(*jm_, p), a, {step_event(1, 2.0), step_event(2, 1.5)});
   const auto before = history(a);
   ASSERT_EQ(before.size(), 4u);
 
@@ -1011,9 +1011,9 @@ TEST_F(JobManagerRestartTest, RunningJobIsRequeuedWithItsHistoryIntact) {
   EXPECT_EQ(jm_->metrics(a).size(), 2u);
 
   // The old pool is unknown; a new one gets a new boot's id and the oldest job first.
-  EXPECT_SERVICE_ERROR(jm_->report(p, a, {}), ErrorCode::kNotFound, p);
+  EXPECT_SERVICE_ERROR(jm_->report(held(*jm_, p), a, {}), ErrorCode::kNotFound, p);
   const std::string q = register_pool(2);
-  EXPECT_EQ(q, "pool-2.1");
+  EXPECT_TRUE(is_pool_id(q, "pool-2.1")) << q;
   job = take(q);
   EXPECT_EQ(job.job_id(), a);
   EXPECT_EQ(job.attempts(), 2);
@@ -1044,7 +1044,7 @@ TEST_F(JobManagerRestartTest, CleanRestartsDoNotUseUpAttempts) {
   for (int i = 1; i <= 4; ++i) {
     const std::string p = register_pool(2);
     EXPECT_EQ(take(p).attempts(), i);
-    jm_->report(p, id, {step_event(i, 1.0)});
+    jm_->report(held(*jm_, p), id, {step_event(i, 1.0)});
     restart();
     const v1::Job job = jm_->get(id);
     ASSERT_EQ(job.state(), v1::QUEUED) << "restart " << i << ": " << job.error();
@@ -1057,8 +1057,8 @@ TEST_F(JobManagerRestartTest, CleanRestartsDoNotUseUpAttempts) {
   const v1::Job running = take(p);
   EXPECT_EQ(running.attempts(), 5);
   EXPECT_EQ(last_event(id).state_change().attempt(), 5);
-  jm_->report(p, id, {summary_event(10, 0.9)});
-  jm_->finish(p, id, v1::SUCCEEDED, "");
+  jm_->report(held(*jm_, p), id, {summary_event(10, 0.9)});
+  jm_->finish(held(*jm_, p), id, v1::SUCCEEDED, "");
   EXPECT_EQ(jm_->get(id).state(), v1::SUCCEEDED);
 }
 
@@ -1104,8 +1104,8 @@ TEST_F(JobManagerRestartTest, EndedAndQueuedJobsSurviveUnchanged) {
   const std::string p = register_pool(2);
   const std::string a = submit(), b = submit(), c = submit();
   take(p);
-  jm_->report(p, a, {summary_event(10, 0.9)});
-  jm_->finish(p, a, v1::SUCCEEDED, "");
+  jm_->report(held(*jm_, p), a, {summary_event(10, 0.9)});
+  jm_->finish(held(*jm_, p), a, v1::SUCCEEDED, "");
   jm_->cancel(b);
   const v1::Job a_before = jm_->get(a), b_before = jm_->get(b), c_before = jm_->get(c);
 
@@ -1219,7 +1219,7 @@ TEST_F(JobManagerStoreFailureTest, ReportWhoseWriteFailsLeavesNoGapInTheHistory)
   const std::string id = submit();
   take(p);                 // seq 1 QUEUED, 2 RUNNING
   plant_event(id, 3);      // the next event cannot be written
-  EXPECT_ANY_THROW(jm_->report(p, id, {step_event(1, 2.0)}));
+  EXPECT_ANY_THROW(jm_->report(held(*jm_, p), id, {step_event(1, 2.0)}));
   remove_event(id, 3);
 
   // Nothing of the refused report is visible: no progress, and a watcher at seq 2
@@ -1231,7 +1231,7 @@ TEST_F(JobManagerStoreFailureTest, ReportWhoseWriteFailsLeavesNoGapInTheHistory)
   EXPECT_GE(ms_since(t0), 90) << "wait_events returned at once with nothing: a watcher would spin";
 
   // The next report continues the numbering without a hole.
-  EXPECT_FALSE(jm_->report(p, id, {step_event(2, 1.5)}));
+  EXPECT_FALSE(jm_->report(held(*jm_, p), id, {step_event(2, 1.5)}));
   EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2, 3}));
 }
 
@@ -1255,7 +1255,7 @@ TEST_F(JobManagerStoreFailureTest, AcquireWhoseWriteFailsLeavesTheJobQueuedAndTh
   ASSERT_NE(pool, nullptr);
   EXPECT_EQ(pool->job_id, "");
   EXPECT_EQ(pool->waiting, 0);
-  EXPECT_TRUE(jm_->report(p, id, {})) << "the pool may report on a job it was never given";
+  EXPECT_TRUE(jm_->report(held(*jm_, p), id, {})) << "the pool may report on a job it was never given";
 
   // Taken again, it is the first attempt, with no hole in the history.
   const v1::Job job = take(p);
@@ -1290,13 +1290,13 @@ TEST_F(JobManagerStoreFailureTest, FinishWhoseWriteFailsLeavesTheJobRunningOnThe
   const std::string id = submit();
   take(p);             // seq 1 QUEUED, 2 RUNNING
   plant_event(id, 3);  // the SUCCEEDED event cannot be written
-  EXPECT_ANY_THROW(jm_->finish(p, id, v1::SUCCEEDED, ""));
+  EXPECT_ANY_THROW(jm_->finish(held(*jm_, p), id, v1::SUCCEEDED, ""));
   remove_event(id, 3);
 
   EXPECT_EQ(jm_->get(id).state(), v1::RUNNING);
   EXPECT_EQ(pool_info(p)->job_id, id);
   // The pool's next try is taken.
-  jm_->finish(p, id, v1::SUCCEEDED, "");
+  jm_->finish(held(*jm_, p), id, v1::SUCCEEDED, "");
   EXPECT_EQ(jm_->get(id).state(), v1::SUCCEEDED);
   EXPECT_EQ(pool_info(p)->job_id, "");
   EXPECT_EQ(seqs(history(id)), (std::vector<int64_t>{1, 2, 3}));
@@ -1324,7 +1324,7 @@ TEST_F(JobManagerTest, WaitEventsReturnsExistingEventsAtOnce) {
   const std::string p = register_pool(2);
   const std::string id = submit();
   take(p);
-  jm_->report(p, id, {step_event(1, 2.0), step_event(2, 1.0)});
+  jm_->report(held(*jm_, p), id, {step_event(1, 2.0), step_event(2, 1.0)});
   bool ended = true;
   const auto t0 = SteadyClock::now();
   auto events = jm_->wait_events(id, 0, SteadyClock::now() + 5s, &ended);
@@ -1342,7 +1342,7 @@ TEST_F(JobManagerTest, WaitEventsBlocksUntilAReportArrives) {
   take(p);
   std::thread reporter([&] {
     std::this_thread::sleep_for(50ms);
-    jm_->report(p, id, {step_event(1, 2.0)});
+    jm_->report(held(*jm_, p), id, {step_event(1, 2.0)});
   });
   bool ended = true;
   const auto t0 = SteadyClock::now();
@@ -1367,7 +1367,7 @@ TEST_F(JobManagerTest, WaitEventsWakesForTheFinalStateAndThenEnds) {
     return std::make_pair(events, ended);
   });
   std::this_thread::sleep_for(20ms);
-  jm_->finish(p, id, v1::SUCCEEDED, "");
+  jm_->finish(held(*jm_, p), id, v1::SUCCEEDED, "");
   ASSERT_EQ(waiter.wait_for(3s), std::future_status::ready);
   const auto [events, ended] = waiter.get();
   EXPECT_FALSE(ended);  // the final event is still to be consumed
@@ -1416,7 +1416,7 @@ TEST_F(JobManagerTest, WaitEventsIsNotWokenForOtherJobsEvents) {
     bool ended = true;
     return jm_->wait_events(b, 1, SteadyClock::now() + 300ms, &ended);
   });
-  for (int i = 0; i < 5; ++i) jm_->report(p, a, {step_event(i, 1.0)});
+  for (int i = 0; i < 5; ++i) jm_->report(held(*jm_, p), a, {step_event(i, 1.0)});
   EXPECT_TRUE(waiter.get().empty());
 }
 
@@ -1451,7 +1451,7 @@ TEST_F(JobManagerTest, WaitersAreWokenOnlyByWhatTheyWaitFor) {
   });
   auto pool_waiter = std::async(std::launch::async, [&] { return jm_->acquire(idle, 400ms); });
   std::this_thread::sleep_for(50ms);  // all three waiting
-  for (int i = 0; i < 20; ++i) jm_->report(p, a, {step_event(i, 1.0)});
+  for (int i = 0; i < 20; ++i) jm_->report(held(*jm_, p), a, {step_event(i, 1.0)});
   EXPECT_TRUE(watcher.get().empty());
   EXPECT_FALSE(sweep_watcher.get().has_value());
   EXPECT_FALSE(pool_waiter.get().has_value());
@@ -1484,7 +1484,7 @@ TEST_F(JobManagerTest, WaitersAreWokenByTheirOwnJobSweepOrQueue) {
   const std::string q = register_pool(2);
   auto pool_waiter = std::async(std::launch::async, [&] { return jm_->acquire(q, 5000ms); });
   std::this_thread::sleep_for(50ms);
-  jm_->report(p, job, {step_event(1, 1.0)});
+  jm_->report(held(*jm_, p), job, {step_event(1, 1.0)});
   EXPECT_EQ(watcher.get().size(), 1u);
   EXPECT_TRUE(sweep_watcher.get().has_value());
   const std::string queued = submit();
@@ -1507,12 +1507,12 @@ TEST_F(JobManagerTest, EventsCarryTheirAttemptAndMetricsKeepAttemptsApart) {
   EXPECT_EQ(jm_->metrics_page(id, 0, false, 0, "").attempt, 0);  // never started: nothing
   const std::string p = register_pool(2);
   take(p);
-  jm_->report(p, id, {step_event(5, 1.0), step_event(10, 0.9), step_event(15, 0.8)});
+  jm_->report(held(*jm_, p), id, {step_event(5, 1.0), step_event(10, 0.9), step_event(15, 0.8)});
   clock_.advance(kTimeout + 1ms);
   jm_->reap_lost_pools();
   const std::string q = register_pool(2);
   take(q);
-  jm_->report(q, id, {step_event(5, 1.0), step_event(10, 0.9)});
+  jm_->report(held(*jm_, q), id, {step_event(5, 1.0), step_event(10, 0.9)});
 
   std::vector<int> attempts;
   for (const auto& e : history(id)) attempts.push_back(e.attempt());
@@ -1554,7 +1554,7 @@ TEST_F(JobManagerTest, EventsCarryTheirAttemptAndMetricsKeepAttemptsApart) {
   jm_->reap_lost_pools();
   const std::string r = register_pool(2);
   take(r);
-  jm_->report(r, id, {step_event(1, 1.0)});
+  jm_->report(held(*jm_, r), id, {step_event(1, 1.0)});
   page = jm_->metrics_page(id, 0, false, 0, page.next_page_token);
   EXPECT_EQ(page.attempt, 2);
   EXPECT_EQ(steps_of(page.events), (std::vector<int>{10}));
@@ -1587,7 +1587,7 @@ TEST_F(JobManagerTest, LongHistoryArrivesInOrderOverSeveralCalls) {
   take(p);
   std::vector<v1::TrainingEvent> many;
   for (int i = 1; i <= 1200; ++i) many.push_back(step_event(i, 1.0 / i));
-  jm_->report(p, id, many);
+  jm_->report(held(*jm_, p), id, many);
   bool ended = false;
   int64_t after = 0;
   int calls = 0;
@@ -1718,7 +1718,7 @@ TEST_F(JobManagerTest, UnknownFieldsAreDroppedAtTheBoundaryNotStoredOrMultiplied
   ASSERT_TRUE(taken);
   v1::TrainingEvent e = step_event(5, 1.5);
   add_unknown_field(&e, 1 << 20);
-  jm_->report(pool, taken->job_id(), {e});
+  jm_->report(held(*jm_, pool), taken->job_id(), {e});
   for (const auto& stored : jm_->metrics(taken->job_id())) EXPECT_FALSE(has_unknown_fields(stored.training()));
   EXPECT_FALSE(has_unknown_fields(jm_->get(taken->job_id()).progress()));
 }

@@ -41,7 +41,8 @@ class ServicesTest : public ::testing::Test {
  protected:
   void TearDown() override { stop(); }
 
-  // Starts a server over a fresh manager; `token` non-empty: with TokenAuth(token).
+  // Starts a server over a fresh manager; `token` non-empty: that token is an admin's,
+  // and calls need a token.
   void start(const std::string& token = "") {
     store_ = std::make_unique<Store>(":memory:");
     ManagerOptions o;
@@ -49,7 +50,10 @@ class ServicesTest : public ::testing::Test {
     o.now = clock_.fn();
     o.max_acquire_wait = 3000ms;
     jm_ = std::make_unique<JobManager>(*store_, o);
-    if (!token.empty()) auth_ = std::make_unique<TokenAuth>(token);
+    if (!token.empty()) {
+      auth_ = std::make_unique<Authenticator>();
+      auth_->add_token(token, Caller{"admin", Role::kAdmin});
+    }
     artifacts_ = std::make_unique<ArtifactStore>(dir_.file("artifacts"));
     job_service_ = std::make_unique<JobServiceImpl>(*jm_, *artifacts_, auth_.get());
     worker_service_ = std::make_unique<WorkerServiceImpl>(*jm_, *artifacts_, auth_.get());
@@ -118,12 +122,14 @@ class ServicesTest : public ::testing::Test {
     v1::AcquireJobResponse resp;
     const grpc::Status s = workers_->AcquireJob(ctx().get(), req, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
+    if (resp.has_job()) leases_[pool] = resp.lease();  // sent back as a pool does
     return resp;
   }
   bool report(const std::string& pool, const std::string& job, const std::vector<v1::TrainingEvent>& events) {
     v1::ReportProgressRequest req;
     req.set_pool_id(pool);
     req.set_job_id(job);
+    req.set_lease(leases_[pool]);
     for (const auto& e : events) *req.add_events() = e;
     v1::ReportProgressResponse resp;
     const grpc::Status s = workers_->ReportProgress(ctx().get(), req, &resp);
@@ -135,6 +141,7 @@ class ServicesTest : public ::testing::Test {
     v1::FinishJobRequest req;
     req.set_pool_id(pool);
     req.set_job_id(job);
+    req.set_lease(leases_[pool]);
     req.set_state(state);
     req.set_error(error);
     v1::FinishJobResponse resp;
@@ -160,7 +167,7 @@ class ServicesTest : public ::testing::Test {
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<JobManager> jm_;
-  std::unique_ptr<TokenAuth> auth_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
@@ -168,6 +175,7 @@ class ServicesTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
+  std::map<std::string, std::string> leases_;  // by pool: the lease of the job it acquired last
 };
 
 std::vector<int64_t> seqs(const std::vector<v1::JobEvent>& events) {
@@ -176,7 +184,7 @@ std::vector<int64_t> seqs(const std::vector<v1::JobEvent>& events) {
   return out;
 }
 
-// ================================================================ TokenAuth and handle(), without a server
+// ================================================================ Authenticator and handle(), without a server
 
 std::multimap<grpc::string_ref, grpc::string_ref> metadata(const std::string& key, const std::string& value) {
   std::multimap<grpc::string_ref, grpc::string_ref> m;
@@ -185,45 +193,48 @@ std::multimap<grpc::string_ref, grpc::string_ref> metadata(const std::string& ke
 }
 
 TEST(TokenAuthTest, AcceptsOnlyTheExactBearerToken) {
-  const TokenAuth auth("s3cret");
+  Authenticator auth;
+  auth.add_token("s3cret", Caller{"admin", Role::kAdmin});
   const std::string key = "authorization";
   const std::string right = "Bearer s3cret", wrong = "Bearer s3creT", shorter = "Bearer s3cre",
                     longer = "Bearer s3cret2", no_scheme = "s3cret", empty = "Bearer ";
-  EXPECT_NO_THROW(auth.check(metadata(key, right)));
-  EXPECT_SERVICE_ERROR(auth.check({}), ErrorCode::kUnauthenticated, "Bearer");
-  EXPECT_SERVICE_ERROR(auth.check(metadata(key, wrong)), ErrorCode::kUnauthenticated, "wrong token");
-  EXPECT_SERVICE_ERROR(auth.check(metadata(key, shorter)), ErrorCode::kUnauthenticated, "wrong token");
-  EXPECT_SERVICE_ERROR(auth.check(metadata(key, longer)), ErrorCode::kUnauthenticated, "wrong token");
-  EXPECT_SERVICE_ERROR(auth.check(metadata(key, no_scheme)), ErrorCode::kUnauthenticated, "Bearer");
-  EXPECT_SERVICE_ERROR(auth.check(metadata(key, empty)), ErrorCode::kUnauthenticated, "wrong token");
+  EXPECT_NO_THROW(auth.authenticate(metadata(key, right)));
+  EXPECT_SERVICE_ERROR(auth.authenticate({}), ErrorCode::kUnauthenticated, "Bearer");
+  EXPECT_SERVICE_ERROR(auth.authenticate(metadata(key, wrong)), ErrorCode::kUnauthenticated, "wrong token");
+  EXPECT_SERVICE_ERROR(auth.authenticate(metadata(key, shorter)), ErrorCode::kUnauthenticated, "wrong token");
+  EXPECT_SERVICE_ERROR(auth.authenticate(metadata(key, longer)), ErrorCode::kUnauthenticated, "wrong token");
+  EXPECT_SERVICE_ERROR(auth.authenticate(metadata(key, no_scheme)), ErrorCode::kUnauthenticated, "Bearer");
+  EXPECT_SERVICE_ERROR(auth.authenticate(metadata(key, empty)), ErrorCode::kUnauthenticated, "wrong token");
   const std::string other_key = "x-token";
-  EXPECT_SERVICE_ERROR(auth.check(metadata(other_key, right)), ErrorCode::kUnauthenticated, "Bearer");
+  EXPECT_SERVICE_ERROR(auth.authenticate(metadata(other_key, right)), ErrorCode::kUnauthenticated, "Bearer");
 }
 
 TEST(TokenAuthTest, FromFileTrimsWhiteSpaceAndNamesABadFile) {
   TempDir dir;
   const std::string path = dir.file("token");
   std::ofstream(path) << "  s3cret\n";
-  const TokenAuth auth = TokenAuth::from_file(path);
+  Authenticator auth;
+  auth.add_admin_token_file(path);
   const std::string key = "authorization", value = "Bearer s3cret";
-  EXPECT_NO_THROW(auth.check(metadata(key, value)));
+  EXPECT_NO_THROW(auth.authenticate(metadata(key, value)));
 
   const std::string missing = dir.file("missing-token");
   try {
-    TokenAuth::from_file(missing);
+    Authenticator().add_admin_token_file(missing);
     ADD_FAILURE() << "read a missing token file";
   } catch (const UserError& e) {
     EXPECT_TRUE(contains(e.what(), missing)) << e.what();
   }
   const std::string blank = dir.file("blank");
   std::ofstream(blank) << " \n";
-  EXPECT_THROW(TokenAuth::from_file(blank), UserError);
+  EXPECT_THROW(Authenticator().add_admin_token_file(blank), UserError);
 }
 
 // The one mapping of error kinds to and from gRPC codes (common/grpc_status.h).
 constexpr ErrorCode kAllKinds[] = {ErrorCode::kInvalidArgument, ErrorCode::kNotFound,  ErrorCode::kFailedPrecondition,
                                    ErrorCode::kUnauthenticated, ErrorCode::kUnavailable, ErrorCode::kInternal,
-                                   ErrorCode::kTimedOut,        ErrorCode::kInterrupted, ErrorCode::kUnsupported};
+                                   ErrorCode::kTimedOut,        ErrorCode::kInterrupted, ErrorCode::kUnsupported,
+                                   ErrorCode::kPermissionDenied, ErrorCode::kResourceExhausted};
 
 TEST(GrpcStatusTest, EveryKindGoesOutAsItsCodeAndComesBackAsItself) {
   EXPECT_EQ(to_grpc(ErrorCode::kInvalidArgument), grpc::StatusCode::INVALID_ARGUMENT);
@@ -233,23 +244,24 @@ TEST(GrpcStatusTest, EveryKindGoesOutAsItsCodeAndComesBackAsItself) {
   EXPECT_EQ(to_grpc(ErrorCode::kUnavailable), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(to_grpc(ErrorCode::kInternal), grpc::StatusCode::INTERNAL);
   EXPECT_EQ(to_grpc(ErrorCode::kTimedOut), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(to_grpc(ErrorCode::kPermissionDenied), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(to_grpc(ErrorCode::kResourceExhausted), grpc::StatusCode::RESOURCE_EXHAUSTED);
   for (ErrorCode kind : kAllKinds) EXPECT_EQ(from_grpc(to_grpc(kind)), kind) << status_code_name(to_grpc(kind));
 }
 
 TEST(GrpcStatusTest, CallersRetryWhatMayPassAndNeverARefusal) {
   for (grpc::StatusCode code : {grpc::StatusCode::UNAVAILABLE, grpc::StatusCode::DEADLINE_EXCEEDED,
-                                grpc::StatusCode::CANCELLED, grpc::StatusCode::ABORTED,
-                                grpc::StatusCode::RESOURCE_EXHAUSTED, grpc::StatusCode::INTERNAL,
+                                grpc::StatusCode::CANCELLED, grpc::StatusCode::ABORTED, grpc::StatusCode::INTERNAL,
                                 grpc::StatusCode::UNKNOWN})
     EXPECT_TRUE(is_retryable(from_grpc(code))) << status_code_name(code);
   for (grpc::StatusCode code : {grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::NOT_FOUND,
                                 grpc::StatusCode::FAILED_PRECONDITION, grpc::StatusCode::UNAUTHENTICATED,
                                 grpc::StatusCode::UNIMPLEMENTED, grpc::StatusCode::ALREADY_EXISTS,
                                 grpc::StatusCode::PERMISSION_DENIED, grpc::StatusCode::OUT_OF_RANGE,
-                                grpc::StatusCode::DATA_LOSS})
+                                grpc::StatusCode::DATA_LOSS, grpc::StatusCode::RESOURCE_EXHAUSTED})
     EXPECT_FALSE(is_retryable(from_grpc(code))) << status_code_name(code);
   // Codes the coordinator never sends are not taken for one it does.
-  EXPECT_EQ(from_grpc(grpc::StatusCode::PERMISSION_DENIED), ErrorCode::kUnsupported);
+  EXPECT_EQ(from_grpc(grpc::StatusCode::ALREADY_EXISTS), ErrorCode::kUnsupported);
   EXPECT_EQ(from_grpc(grpc::StatusCode::OUT_OF_RANGE), ErrorCode::kUnsupported);
 }
 
@@ -284,17 +296,23 @@ TEST(GrpcStatusTest, EveryErrorHasItsStatusCode) {
       {[] { throw std::runtime_error("database: disk I/O error"); }, grpc::StatusCode::INTERNAL},
   };
   for (const auto& c : cases) {
-    const grpc::Status s = handle(&context, nullptr, c.body);
+    const grpc::Status s = handle(&context, nullptr, Allowed::kClients, [&](const Caller&) { c.body(); });
     EXPECT_EQ(s.error_code(), c.code) << s.error_message();
   }
-  EXPECT_EQ(handle(&context, nullptr, [] { throw not_found("job 'job-000007' does not exist"); }).error_message(),
+  EXPECT_EQ(handle(&context, nullptr, Allowed::kClients, [](const Caller&) {
+              throw not_found("job 'job-000007' does not exist");
+            }).error_message(),
             "job 'job-000007' does not exist");
-  EXPECT_TRUE(contains(handle(&context, nullptr, [] { throw std::runtime_error("disk"); }).error_message(), "disk"));
+  EXPECT_TRUE(contains(
+      handle(&context, nullptr, Allowed::kClients, [](const Caller&) { throw std::runtime_error("disk"); })
+          .error_message(),
+      "disk"));
 
-  // With a TokenAuth the token is checked first: the body does not run.
-  const TokenAuth auth("s3cret");
+  // With an Authenticator the token is checked first: the body does not run.
+  Authenticator auth;
+  auth.add_token("s3cret", Caller{"admin", Role::kAdmin});
   bool ran = false;
-  const grpc::Status s = handle(&context, &auth, [&] { ran = true; });
+  const grpc::Status s = handle(&context, &auth, Allowed::kClients, [&](const Caller&) { ran = true; });
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_FALSE(ran);
 }
@@ -842,6 +860,7 @@ class ModelsTest : public ServicesTest {
     auto writer = workers_->UploadCheckpoint(c.get(), &resp);
     v1::UploadCheckpointRequest first;
     first.set_pool_id(pool), first.set_job_id(job), first.set_step(step), first.set_final(final);
+    first.set_lease(leases_[pool]);
     first.set_total_bytes(total >= 0 ? total : static_cast<int64_t>(bytes.size()));
     first.set_sha256(sha.empty() ? sha256_hex(bytes) : sha);
     for (size_t at = 0; at < bytes.size() || at == 0; at += chunk) {
@@ -925,7 +944,7 @@ TEST_F(ModelsTest, UploadsAreVerifiedKeptAndPrunedAndAResumedAttemptIsToldItsChe
   EXPECT_EQ(again.job().attempts(), 2);
   EXPECT_EQ(again.resume_from().step(), 30);
   v1::FetchCheckpointRequest fetch;
-  fetch.set_pool_id(pool2), fetch.set_job_id(job), fetch.set_step(30);
+  fetch.set_pool_id(pool2), fetch.set_job_id(job), fetch.set_step(30), fetch.set_lease(leases_[pool2]);
   auto c = ctx();
   auto reader = workers_->FetchCheckpoint(c.get(), fetch);
   std::string fetched;
@@ -1053,6 +1072,7 @@ TEST_F(ModelsTest, WarmStartIsCheckedAtSubmitPinnedAndFetchedFromTheSourceJob) {
   auto fetch = [&](const std::string& from) {
     v1::FetchCheckpointRequest req;
     req.set_pool_id(pool), req.set_job_id(job.job_id()), req.set_step(10), req.set_from_job_id(from);
+    req.set_lease(leases_[pool]);
     auto c = ctx();
     auto reader = workers_->FetchCheckpoint(c.get(), req);
     std::string bytes;

@@ -82,7 +82,7 @@ TEST(Sweeps, CancelStopsEveryJobThatHasNotEnded) {
   const v1::SweepStatus st = m.submit_sweep(sweep_json(kRectifiers));
   const auto pool = m.register_pool(pool_request(2)).pool_id();
   const auto first = m.acquire(pool, std::chrono::milliseconds(0));  // job 1 runs...
-  m.finish(pool, first->job_id(), v1::SUCCEEDED, "");                 // ...and ends
+  m.finish(held(m, pool), first->job_id(), v1::SUCCEEDED, "");                 // ...and ends
   const auto second = m.acquire(pool, std::chrono::milliseconds(0));  // job 2 runs
   const v1::SweepStatus after = m.cancel_sweep(st.sweep().sweep_id());
   EXPECT_EQ(after.jobs(0).state(), v1::SUCCEEDED) << "an ended job is left alone";
@@ -90,7 +90,7 @@ TEST(Sweeps, CancelStopsEveryJobThatHasNotEnded) {
   EXPECT_TRUE(after.jobs(1).cancel_requested()) << "a running job stops at its next step";
   EXPECT_EQ(after.jobs(2).state(), v1::CANCELLED);
   EXPECT_EQ(after.jobs(3).state(), v1::CANCELLED);
-  EXPECT_TRUE(m.report(pool, second->job_id(), {}));
+  EXPECT_TRUE(m.report(held(m, pool), second->job_id(), {}));
 }
 
 TEST(Sweeps, KeptAcrossARestart) {
