@@ -25,6 +25,8 @@ std::string status_message(const std::string& message) {
   return text.substr(0, cut) + "... (" + std::to_string(text.size()) + " bytes, cut)";
 }
 
+}  // namespace
+
 void check_role(const Caller& who, Allowed allowed) {
   switch (allowed) {
     case Allowed::kClients:
@@ -42,8 +44,6 @@ void check_role(const Caller& who, Allowed allowed) {
       return;
   }
 }
-
-}  // namespace
 
 grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed,
                     const std::function<void(const Caller&)>& body) {

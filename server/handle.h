@@ -19,6 +19,9 @@ enum class Allowed {
   kAdmins,   // admins only
 };
 
+// PERMISSION_DENIED unless the caller's role may make a call open to `allowed`.
+void check_role(const Caller& who, Allowed allowed);
+
 // Runs a handler body: learns the caller from its token (`auth`; without one every
 // caller is an anonymous admin), refuses a role the call is not for
 // (PERMISSION_DENIED), then runs `body` with the caller; every ServiceError becomes

@@ -43,7 +43,7 @@ class ServicesTest : public ::testing::Test {
 
   // Starts a server over a fresh manager; `token` non-empty: that token is an admin's,
   // and calls need a token.
-  void start(const std::string& token = "") {
+  void start(const std::string& token = "", std::unique_ptr<Authenticator> auth = nullptr) {
     store_ = std::make_unique<Store>(":memory:");
     ManagerOptions o;
     o.reaper_thread = false;
@@ -54,6 +54,7 @@ class ServicesTest : public ::testing::Test {
       auth_ = std::make_unique<Authenticator>();
       auth_->add_token(token, Caller{"admin", Role::kAdmin});
     }
+    if (auth) auth_ = std::move(auth);
     artifacts_ = std::make_unique<ArtifactStore>(dir_.file("artifacts"));
     job_service_ = std::make_unique<JobServiceImpl>(*jm_, *artifacts_, auth_.get());
     worker_service_ = std::make_unique<WorkerServiceImpl>(*jm_, *artifacts_, auth_.get());
@@ -612,6 +613,81 @@ TEST_F(ServicesTest, TokenIsRequiredOnEveryService) {
   auto [events, status] = watch_all("job-000001", 0, "");
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(events.empty());
+}
+
+// Roles over the wire: a pool token may not use JobService, a user token may not act
+// as a pool, a user sees only its own jobs, and the forgery of issue 13 (a report of
+// accuracy 0.999 and a SUCCEEDED under another pool's id) changes nothing.
+TEST_F(ServicesTest, EachTokenMakesOnlyItsRolesCallsAndSeesOnlyItsOwnJobs) {
+  auto auth = std::make_unique<Authenticator>();
+  auth->add_token("alice-t", Caller{"alice", Role::kUser});
+  auth->add_token("bob-t", Caller{"bob", Role::kUser});
+  auth->add_token("pool-t", Caller{"pool-a", Role::kPool});
+  auth->add_token("evil-pool-t", Caller{"pool-evil", Role::kPool});
+  auth->add_token("admin-t", Caller{"root", Role::kAdmin});
+  start("", std::move(auth));
+
+  // A pool token cannot submit; a user token cannot register a pool.
+  v1::SubmitJobRequest submit_req;
+  *submit_req.mutable_spec() = small_spec("victim");
+  v1::Job job;
+  grpc::Status s = jobs_->SubmitJob(ctx("pool-t").get(), submit_req, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  v1::RegisterPoolResponse reg;
+  s = workers_->RegisterPool(ctx("alice-t").get(), pool_request(1, "h"), &reg);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_TRUE(contains(s.error_message(), "alice")) << s.error_message();
+
+  // Alice's job: Bob is told it does not exist, the admin sees it.
+  ASSERT_TRUE(jobs_->SubmitJob(ctx("alice-t").get(), submit_req, &job).ok());
+  EXPECT_EQ(job.owner(), "alice");
+  v1::Job got;
+  EXPECT_EQ(get_job(job.job_id(), &got, "bob-t").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(get_job(job.job_id(), &got, "admin-t").ok());
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.job_id());
+  EXPECT_EQ(jobs_->CancelJob(ctx("bob-t").get(), cancel, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::ListJobsResponse listed;
+  ASSERT_TRUE(jobs_->ListJobs(ctx("bob-t").get(), v1::ListJobsRequest(), &listed).ok());
+  EXPECT_EQ(listed.jobs_size(), 0);
+
+  // The real pool takes it with its lease.
+  ASSERT_TRUE(workers_->RegisterPool(ctx("pool-t").get(), pool_request(1, "h"), &reg).ok());
+  v1::AcquireJobRequest acq;
+  acq.set_pool_id(reg.pool_id());
+  v1::AcquireJobResponse taken;
+  ASSERT_TRUE(workers_->AcquireJob(ctx("pool-t").get(), acq, &taken).ok());
+  ASSERT_EQ(taken.job().job_id(), job.job_id());
+  EXPECT_EQ(taken.lease().size(), 32u);
+
+  // The forgery, by another pool token that even knows the pool id, then by the
+  // pool's own token without the lease.
+  v1::ReportProgressRequest forged;
+  forged.set_pool_id(reg.pool_id());
+  forged.set_job_id(job.job_id());
+  *forged.add_events() = summary_event(0, 0.999);
+  v1::FinishJobRequest done;
+  done.set_pool_id(reg.pool_id());
+  done.set_job_id(job.job_id());
+  done.set_state(v1::SUCCEEDED);
+  v1::ReportProgressResponse rr;
+  v1::FinishJobResponse fr;
+  EXPECT_EQ(workers_->ReportProgress(ctx("evil-pool-t").get(), forged, &rr).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(workers_->FinishJob(ctx("evil-pool-t").get(), done, &fr).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(workers_->ReportProgress(ctx("pool-t").get(), forged, &rr).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(workers_->FinishJob(ctx("pool-t").get(), done, &fr).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(get_job(job.job_id(), &got, "alice-t").ok());
+  EXPECT_EQ(got.state(), v1::RUNNING);
+  EXPECT_FALSE(got.has_latest_metrics());
+
+  // With the lease, the pool's report and finish count.
+  forged.set_lease(taken.lease());
+  done.set_lease(taken.lease());
+  ASSERT_TRUE(workers_->ReportProgress(ctx("pool-t").get(), forged, &rr).ok());
+  ASSERT_TRUE(workers_->FinishJob(ctx("pool-t").get(), done, &fr).ok());
+  ASSERT_TRUE(get_job(job.job_id(), &got, "alice-t").ok());
+  EXPECT_EQ(got.state(), v1::SUCCEEDED);
 }
 
 TEST_F(ServicesTest, TokenWorksOverLoopbackTcp) {
