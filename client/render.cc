@@ -274,6 +274,7 @@ std::string job_fields(const v1::Job& job, Clock::time_point now) {
   std::string pool = job.pool_id();
   if (!pool.empty() && job.ranks() > 0) pool += " (" + plural(job.ranks(), "rank", "ranks") + ")";
   d.add("Pool", pool);
+  d.add("Owner", job.owner());
   d.add("Attempts", job.attempts() > 0 ? std::to_string(job.attempts()) : "");
   d.add("Created", time_with_age(job.create_time(), now));
   d.add("Started", time_with_age(job.start_time(), now));

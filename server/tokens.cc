@@ -280,7 +280,9 @@ int token_command(const std::vector<std::string>& args) {
                  name.c_str(), file.c_str());
     return 0;
   } catch (const UserError& e) {
-    std::fprintf(stderr, "prelude-coordinator token: %s\n%s", e.what(), kTokenUsage);
+    // The usage helps with the arguments, not with a file's problem.
+    const bool about_file = !file.empty() && std::string(e.what()).rfind(file, 0) == 0;
+    std::fprintf(stderr, "prelude-coordinator token: %s\n%s", e.what(), about_file ? "" : kTokenUsage);
     return 2;
   }
 }

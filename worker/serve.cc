@@ -132,7 +132,8 @@ class CoordinatorLink {
       return;
     }
     const ErrorCode kind = from_grpc(s.error_code());
-    if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kInvalidArgument)
+    if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kPermissionDenied ||
+        kind == ErrorCode::kInvalidArgument)
       throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + status_text(s));
     if (attempt % 10 == 0)
       log("waiting for the coordinator at " + options_.coordinator + ": " + status_text(s) +
@@ -184,7 +185,7 @@ class CoordinatorLink {
       unregistered_ = true;
       return std::nullopt;
     }
-    if (kind == ErrorCode::kUnauthenticated) throw UserError(status_text(s));
+    if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kPermissionDenied) throw UserError(status_text(s));
     if (failures_++ % 10 == 0) log("cannot reach the coordinator: " + status_text(s));
     std::this_thread::sleep_for(std::min(5000ms, 200ms * failures_));
     return std::nullopt;
