@@ -260,6 +260,8 @@ std::string job_fields(const v1::Job& job, Clock::time_point now) {
   std::string state = state_name(job.state());
   if (job.cancel_requested()) state += " (cancel requested: stopping at its next step)";
   d.add("State", state);
+  if (job.state() == v1::QUEUED && job.queue_position() > 0)
+    d.add("Waiting", "#" + std::to_string(job.queue_position()) + " in the queue: " + job.waiting_reason());
   d.add("Error", job.error());
   d.add("Model", model_summary(spec));
   if (spec.model().layers_size() > 0) {
@@ -342,7 +344,9 @@ std::string jobs_table(const std::vector<v1::Job>& jobs, Clock::time_point now) 
   Table table({"ID", "STATE", "NAME", "MODEL", "PROGRESS", "TEST ACC", "POOL", "AGE"});
   for (const auto& job : jobs) {
     const auto& latest = job.latest_metrics();
-    table.add({job.job_id(), state_name(job.state()),
+    std::string state = state_name(job.state());
+    if (job.state() == v1::QUEUED && job.queue_position() > 0) state += " #" + std::to_string(job.queue_position());
+    table.add({job.job_id(), state,
                job.spec().name().empty() ? "-" : truncate(job.spec().name(), kNameColumnWidth),
                model_summary(job.spec()), progress_cell(job),
                latest.has_test_accuracy() ? fixed(latest.test_accuracy(), 4) : "-",

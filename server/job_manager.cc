@@ -435,7 +435,7 @@ v1::Job JobManager::submit(v1::JobSpec spec, const Caller& who) {
   check_submittable(&spec, who);
   check_queue_limit(who, 1);
   if (!degraded_.empty()) throw unavailable(degraded_);
-  return add_job(std::move(spec), who.name).job;
+  return shown(add_job(std::move(spec), who.name));
 }
 
 JobManager::Record JobManager::new_queued(int64_t number, v1::JobSpec spec, const std::string& owner,
@@ -522,7 +522,7 @@ v1::SweepStatus JobManager::sweep_status(const std::string& sweep_id) const {
   v1::SweepStatus status;
   *status.mutable_sweep() = it->second;
   for (const auto& id : it->second.job_ids())
-    if (jobs_.count(id)) *status.add_jobs() = find(id).job;  // deleted jobs drop out
+    if (jobs_.count(id)) *status.add_jobs() = shown(find(id));  // deleted jobs drop out
   return status;
 }
 
@@ -567,7 +567,7 @@ v1::SweepStatus JobManager::cancel_sweep(const std::string& sweep_id, const Call
 
 v1::Job JobManager::get(const std::string& job_id, const Caller& who) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return find(job_id, who).job;
+  return shown(find(job_id, who));
 }
 
 JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobState state,
@@ -587,7 +587,8 @@ JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobSt
   JobPage page;
   for (auto it = by_number_.lower_bound(below); it != by_number_.begin();) {
     --it;
-    const v1::Job& job = jobs_.at(it->second).job;
+    const Record& r = jobs_.at(it->second);
+    const v1::Job& job = r.job;
     if (state != v1::JOB_STATE_UNSPECIFIED && job.state() != state) continue;
     if (!sweep_id.empty() && job.sweep_id() != sweep_id) continue;
     if (!who.may_see(job.owner())) continue;
@@ -595,7 +596,7 @@ JobPage JobManager::list(int page_size, const std::string& page_token, v1::JobSt
       page.next_page_token = std::to_string(it->first + 1);
       break;
     }
-    page.jobs.push_back(job);
+    page.jobs.push_back(shown(r));
   }
   return page;
 }
@@ -711,6 +712,51 @@ v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest
 
 bool JobManager::pool_can_run(const PoolInfo& pool, const Record& r) const {
   return r.job.spec().training().batch_size() % pool.ranks == 0;
+}
+
+namespace {
+
+std::string count_of(int64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+}  // namespace
+
+std::string JobManager::waiting_reason(const Record& r, int64_t ahead) const {
+  if (!degraded_.empty()) return degraded_;
+  if (pools_.empty()) {
+    if (!options_.expected_pool_ranks.empty())
+      return "waiting for a worker pool: none has registered yet (the coordinator's own pool of " +
+             count_of(options_.expected_pool_ranks.front(), "rank", "ranks") + " is starting)";
+    return "waiting for a worker pool: none is registered (start one: mpirun -np N prelude-worker serve "
+           "--coordinator ADDR)";
+  }
+  int fitting = 0, idle = 0;
+  std::set<int> sizes;
+  for (const auto& [id, pool] : pools_) {
+    sizes.insert(pool.ranks);
+    if (!pool_can_run(pool, r)) continue;
+    ++fitting;
+    if (pool.job_id.empty()) ++idle;
+  }
+  if (fitting == 0) {
+    std::string list;
+    for (int n : sizes) list += (list.empty() ? "" : ", ") + std::to_string(n);
+    return "no registered pool can run it: its batch of " + std::to_string(r.job.spec().training().batch_size()) +
+           " is not divisible by their ranks (" + list + "); it waits for a pool that fits";
+  }
+  const std::string behind = ahead == 0 ? "it is next" : count_of(ahead, "job is", "jobs are") + " ahead of it";
+  if (idle > 0) return ahead == 0 ? "an idle pool is taking it" : behind + "; an idle pool takes them in turn";
+  return "every pool that can run it is busy (" + count_of(fitting, "pool", "pools") + "); " + behind;
+}
+
+v1::Job JobManager::shown(const Record& r) const {
+  v1::Job job = r.job;
+  if (job.state() != v1::QUEUED) return job;
+  const int64_t ahead = std::distance(queue_.begin(), queue_.find(r.number));
+  job.set_queue_position(static_cast<int32_t>(ahead + 1));
+  job.set_waiting_reason(waiting_reason(r, ahead));
+  return job;
 }
 
 std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chrono::milliseconds wait,

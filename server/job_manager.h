@@ -269,6 +269,10 @@ class JobManager {
   prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;
   int64_t sweep_version(const prelude::v1::Sweep& sweep) const;
   bool pool_can_run(const PoolInfo& pool, const Record& r) const;
+  // A copy of the job as clients see it: a QUEUED one with its place in the queue
+  // and why it waits.
+  prelude::v1::Job shown(const Record& r) const;
+  std::string waiting_reason(const Record& r, int64_t ahead) const;
   // Changes the job's state (and whatever `change` sets with it), records the
   // StateChange event, saves and notifies; all on a copy committed as one.
   void transition(Record& r, prelude::v1::JobState state, const std::string& reason,

@@ -352,6 +352,43 @@ TEST_F(JobManagerTest, UnknownPoolIdIsNotFound) {
   EXPECT_EQ(jm_->get(job).state(), v1::QUEUED);
 }
 
+// ================================================================ why a job waits
+
+TEST_F(JobManagerTest, AQueuedJobSaysItsPlaceAndWhyItWaits) {
+  const std::string a = submit(64, "a"), b = submit(64, "b"), c = submit(48, "c");
+  v1::Job job = jm_->get(a);
+  EXPECT_EQ(job.queue_position(), 1);
+  EXPECT_TRUE(contains(job.waiting_reason(), "none is registered")) << job.waiting_reason();
+  EXPECT_EQ(jm_->get(c).queue_position(), 3);
+
+  // A pool whose ranks divide none of the batches: each says so, with the sizes.
+  const std::string five = register_pool(5);
+  job = jm_->get(b);
+  EXPECT_EQ(job.waiting_reason(),
+            "no registered pool can run it: its batch of 64 is not divisible by their ranks (5); it waits for a pool "
+            "that fits");
+
+  // A pool of 2 takes the oldest; the others wait behind the busy pool.
+  const std::string two = register_pool(2);
+  EXPECT_EQ(take(two).job_id(), a);
+  EXPECT_EQ(jm_->get(a).queue_position(), 0);  // running: no place, no reason
+  EXPECT_EQ(jm_->get(a).waiting_reason(), "");
+  EXPECT_EQ(jm_->get(b).queue_position(), 1);
+  EXPECT_EQ(jm_->get(b).waiting_reason(), "every pool that can run it is busy (1 pool); it is next");
+  EXPECT_EQ(jm_->get(c).waiting_reason(), "every pool that can run it is busy (1 pool); 1 job is ahead of it");
+  // The list carries the same, and the listing order is newest first.
+  const JobPage page = jm_->list(0, "", v1::QUEUED);
+  ASSERT_EQ(page.jobs.size(), 2u);
+  EXPECT_EQ(page.jobs[0].queue_position(), 2);
+  EXPECT_EQ(page.jobs[1].queue_position(), 1);
+
+  // Another fitting pool, idle: the next job is being taken.
+  register_pool(4);
+  EXPECT_EQ(jm_->get(b).waiting_reason(), "an idle pool is taking it");
+  EXPECT_EQ(jm_->get(c).waiting_reason(), "1 job is ahead of it; an idle pool takes them in turn");
+  (void)five;
+}
+
 // ================================================================ pools and FIFO
 
 TEST_F(JobManagerTest, RegisterPoolNamesPoolsByBootAndChecksRanks) {
@@ -1113,7 +1150,13 @@ TEST_F(JobManagerRestartTest, EndedAndQueuedJobsSurviveUnchanged) {
 
   EXPECT_EQ(jm_->get(a).SerializeAsString(), a_before.SerializeAsString());
   EXPECT_EQ(jm_->get(b).SerializeAsString(), b_before.SerializeAsString());
-  EXPECT_EQ(jm_->get(c).SerializeAsString(), c_before.SerializeAsString());
+  // The queued one keeps its place; why it waits is worked out anew (its pool is gone).
+  v1::Job c_after = jm_->get(c), c_then = c_before;
+  EXPECT_EQ(c_after.queue_position(), 1);
+  EXPECT_TRUE(contains(c_after.waiting_reason(), "none is registered")) << c_after.waiting_reason();
+  c_after.clear_waiting_reason();
+  c_then.clear_waiting_reason();
+  EXPECT_EQ(c_after.SerializeAsString(), c_then.SerializeAsString());
   EXPECT_EQ(history(a).size(), 4u);
   bool ended = false;
   EXPECT_TRUE(jm_->wait_events(a, 4, SteadyClock::now() + 1s, &ended).empty());
