@@ -12,6 +12,7 @@
 #include "artifacts/onnx_export.h"
 #include "common/errors.h"
 #include "server/artifact_store.h"
+#include "server/audit_log.h"
 #include "server/handle.h"
 
 namespace prelude::server {
@@ -260,6 +261,44 @@ grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* ctx, const v1::Delet
     const std::string& job_id = job_id_of(req->job_id());
     jobs_.remove(job_id);
     artifacts_.remove_job(job_id);
+  });
+}
+
+// ---------------------------------------------------------------- audit
+
+grpc::Status JobServiceImpl::ListAudit(grpc::ServerContext* ctx, const v1::ListAuditRequest* req,
+                                       v1::ListAuditResponse* resp) {
+  return handle(ctx, auth_, [&] {
+    if (!audit_) throw failed_precondition("this coordinator keeps no audit trail");
+    AuditQuery q;
+    q.page_size = req->page_size();
+    q.page_token = req->page_token();
+    q.user = req->user();
+    q.action = req->action();
+    if (req->has_since()) {
+      // Years 1970 to 9999, so that the milliseconds fit.
+      const auto& since = req->since();
+      if (since.seconds() < 0 || since.seconds() > 253402300799 || since.nanos() < 0 || since.nanos() > 999999999)
+        throw invalid_argument("since: must be a time from 1970 to 9999, got " + std::to_string(since.seconds()) +
+                               " s " + std::to_string(since.nanos()) + " ns");
+      q.since_ms = since.seconds() * 1000 + since.nanos() / 1000000;
+    }
+    // A full page of the longest entries is under 3 MiB: within gRPC's default 4 MiB.
+    AuditPage page = audit_->page(q);
+    for (auto& e : page.entries) {
+      v1::AuditEntry* out = resp->add_entries();
+      out->set_seq(e.seq);
+      out->mutable_time()->set_seconds(e.time_ms / 1000);
+      out->mutable_time()->set_nanos(static_cast<int32_t>(e.time_ms % 1000) * 1000000);
+      out->set_user(std::move(e.user));
+      out->set_role(std::move(e.role));
+      out->set_peer(std::move(e.peer));
+      out->set_action(std::move(e.action));
+      out->set_target(std::move(e.target));
+      out->set_outcome(std::move(e.outcome));
+      out->set_detail(std::move(e.detail));
+    }
+    resp->set_next_page_token(page.next_page_token);
   });
 }
 
