@@ -3,7 +3,7 @@
 //   prelude [--coordinator ADDR] [--token-file FILE | --token TOKEN] [--timeout S] COMMAND ...
 //
 // Commands: submit, list, get, watch, cancel, metrics, checkpoints, download, delete,
-// sweep, compare (commands.h);
+// sweep, compare, audit (commands.h);
 // `prelude --help` and `prelude COMMAND --help` describe them. Exit codes: console.h (ExitCode).
 #pragma once
 

@@ -20,6 +20,7 @@ namespace {
 
 constexpr size_t kMaxJobBytes = 16u << 20;  // as load_job_file
 constexpr int kDefaultListLimit = 50;
+constexpr int kDefaultAuditLimit = 100;
 constexpr int kMaxPageSize = 1000;          // the coordinator's own limit
 
 // The job file of `submit`; "-" reads standard input. Throws UserError naming the
@@ -219,6 +220,40 @@ int compare(Session& session, const CommandLine& line) {
   return kExitOk;
 }
 
+int audit(Session& session, const CommandLine& line) {
+  const int limit = parse_count("--limit", line.value_or("--limit", std::to_string(kDefaultAuditLimit)), 1, 1000000);
+  const std::string format = parse_choice("--format", line.value_or("--format", "table"), {"table", "json"});
+  v1::ListAuditRequest request;
+  if (line.has("--user")) request.set_user(line.value_or("--user", ""));
+  if (line.has("--action")) request.set_action(line.value_or("--action", ""));
+  if (line.has("--since")) *request.mutable_since() = parse_since("--since", line.value_or("--since", ""), Clock::now());
+
+  std::vector<v1::AuditEntry> entries;
+  std::set<std::string> tokens_seen;  // a coordinator that hands out a token twice would loop forever
+  while (static_cast<int>(entries.size()) < limit) {
+    request.set_page_size(std::min(kMaxPageSize, limit - static_cast<int>(entries.size())));
+    v1::ListAuditResponse page = session.coordinator().list_audit(request);
+    for (auto& e : *page.mutable_entries())
+      if (static_cast<int>(entries.size()) < limit) entries.push_back(std::move(e));
+    const std::string& token = page.next_page_token();
+    if (token.empty() || !tokens_seen.insert(token).second) break;
+    request.set_page_token(token);
+  }
+
+  if (format == "json") {
+    session.console().out << audit_json_lines(entries);
+    return kExitOk;
+  }
+  if (entries.empty()) {
+    session.console().err << "no audit entries"
+                          << (line.has("--user") || line.has("--action") || line.has("--since") ? " match" : "")
+                          << '\n';
+    return kExitOk;
+  }
+  session.console().out << audit_table(entries);
+  return kExitOk;
+}
+
 }  // namespace
 
 const std::vector<CommandSpec>& commands() {
@@ -381,6 +416,28 @@ const std::vector<CommandSpec>& commands() {
         {"--target-loss", "LOSS", "also report the steps to reach this training loss"}},
        {"prelude compare sweep-000001", "prelude compare sweep-000001 --format markdown --target-loss 0.5"},
        compare},
+      {"audit",
+       {},
+       "show the coordinator's audit trail, newest first (admins only)",
+       "Who changed what, and who was refused: every submit, cancel and delete (and the other calls\n"
+       "that change something) and every refused token or permission, newest first, as the\n"
+       "coordinator recorded them (ListAudit; only a caller with the admin role may read it, others\n"
+       "get PERMISSION_DENIED, exit 3). A table: TIME (UTC), USER, ROLE, PEER (where the call came\n"
+       "from), ACTION, TARGET (the job, sweep or pool id) and OUTCOME (ok, or the status code and\n"
+       "message the caller got), and DETAIL when an entry has one. Refusals over 20 a second are\n"
+       "not recorded one by one: one entry counts them and names the peers (\"1234 more refusals\n"
+       "from ipv4:10.0.0.5 (1200), ...\"). The coordinator keeps its newest --audit-keep entries.\n"
+       "--format json prints one AuditEntry a line in protobuf JSON, every field present.\n"
+       "--since takes a time ago (90s, 30m, 2h, 7d, 2w, 1h30m), a date (2026-01-02, midnight UTC) or\n"
+       "a time (2026-01-02T03:04:05Z). Fetches as many pages as --limit needs.",
+       {{"--user", "USER", "only this user's entries"},
+        {"--action", "ACTION", "only this action's: submit, cancel, delete, token-refused, ..."},
+        {"--since", "WHEN", "only entries at or after WHEN: 2h, 7d, 2026-01-02, 2026-01-02T03:04:05Z"},
+        {"--limit", "N", "at most N entries (default 100)"},
+        {"--format", "FORMAT", "table (default) or json"}},
+       {"prelude audit", "prelude audit --action token-refused --since 1h",
+        "prelude audit --user alice --limit 1000 --format json | jq -r .target"},
+       audit},
   };
   return all;
 }

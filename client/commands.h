@@ -25,7 +25,7 @@ struct CommandSpec {
 };
 
 // submit, list, get, watch, cancel, metrics, checkpoints, download, delete, sweep,
-// compare, in the order of `prelude --help`.
+// compare, audit, in the order of `prelude --help`.
 const std::vector<CommandSpec>& commands();
 const CommandSpec* find_command(const std::string& name);
 

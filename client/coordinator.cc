@@ -114,6 +114,10 @@ void Coordinator::delete_job(const std::string& job_id) {
   unary<v1::DeleteJobRequest, v1::DeleteJobResponse>(&v1::JobService::Stub::DeleteJob, request);
 }
 
+v1::ListAuditResponse Coordinator::list_audit(const v1::ListAuditRequest& request) {
+  return unary<v1::ListAuditRequest, v1::ListAuditResponse>(&v1::JobService::Stub::ListAudit, request);
+}
+
 template <typename Message>
 std::unique_ptr<Coordinator::Stream<Message>> Coordinator::open_stream() const {
   auto stream = std::make_unique<Stream<Message>>();

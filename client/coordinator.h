@@ -50,6 +50,8 @@ class Coordinator {
   prelude::v1::SweepStatus get_sweep(const std::string& sweep_id);
   prelude::v1::SweepStatus cancel_sweep(const std::string& sweep_id);
   void delete_job(const std::string& job_id);
+  // One page of the audit trail (ListAudit, admins only).
+  prelude::v1::ListAuditResponse list_audit(const prelude::v1::ListAuditRequest& request);
 
   // A server stream: WatchJob's events, WatchSweep's statuses or DownloadModel's
   // chunks. No deadline: a job may train for hours, a sweep for days, and a large

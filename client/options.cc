@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <limits>
 
+#include <google/protobuf/util/time_util.h>
+
 #include "common/flags.h"
 #include "common/token.h"
 
@@ -157,6 +159,43 @@ prelude::v1::JobState parse_job_state(const std::string& flag, const std::string
   for (const auto& [name, state] : states)
     if (name == key) return state;
   throw UsageError(flag + ": must be one of queued, running, succeeded, failed, cancelled, got '" + value + "'");
+}
+
+google::protobuf::Timestamp parse_since(const std::string& flag, const std::string& value,
+                                        std::chrono::system_clock::time_point now) {
+  const auto bad = [&] {
+    return UsageError(flag + ": must be a time ago (90s, 30m, 2h, 7d, 2w, 1h30m), a date (2026-01-02) or a UTC time "
+                             "(2026-01-02T03:04:05Z), got '" + value + "'");
+  };
+  google::protobuf::Timestamp t;
+  // A date or a time: what protobuf's JSON takes for a Timestamp, which checks it whole.
+  if (value.size() >= 10 && value[4] == '-') {
+    const std::string text = value.size() == 10 ? value + "T00:00:00Z" : value;
+    if (!google::protobuf::util::TimeUtil::FromString(text, &t)) throw bad();
+    return t;
+  }
+  // A span: numbers with units, each unit at most once, largest first is not required.
+  int64_t seconds = 0;
+  size_t i = 0;
+  if (value.empty()) throw bad();
+  while (i < value.size()) {
+    size_t digits = 0;
+    int64_t n = 0;
+    while (i < value.size() && std::isdigit(static_cast<unsigned char>(value[i])) && digits < 7) {
+      n = n * 10 + (value[i++] - '0');
+      ++digits;
+    }
+    if (digits == 0 || i == value.size()) throw bad();
+    const char unit = value[i++];
+    const int64_t scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400
+                        : unit == 'w' ? 604800 : 0;
+    if (scale == 0) throw bad();
+    seconds += n * scale;  // at most 7 digits a part
+    if (seconds > (int64_t{1} << 40)) throw bad();  // 35,000 years: no overflow, and no such audit trail
+  }
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  t.set_seconds(std::max<int64_t>(0, now_s - seconds));
+  return t;
 }
 
 std::string parse_checkpoint(const std::string& flag, const std::string& value) {

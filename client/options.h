@@ -14,6 +14,8 @@
 #include "common/tls.h"
 #include "prelude/v1/service.pb.h"
 
+#include <google/protobuf/timestamp.pb.h>
+
 namespace prelude::client {
 
 // A command line split into its parts (read by FlagReader, common/flags.h). Flags
@@ -65,5 +67,10 @@ prelude::v1::JobState parse_job_state(const std::string& flag, const std::string
 // Which checkpoint of a job: "final", "latest" or a step number, as DownloadModel
 // takes it (a step without sign or leading zeros).
 std::string parse_checkpoint(const std::string& flag, const std::string& value);
+// A point in time: a span back from `now` ("90s", "30m", "2h", "7d", "2w", or
+// several: "1h30m"), a date ("2026-01-02", midnight UTC) or an RFC 3339 time
+// ("2026-01-02T03:04:05Z", "2026-01-02T04:04:05+01:00").
+google::protobuf::Timestamp parse_since(const std::string& flag, const std::string& value,
+                                        std::chrono::system_clock::time_point now);
 
 }  // namespace prelude::client

@@ -412,6 +412,29 @@ std::string checkpoints_json(const v1::Job& job) {
   return json + "]\n";
 }
 
+std::string audit_table(const std::vector<v1::AuditEntry>& entries) {
+  const bool details =
+      std::any_of(entries.begin(), entries.end(), [](const v1::AuditEntry& e) { return !e.detail().empty(); });
+  std::vector<std::string> header = {"TIME", "USER", "ROLE", "PEER", "ACTION", "TARGET", "OUTCOME"};
+  if (details) header.push_back("DETAIL");
+  Table table(header);
+  const auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+  for (const auto& e : entries) {
+    std::vector<std::string> row = {timestamp(e.time()), or_dash(e.user()),   or_dash(e.role()),
+                                    or_dash(e.peer()),   or_dash(e.action()), or_dash(e.target()),
+                                    or_dash(truncate(e.outcome(), kMaxAuditCellChars))};
+    if (details) row.push_back(or_dash(truncate(e.detail(), kMaxAuditCellChars)));
+    table.add(std::move(row));
+  }
+  return table.render();
+}
+
+std::string audit_json_lines(const std::vector<v1::AuditEntry>& entries) {
+  std::string out;
+  for (const auto& e : entries) out += to_json(e, /*proto_names=*/true, /*indent=*/false, /*all_fields=*/true);
+  return out;
+}
+
 std::string no_checkpoints_line(const v1::Job& job) {
   return job.job_id() + " has no checkpoints" + (is_final(job.state()) ? "" : " yet");
 }

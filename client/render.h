@@ -61,6 +61,17 @@ std::string no_checkpoints_line(const prelude::v1::Job& job);
 std::string download_line(const std::string& written_to, const std::string& job_id, const std::string& format,
                           const prelude::v1::CheckpointInfo& checkpoint, int64_t bytes);
 
+// ---- audit
+
+// `prelude audit`: TIME (UTC), USER, ROLE, PEER, ACTION, TARGET and OUTCOME, one row
+// per entry in the order given ("-" for an empty field), and DETAIL when an entry has
+// one. OUTCOME and DETAIL are cut to kMaxAuditCellChars characters.
+constexpr size_t kMaxAuditCellChars = 100;
+std::string audit_table(const std::vector<prelude::v1::AuditEntry>& entries);
+// `prelude audit --format json`: one AuditEntry a line in protobuf JSON, every field
+// present ("seq" as a string, as int64 fields are; "time" in RFC 3339).
+std::string audit_json_lines(const std::vector<prelude::v1::AuditEntry>& entries);
+
 // ---- metrics
 
 // The CSV header and the columns of `prelude metrics --format csv`.

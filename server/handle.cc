@@ -1,11 +1,13 @@
 #include "server/handle.h"
 
 #include <cstdio>
+#include <optional>
 
 #include "common/errors.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "common/text.h"
+#include "server/audit_log.h"
 #include "server/auth.h"
 
 namespace prelude::server {
@@ -45,12 +47,53 @@ void check_role(const Caller& who, Allowed allowed) {
   }
 }
 
-grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed,
+grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed, AuditContext* audit,
                     const std::function<void(const Caller&)>& body) {
+  std::optional<Caller> who;
+  // Writes the call's audit entry, if it has one: a refusal (whatever the call) or the
+  // outcome of a mutation. Never throws.
+  const auto note = [&](const char* action, const std::string& target, const std::string& outcome) {
+    if (!audit || !audit->log || !action) return;
+    AuditEntry e;
+    if (who) {
+      e.user = who->name;
+      e.role = role_name(who->role);
+    }
+    e.peer = context->peer();
+    e.action = action;
+    e.target = target;
+    e.outcome = outcome;
+    audit->log->record(std::move(e));
+  };
+  const auto outcome_of_mutation = [&](const std::string& outcome) {
+    if (audit) note(audit->action, audit->target, outcome);
+  };
   try {
-    const Caller who = auth ? auth->authenticate(context->client_metadata()) : Caller{};
-    check_role(who, allowed);
-    body(who);
+    try {
+      who = auth ? auth->authenticate(context->client_metadata()) : Caller{};
+    } catch (const ServiceError& e) {
+      note(kTokenRefused, audit ? audit->call : "", outcome_text(e.code(), e.what()));
+      throw;
+    }
+    try {
+      check_role(*who, allowed);
+    } catch (const ServiceError& e) {
+      note(kPermissionDenied, audit ? audit->call : "", outcome_text(e.code(), e.what()));
+      throw;
+    }
+    try {
+      body(*who);
+    } catch (const ServiceError& e) {
+      outcome_of_mutation(outcome_text(e.code(), e.what()));
+      throw;
+    } catch (const UserError& e) {
+      outcome_of_mutation(outcome_text(ErrorCode::kInvalidArgument, e.what()));
+      throw;
+    } catch (const std::exception& e) {
+      outcome_of_mutation(outcome_text(ErrorCode::kInternal, e.what()));
+      throw;
+    }
+    outcome_of_mutation(kOutcomeOk);
     return grpc::Status::OK;
   } catch (const ServiceError& e) {
     return grpc::Status(to_grpc(e.code()), status_message(e.what()));

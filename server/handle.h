@@ -11,6 +11,17 @@
 namespace prelude::server {
 
 class Authenticator;
+class AuditLog;
+
+// What handle() writes to the audit trail about a call (when `log` is set): every
+// refused token or role, whatever the call; and, for a mutation (`action` set), its
+// outcome, with `target` (the body may set it: a new job's id).
+struct AuditContext {
+  AuditLog* log = nullptr;
+  const char* call = "";        // the RPC ("SubmitJob"): the target of a refusal
+  const char* action = nullptr;  // "submit", "cancel", ...; null: not recorded when allowed
+  std::string target;
+};
 
 // Which roles may make a call.
 enum class Allowed {
@@ -22,13 +33,18 @@ enum class Allowed {
 // PERMISSION_DENIED unless the caller's role may make a call open to `allowed`.
 void check_role(const Caller& who, Allowed allowed);
 
-// Runs a handler body: learns the caller from its token (`auth`; without one every
+// Runs a handler body (writing the audit trail of `audit` when given): learns the caller from its token (`auth`; without one every
 // caller is an anonymous admin), refuses a role the call is not for
 // (PERMISSION_DENIED), then runs `body` with the caller; every ServiceError becomes
 // its status code with its message, a UserError INVALID_ARGUMENT, anything else
 // INTERNAL. Nothing escapes to gRPC. Messages go out with control characters escaped
 // and cut at 4 KiB.
-grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed,
+grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed, AuditContext* audit,
                     const std::function<void(const Caller&)>& body);
+// The same without an audit trail (tests).
+inline grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed,
+                           const std::function<void(const Caller&)>& body) {
+  return handle(context, auth, allowed, nullptr, body);
+}
 
 }  // namespace prelude::server

@@ -2,7 +2,7 @@
 //
 //   prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F] [--tokens-file F]
 //                       [--spawn-workers N] [--heartbeat-timeout S] [--stall-timeout S] [--max-attempts K]
-//                       [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]
+//                       [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure] [--audit-keep N]
 //
 // Serves prelude.v1.JobService (clients) and prelude.v1.WorkerService (pools) on
 // one port, plus grpc.health.v1.Health and server reflection. Stops cleanly on
@@ -30,6 +30,7 @@
 #include "common/errors.h"
 #include "common/tls.h"
 #include "server/artifact_store.h"
+#include "server/audit_log.h"
 #include "server/auth.h"
 #include "server/db_lock.h"
 #include "server/job_manager.h"
@@ -72,6 +73,7 @@ const std::vector<prelude::FlagSpec> kFlags = {
     {"--pool-tls-cert", "F", "under mutual TLS: the --spawn-workers pool's certificate"},
     {"--pool-tls-key", "F", "and its private key"},
     {"--insecure", "", "allow a non-loopback --listen with neither TLS nor a token"},
+    {"--audit-keep", "N", "audit trail entries kept in the database, the newest (default 100000)"},
 };
 
 std::string usage() {
@@ -82,7 +84,7 @@ std::string usage() {
          "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
          "                           [--heartbeat-timeout SECONDS] [--stall-timeout SECONDS] [--max-attempts K]\n"
          "                           [--port-file F] [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]\n"
-         "                           [--pool-tls-ca F] [--pool-tls-cert F --pool-tls-key F]\n"
+         "                           [--pool-tls-ca F] [--pool-tls-cert F --pool-tls-key F] [--audit-keep N]\n"
          "\n"
          "       prelude-coordinator token add NAME --role admin|user|pool --tokens-file F\n"
          "       prelude-coordinator token list|remove ... (token --help)\n"
@@ -98,6 +100,7 @@ struct Flags {
   std::string token_file, tokens_file, worker_binary, port_file, artifact_dir;
   int spawn_workers = 0, worker_threads = 0, max_attempts = 3, keep_checkpoints = 2;
   int max_queued_per_user = 0, max_sweep_points = 1000, max_request_mib = 16;
+  int64_t audit_keep = 100000;
   double heartbeat_timeout = 15, stall_timeout = 300;
   prelude::ServerTls tls{{"", "--tls-cert"}, {"", "--tls-key"}, {"", "--tls-client-ca"}};
   prelude::ClientTls pool_tls{false, {"", "--pool-tls-ca"}, {"", "--pool-tls-cert"}, {"", "--pool-tls-key"}};
@@ -153,6 +156,7 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--pool-tls-cert") f.pool_tls.cert.path = v;
     else if (a == "--pool-tls-key") f.pool_tls.key.path = v;
     else if (a == "--insecure") f.insecure = true;
+    else if (a == "--audit-keep") f.audit_keep = parse_whole_number(a, v, 1, 100000000);
     else if (a == "--spawn-workers") f.spawn_workers = static_cast<int>(parse_whole_number(a, v, 0, 256));
     else if (a == "--worker-threads") f.worker_threads = static_cast<int>(parse_whole_number(a, v, 1, 1024));
     else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_whole_number(a, v, 1, 100));
@@ -274,9 +278,14 @@ int main(int argc, char** argv) {
   std::unique_ptr<DatabaseLock> db_lock;
   std::unique_ptr<Store> store;
   std::unique_ptr<ArtifactStore> artifacts;
+  std::unique_ptr<AuditLog> audit;
   try {
     db_lock = std::make_unique<DatabaseLock>(f.db);  // before anything reads the database
     store = std::make_unique<Store>(f.db);
+    AuditOptions ao;
+    ao.keep = f.audit_keep;
+    ao.flush_interval_ms = 1000;  // a flood's summary row within a second or two, even if all goes quiet
+    audit = std::make_unique<AuditLog>(f.db, ao);
     artifacts = std::make_unique<ArtifactStore>(
         !f.artifact_dir.empty() ? f.artifact_dir : (f.db == ":memory:" ? "prelude" : f.db) + ".artifacts");
   } catch (const std::exception& e) {
@@ -295,8 +304,8 @@ int main(int argc, char** argv) {
   mo.max_sweep_points = f.max_sweep_points;
   mo.log = [](const std::string& line) { std::fprintf(stderr, "prelude-coordinator: %s\n", line.c_str()); };
   JobManager jobs(*store, mo);
-  JobServiceImpl job_service(jobs, *artifacts, &auth);
-  WorkerServiceImpl worker_service(jobs, *artifacts, &auth);
+  JobServiceImpl job_service(jobs, *artifacts, &auth, audit.get());
+  WorkerServiceImpl worker_service(jobs, *artifacts, &auth, audit.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -12,6 +12,7 @@
 #include "artifacts/onnx_export.h"
 #include "common/errors.h"
 #include "server/artifact_store.h"
+#include "server/audit_log.h"
 #include "server/handle.h"
 
 namespace prelude::server {
@@ -37,16 +38,23 @@ const std::string& job_id_of(const std::string& id) { return id_of("job_id", id)
 // ---------------------------------------------------------------- JobService
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req, v1::Job* resp) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.submit(req->spec(), who); });
+  AuditContext audit{audit_, "SubmitJob", "submit", {}};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
+    *resp = jobs_.submit(req->spec(), who);
+    audit.target = resp->job_id();
+  });
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::Job* resp) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.get(job_id_of(req->job_id()), who); });
+  AuditContext audit{audit_, "GetJob"};
+  return handle(ctx, auth_, Allowed::kClients, &audit,
+                [&](const Caller& who) { *resp = jobs_.get(job_id_of(req->job_id()), who); });
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                                       v1::ListJobsResponse* resp) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
+  AuditContext audit{audit_, "ListJobs"};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     JobPage page = jobs_.list(req->page_size(), req->page_token(), req->state(), req->sweep_id(), who);
     for (auto& j : page.jobs) *resp->add_jobs() = std::move(j);
     resp->set_next_page_token(page.next_page_token);
@@ -54,12 +62,15 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJo
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::Job* resp) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.cancel(job_id_of(req->job_id()), who); });
+  AuditContext audit{audit_, "CancelJob", "cancel", req->job_id()};
+  return handle(ctx, auth_, Allowed::kClients, &audit,
+                [&](const Caller& who) { *resp = jobs_.cancel(job_id_of(req->job_id()), who); });
 }
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
+  AuditContext audit{audit_, "WatchJob"};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     const std::string& id = job_id_of(req->job_id());
     if (req->after_seq() < 0) throw invalid_argument("after_seq: must not be negative");
     int64_t after = req->after_seq();
@@ -76,7 +87,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJ
 
 grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetMetricsRequest* req,
                                         v1::GetMetricsResponse* resp) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
+  AuditContext audit{audit_, "GetMetrics"};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     MetricsPage page = jobs_.metrics_page(job_id_of(req->job_id()), req->attempt(), req->all_attempts(),
                                           req->page_size(), req->page_token(), who);
     *resp->mutable_job() = std::move(page.job);
@@ -88,17 +100,23 @@ grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetM
 
 grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext* ctx, const v1::SubmitSweepRequest* req,
                                          v1::SweepStatus* resp) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.submit_sweep(req->sweep(), who); });
+  AuditContext audit{audit_, "SubmitSweep", "submit-sweep", {}};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
+    *resp = jobs_.submit_sweep(req->sweep(), who);
+    audit.target = resp->sweep().sweep_id();
+  });
 }
 
-grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req,
-                                      v1::SweepStatus* resp) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.get_sweep(id_of("sweep_id", req->sweep_id()), who); });
+grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req, v1::SweepStatus* resp) {
+  AuditContext audit{audit_, "GetSweep"};
+  return handle(ctx, auth_, Allowed::kClients, &audit,
+                [&](const Caller& who) { *resp = jobs_.get_sweep(id_of("sweep_id", req->sweep_id()), who); });
 }
 
 grpc::Status JobServiceImpl::WatchSweep(grpc::ServerContext* ctx, const v1::WatchSweepRequest* req,
                                         grpc::ServerWriter<v1::SweepStatus>* writer) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
+  AuditContext audit{audit_, "WatchSweep"};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     const std::string& id = id_of("sweep_id", req->sweep_id());
     int64_t version = -1;
     // Wake up every second to notice a client that went away.
@@ -119,22 +137,30 @@ grpc::Status JobServiceImpl::WatchSweep(grpc::ServerContext* ctx, const v1::Watc
 
 grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* ctx, const v1::CancelSweepRequest* req,
                                          v1::SweepStatus* resp) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) { *resp = jobs_.cancel_sweep(id_of("sweep_id", req->sweep_id()), who); });
+  AuditContext audit{audit_, "CancelSweep", "cancel-sweep", req->sweep_id()};
+  return handle(ctx, auth_, Allowed::kClients, &audit,
+                [&](const Caller& who) { *resp = jobs_.cancel_sweep(id_of("sweep_id", req->sweep_id()), who); });
 }
 
 // ---------------------------------------------------------------- WorkerService
 
 grpc::Status WorkerServiceImpl::RegisterPool(grpc::ServerContext* ctx, const v1::RegisterPoolRequest* req,
                                              v1::RegisterPoolResponse* resp) {
-  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) { *resp = jobs_.register_pool(*req, who); });
+  AuditContext audit{audit_, "RegisterPool", "register-pool", {}};
+  return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
+    *resp = jobs_.register_pool(*req, who);
+    audit.target = resp->pool_id();
+  });
 }
 
 grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::AcquireJobRequest* req,
                                            v1::AcquireJobResponse* resp) {
-  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
+  AuditContext audit{audit_, "AcquireJob"};
+  return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     std::string lease;
-    if (auto job = jobs_.acquire(req->pool_id(), std::chrono::milliseconds(req->wait_ms()),
-                                 [ctx] { return ctx->IsCancelled(); }, who, &lease)) {
+    if (auto job = jobs_.acquire(
+            req->pool_id(), std::chrono::milliseconds(req->wait_ms()), [ctx] { return ctx->IsCancelled(); }, who,
+            &lease)) {
       resp->set_lease(lease);
       // A job that trained before resumes from its latest checkpoint; one that
       // warm-starts is told its pinned checkpoint (if that is gone by now, the pool's
@@ -158,15 +184,17 @@ grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::A
 
 grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v1::ReportProgressRequest* req,
                                                v1::ReportProgressResponse* resp) {
-  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
-    resp->set_stop(jobs_.report({req->pool_id(), req->lease(), who}, req->job_id(),
-                                 {req->events().begin(), req->events().end()}));
+  AuditContext audit{audit_, "ReportProgress"};
+  return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
+    resp->set_stop(
+        jobs_.report({req->pool_id(), req->lease(), who}, req->job_id(), {req->events().begin(), req->events().end()}));
   });
 }
 
 grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::FinishJobRequest* req,
                                           v1::FinishJobResponse*) {
-  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
+  AuditContext audit{audit_, "FinishJob", "finish", req->job_id()};
+  return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     if (req->pool_hung()) {
       jobs_.pool_hung({req->pool_id(), req->lease(), who}, req->job_id(), req->error());
     } else {
@@ -178,7 +206,8 @@ grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::Fi
 grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
                                                  grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
                                                  v1::UploadCheckpointResponse* resp) {
-  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
+  AuditContext audit{audit_, "UploadCheckpoint"};
+  return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     v1::UploadCheckpointRequest first;
     if (!reader->Read(&first)) throw invalid_argument("an upload needs at least one message");
     const std::string& job_id = job_id_of(first.job_id());
@@ -215,7 +244,8 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
 
 grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const v1::FetchCheckpointRequest* req,
                                                 grpc::ServerWriter<v1::CheckpointChunk>* writer) {
-  return handle(ctx, auth_, Allowed::kPools, [&](const Caller& who) {
+  AuditContext audit{audit_, "FetchCheckpoint"};
+  return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
     jobs_.check_holds({req->pool_id(), req->lease(), who}, job_id);
     // Its own checkpoint, or the one of the job it warm-starts from (and no other).
@@ -238,7 +268,8 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const 
 
 grpc::Status JobServiceImpl::DownloadModel(grpc::ServerContext* ctx, const v1::DownloadModelRequest* req,
                                            grpc::ServerWriter<v1::DownloadModelChunk>* writer) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
+  AuditContext audit{audit_, "DownloadModel"};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
     const v1::CheckpointInfo info = jobs_.checkpoint(job_id, req->checkpoint(), who);
     std::string bytes = artifacts_.get(job_id, info);
@@ -260,10 +291,50 @@ grpc::Status JobServiceImpl::DownloadModel(grpc::ServerContext* ctx, const v1::D
 
 grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* ctx, const v1::DeleteJobRequest* req,
                                        v1::DeleteJobResponse*) {
-  return handle(ctx, auth_, Allowed::kClients, [&](const Caller& who) {
+  AuditContext audit{audit_, "DeleteJob", "delete", req->job_id()};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
     jobs_.remove(job_id, who);
     artifacts_.remove_job(job_id);
+  });
+}
+
+// ---------------------------------------------------------------- audit
+
+grpc::Status JobServiceImpl::ListAudit(grpc::ServerContext* ctx, const v1::ListAuditRequest* req,
+                                       v1::ListAuditResponse* resp) {
+  AuditContext audit{audit_, "ListAudit"};
+  return handle(ctx, auth_, Allowed::kAdmins, &audit, [&](const Caller&) {
+    if (!audit_) throw failed_precondition("this coordinator keeps no audit trail");
+    AuditQuery q;
+    q.page_size = req->page_size();
+    q.page_token = req->page_token();
+    q.user = req->user();
+    q.action = req->action();
+    if (req->has_since()) {
+      // Years 1970 to 9999, so that the milliseconds fit.
+      const auto& since = req->since();
+      if (since.seconds() < 0 || since.seconds() > 253402300799 || since.nanos() < 0 || since.nanos() > 999999999)
+        throw invalid_argument("since: must be a time from 1970 to 9999, got " + std::to_string(since.seconds()) +
+                               " s " + std::to_string(since.nanos()) + " ns");
+      q.since_ms = since.seconds() * 1000 + since.nanos() / 1000000;
+    }
+    // A full page of the longest entries is under 3 MiB: within gRPC's default 4 MiB.
+    AuditPage page = audit_->page(q);
+    for (auto& e : page.entries) {
+      v1::AuditEntry* out = resp->add_entries();
+      out->set_seq(e.seq);
+      out->mutable_time()->set_seconds(e.time_ms / 1000);
+      out->mutable_time()->set_nanos(static_cast<int32_t>(e.time_ms % 1000) * 1000000);
+      out->set_user(std::move(e.user));
+      out->set_role(std::move(e.role));
+      out->set_peer(std::move(e.peer));
+      out->set_action(std::move(e.action));
+      out->set_target(std::move(e.target));
+      out->set_outcome(std::move(e.outcome));
+      out->set_detail(std::move(e.detail));
+    }
+    resp->set_next_page_token(page.next_page_token);
   });
 }
 

@@ -11,12 +11,14 @@
 namespace prelude::server {
 
 class ArtifactStore;
+class AuditLog;
 class Authenticator;
 
 class JobServiceImpl final : public prelude::v1::JobService::Service {
  public:
-  JobServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth)
-      : jobs_(jobs), artifacts_(artifacts), auth_(auth) {}
+  // `audit` may be null: ListAudit then answers FAILED_PRECONDITION.
+  JobServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth, AuditLog* audit = nullptr)
+      : jobs_(jobs), artifacts_(artifacts), auth_(auth), audit_(audit) {}
 
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const prelude::v1::SubmitJobRequest* req,
                          prelude::v1::Job* resp) override;
@@ -42,17 +44,20 @@ class JobServiceImpl final : public prelude::v1::JobService::Service {
                              grpc::ServerWriter<prelude::v1::DownloadModelChunk>* writer) override;
   grpc::Status DeleteJob(grpc::ServerContext* ctx, const prelude::v1::DeleteJobRequest* req,
                          prelude::v1::DeleteJobResponse* resp) override;
+  grpc::Status ListAudit(grpc::ServerContext* ctx, const prelude::v1::ListAuditRequest* req,
+                         prelude::v1::ListAuditResponse* resp) override;
 
  private:
   JobManager& jobs_;
   ArtifactStore& artifacts_;
   const Authenticator* auth_;
+  AuditLog* audit_;
 };
 
 class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth)
-      : jobs_(jobs), artifacts_(artifacts), auth_(auth) {}
+  WorkerServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth, AuditLog* audit = nullptr)
+      : jobs_(jobs), artifacts_(artifacts), auth_(auth), audit_(audit) {}
 
   grpc::Status RegisterPool(grpc::ServerContext* ctx, const prelude::v1::RegisterPoolRequest* req,
                             prelude::v1::RegisterPoolResponse* resp) override;
@@ -72,6 +77,7 @@ class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
   JobManager& jobs_;
   ArtifactStore& artifacts_;
   const Authenticator* auth_;
+  AuditLog* audit_;
 };
 
 }  // namespace prelude::server

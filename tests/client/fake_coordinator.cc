@@ -145,6 +145,27 @@ grpc::Status FakeJobService::ListJobs(grpc::ServerContext* ctx, const v1::ListJo
   return grpc::Status::OK;
 }
 
+grpc::Status FakeJobService::ListAudit(grpc::ServerContext* ctx, const v1::ListAuditRequest* req,
+                                       v1::ListAuditResponse* resp) {
+  if (auto s = begin_call(ctx); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  record_.audit_requests.push_back(*req);
+  if (!audit_status.ok()) return audit_status;
+  size_t start = 0;
+  if (!req->page_token().empty()) {
+    try {
+      start = std::stoul(req->page_token());
+    } catch (const std::exception&) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_token: not one of ours");
+    }
+  }
+  const size_t size = std::min<size_t>(req->page_size() > 0 ? req->page_size() : 100, max_page_size);
+  const size_t end = std::min(audit.size(), start + size);
+  for (size_t i = start; i < end; ++i) *resp->add_entries() = audit[i];
+  if (end < audit.size()) resp->set_next_page_token(std::to_string(end));
+  return grpc::Status::OK;
+}
+
 grpc::Status FakeJobService::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::Job* resp) {
   if (auto s = begin_call(ctx); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);

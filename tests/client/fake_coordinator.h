@@ -62,6 +62,11 @@ class FakeJobService final : public prelude::v1::JobService::Service {
   int64_t announced_bytes = -1;
   int64_t cut_download_after = -1;
   grpc::Status cut_download_status = grpc::Status::OK;
+  // ListAudit pages through these as they are (newest first), at most max_page_size
+  // a page; its filters are recorded, not applied. Not OK: ListAudit answers this
+  // instead (PERMISSION_DENIED for a caller who is not an admin, say).
+  std::vector<prelude::v1::AuditEntry> audit;
+  grpc::Status audit_status = grpc::Status::OK;
 
   // ---- what the client did
   struct Record {
@@ -77,6 +82,7 @@ class FakeJobService final : public prelude::v1::JobService::Service {
     std::vector<std::string> got_sweeps, watched_sweeps, cancelled_sweeps;
     std::vector<prelude::v1::DownloadModelRequest> downloads;
     std::vector<std::string> deleted;  // job ids DeleteJob removed
+    std::vector<prelude::v1::ListAuditRequest> audit_requests;
   };
   Record record() const;
 
@@ -111,6 +117,8 @@ class FakeJobService final : public prelude::v1::JobService::Service {
   // that has not ended; otherwise the job, its place in listings and its events go.
   grpc::Status DeleteJob(grpc::ServerContext* ctx, const prelude::v1::DeleteJobRequest* req,
                          prelude::v1::DeleteJobResponse* resp) override;
+  grpc::Status ListAudit(grpc::ServerContext* ctx, const prelude::v1::ListAuditRequest* req,
+                         prelude::v1::ListAuditResponse* resp) override;
 
  private:
   // Counts the call, records its metadata and checks the token.

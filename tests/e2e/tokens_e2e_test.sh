@@ -81,6 +81,14 @@ done
 check "a removed token is refused within 5 s, without a restart" [ "$gone" = 1 ]
 check "alice's token still works" as alice get "$id" > /dev/null
 
+as ops audit --format json > "$work/audit.json" 2> "$work/audit.err"
+check "the audit trail has alice's submit of $id" \
+  grep -qE '"user": ?"alice".*"action": ?"submit".*"target": ?"'"$id"'".*"outcome": ?"ok"' "$work/audit.json"
+check "and the removed token's refusal, and the pools' registrations" \
+  bash -c "grep -q '\"token-refused\"' '$work/audit.json' && grep -qE '\"action\": ?\"register-pool\"' '$work/audit.json'"
+as alice audit > /dev/null 2> "$work/alice-audit.err"; rc=$?
+check "a user may not read the audit trail: PERMISSION_DENIED" \
+  bash -c "[ $rc -eq 3 ] && grep -q PERMISSION_DENIED '$work/alice-audit.err'"
 check "the coordinator is still up" kill -0 "$coord_pid"
 check "no token reached the coordinator's log" \
   bash -c "! grep -qF -f <(cat '$work'/{alice,bob,ops,extpool}.token) '$work/coord.log' && ! grep -q 'prl_' '$work/coord.log'"
