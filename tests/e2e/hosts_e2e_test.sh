@@ -79,7 +79,7 @@ MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x OMP_NUM_THREAD
 setsid "$NETNS" run "$H1" "${MPI[@]}" --mca plm_rsh_agent "$RSH" --host "$H1,$H2" -np 2 \
   --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
   "$WORKER" serve --coordinator "$ADDR" --token-file "$work/pool.token" --threads 1 --quiet > "$work/poolA.log" 2>&1 &
-poolA=$!; pids+=($poolA); disown
+poolA=$!; pids+=("$poolA"); disown
 
 # 50 steps of batch 64, a checkpoint every 10.
 cat > "$work/job.json" <<'JOB'
@@ -145,7 +145,7 @@ wait_for 60 state_is "$id2" RUNNING || { echo "the second job did not start"; fa
 poolA_id=$(job_json "$id2" "j.get('poolId', '')")
 setsid "$NETNS" run "$H3" "${MPI[@]}" -np 2 \
   "$WORKER" serve --coordinator "$ADDR" --token-file "$work/pool.token" --threads 1 --quiet > "$work/poolB.log" 2>&1 &
-poolB=$!; pids+=($poolB); disown
+poolB=$!; pids+=("$poolB"); disown
 wait_for 60 checkpoint_at_least "$id2" 20 || { echo "no checkpoint at step 20"; fail_dump; exit 1; }
 r1=$(procs_on "$H2" prelude-worker)
 [[ -n $r1 ]] || { echo "no rank on H2"; fail_dump; exit 1; }
