@@ -81,7 +81,8 @@ TEST_F(RealCoordinator, A200kEventHistoryArrivesWholeInPagesUnder4MiB) {
   for (int done = 0; done < kEvents;) {
     std::vector<v1::TrainingEvent> batch;
     for (int i = 0; i < kBatch; ++i) {
-      v1::TrainingEvent t = step_event(++done, 1.0 / done);
+      ++done;  // not in the call: the order its arguments are evaluated in is unspecified
+      v1::TrainingEvent t = step_event(done, 1.0 / done);
       t.set_epoch(done / 1000);
       t.set_accuracy(0.5);
       t.set_learning_rate(0.01);
