@@ -54,8 +54,9 @@ import grpc
 from google.protobuf import json_format
 
 ALL_FAULTS = ["kill-coordinator", "kill-rank", "stop-rank", "full-disk"]
-# How many of each kind one run injects (shuffled by the seed).
-FAULT_COUNTS = {"kill-coordinator": 3, "kill-rank": 3, "stop-rank": 2, "full-disk": 2}
+# How many of each kind one run injects (shuffled by the seed). Each kind at least once;
+# fewer than before (3, 3, 2, 2) since the sanitizer run joined the suite's 25 minutes.
+FAULT_COUNTS = {"kill-coordinator": 2, "kill-rank": 2, "stop-rank": 1, "full-disk": 1}
 HEARTBEAT_TIMEOUT = 2.0   # --heartbeat-timeout: a silent pool is dropped after this
 STALL_TIMEOUT = 12.0      # --stall-timeout, when the coordinator has it
 MAX_ATTEMPTS = 4          # --max-attempts
