@@ -1,7 +1,9 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <chrono>
 #include <map>
 
 #include "common/bearer.h"
@@ -78,9 +80,21 @@ HttpServer::HttpServer(const HttpOptions& options, std::function<std::string()> 
       res.set_content(std::string("cannot gather the metrics: ") + e.what() + "\n", "text/plain; charset=utf-8");
     }
   });
+  // httplib's default is SO_REUSEPORT, which lets a second coordinator bind the same port
+  // and share its scrapes unnoticed: a port in use must be an error here.
+  server_->set_socket_options([](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   port_ = port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
   if (port_ <= 0) throw UserError("--http " + options.address + ": cannot listen there (in use, or not this host's)");
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    stopped_ = true;
+  });
+  // Serving before returning: a stop() that came before the loop started would be lost
+  // and the destructor would wait forever.
+  while (!server_->is_running() && !stopped_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 HttpServer::~HttpServer() {

@@ -3,6 +3,7 @@
 // cpp-httplib does the HTTP; what it serves comes from a function (Metrics::exposition).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,6 +42,7 @@ class HttpServer {
  private:
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> stopped_{false};  // the serving loop has returned
   int port_ = 0;
 };
 

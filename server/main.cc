@@ -299,6 +299,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A scraper that hangs up while /metrics is written over TLS (SSL_write: no MSG_NOSIGNAL)
+  // must cost that write, not the coordinator.
+  signal(SIGPIPE, SIG_IGN);
 
   std::unique_ptr<DatabaseLock> db_lock;
   std::unique_ptr<Store> store;
