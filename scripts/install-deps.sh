@@ -4,7 +4,9 @@
 #   (ocl-icd-opencl-dev: oneDNN's CMake config looks for OpenCL; apt only recommends it;
 #    python3-onnx and python3-opencv check exported ONNX models in an independent runtime;
 #    clang and libclang-rt-14-dev, libFuzzer and the sanitizers' runtime, build tests/fuzz;
-#    openssl makes the certificates of scripts/dev-certs.sh and the TLS tests)
+#    openssl makes the certificates of scripts/dev-certs.sh and the TLS tests;
+#    prometheus-cpp-dev and libcpp-httplib-dev serve the coordinator's /metrics, and
+#    prometheus (the server, and promtool) scrapes and lints it in metrics_e2e)
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
 set -euo pipefail
 
@@ -12,7 +14,8 @@ packages=(cmake g++ make pkg-config
           libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
           libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev libssl-dev libonnx-dev
           dataset-fashion-mnist python3-grpcio python3-grpc-tools openssl
-          python3-onnx python3-opencv clang libclang-rt-14-dev)
+          python3-onnx python3-opencv clang libclang-rt-14-dev
+          prometheus-cpp-dev libcpp-httplib-dev prometheus)
 if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
 
 missing=()

@@ -1,5 +1,6 @@
 #include "server/handle.h"
 
+#include <chrono>
 #include <cstdio>
 #include <optional>
 
@@ -47,8 +48,10 @@ void check_role(const Caller& who, Allowed allowed) {
   }
 }
 
-grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed, AuditContext* audit,
-                    const std::function<void(const Caller&)>& body) {
+namespace {
+
+grpc::Status run(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed, AuditContext* audit,
+                 const std::function<void(const Caller&)>& body) {
   std::optional<Caller> who;
   // Writes the call's audit entry, if it has one: a refusal (whatever the call) or the
   // outcome of a mutation. Never throws.
@@ -103,6 +106,18 @@ grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, All
     std::fprintf(stderr, "prelude-coordinator: internal error: %s\n", e.what());
     return grpc::Status(to_grpc(ErrorCode::kInternal), status_message(std::string("internal error: ") + e.what()));
   }
+}
+
+}  // namespace
+
+grpc::Status handle(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed, AuditContext* audit,
+                    const std::function<void(const Caller&)>& body) {
+  if (!audit || !audit->metrics) return run(context, auth, allowed, audit, body);
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status status = run(context, auth, allowed, audit, body);
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  audit->metrics->observe_rpc(audit->call, status.error_code(), took.count());
+  return status;
 }
 
 }  // namespace prelude::server

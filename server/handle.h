@@ -13,11 +13,21 @@ namespace prelude::server {
 class Authenticator;
 class AuditLog;
 
+// Told of every call handle() runs, once it has its answer: the RPC's name, the status
+// code and the seconds it took (a stream's: until it ended). The coordinator's metrics
+// (server/metrics.h) count and time calls with it; it must not throw.
+class RpcMetrics {
+ public:
+  virtual ~RpcMetrics() = default;
+  virtual void observe_rpc(const char* method, grpc::StatusCode code, double seconds) = 0;
+};
+
 // What handle() writes to the audit trail about a call (when `log` is set): every
 // refused token or role, whatever the call; and, for a mutation (`action` set), its
 // outcome, with `target` (the body may set it: a new job's id).
 struct AuditContext {
   AuditLog* log = nullptr;
+  RpcMetrics* metrics = nullptr;  // when set, told of the call (by `call`) whatever its outcome
   const char* call = "";        // the RPC ("SubmitJob"): the target of a refusal
   const char* action = nullptr;  // "submit", "cancel", ...; null: not recorded when allowed
   std::string target;
@@ -33,7 +43,8 @@ enum class Allowed {
 // PERMISSION_DENIED unless the caller's role may make a call open to `allowed`.
 void check_role(const Caller& who, Allowed allowed);
 
-// Runs a handler body (writing the audit trail of `audit` when given): learns the caller from its token (`auth`; without one every
+// Runs a handler body (writing the audit trail of `audit` when given, and telling its
+// metrics of the call): learns the caller from its token (`auth`; without one every
 // caller is an anonymous admin), refuses a role the call is not for
 // (PERMISSION_DENIED), then runs `body` with the caller; every ServiceError becomes
 // its status code with its message, a UserError INVALID_ARGUMENT, anything else

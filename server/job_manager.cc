@@ -353,6 +353,7 @@ void JobManager::transition(Record& r, v1::JobState state, const std::string& re
   }
   commit(r, std::move(next), {e});
   if (options_.log) options_.log(r.job.job_id() + " " + state_name(state) + ": " + reason);
+  if (is_final(state) && options_.on_final) options_.on_final(r.job);
 }
 
 namespace {
@@ -935,6 +936,22 @@ std::vector<PoolInfo> JobManager::pools() const {
   std::vector<PoolInfo> out;
   for (const auto& [id, p] : pools_) out.push_back(p);
   return out;
+}
+
+ManagerStats JobManager::stats() const {
+  ManagerStats s;
+  for (int state = v1::JobState_MIN; state <= v1::JobState_MAX; ++state)
+    if (state != v1::JOB_STATE_UNSPECIFIED && v1::JobState_IsValid(state)) s.jobs[static_cast<v1::JobState>(state)] = 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, r] : jobs_) {
+    ++s.jobs[r.job.state()];
+    for (const auto& c : r.job.checkpoints()) s.checkpoint_bytes += c.bytes();
+    if (r.job.state() == v1::RUNNING && r.job.has_progress() && r.job.progress().has_images_per_second())
+      s.images_per_second.emplace_back(id, r.job.progress().images_per_second());
+  }
+  s.queue_depth = static_cast<int64_t>(queue_.size());
+  for (const auto& [id, p] : pools_) ++(p.job_id.empty() ? s.pools_idle : s.pools_busy);
+  return s;
 }
 
 // ---------------------------------------------------------------- checkpoints

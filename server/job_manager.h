@@ -74,6 +74,20 @@ struct ManagerOptions {
   // waits for: the job id (wait_events), the sweep id (wait_sweep) or the pool id
   // (acquire). Called with the manager's lock held.
   std::function<void(const std::string&)> on_wakeup;
+  // Told of each job once it reaches a final state (SUCCEEDED, FAILED, CANCELLED), after
+  // the change is stored; for the metrics. Called with the manager's lock held: it must
+  // not call the manager.
+  std::function<void(const prelude::v1::Job&)> on_final;
+};
+
+// The numbers the metrics read at each scrape (stats()).
+struct ManagerStats {
+  std::map<prelude::v1::JobState, int64_t> jobs;  // by state: every state, 0 included
+  int64_t queue_depth = 0;                         // QUEUED jobs
+  int pools_idle = 0, pools_busy = 0;              // registered pools without / with a job
+  // RUNNING jobs with a step event: job id -> that event's images per second.
+  std::vector<std::pair<std::string, double>> images_per_second;
+  int64_t checkpoint_bytes = 0;  // of every checkpoint kept, final models included
 };
 
 struct JobPage {
@@ -217,6 +231,8 @@ class JobManager {
   // has not ended). Returns it, for the caller to remove its files.
   prelude::v1::Job remove(const std::string& job_id, const Caller& who = Caller{});
   std::vector<PoolInfo> pools() const;
+  // Counts for the metrics, all at one instant (the lock taken once).
+  ManagerStats stats() const;
 
   // ---- the database
   // Empty while the store takes writes; else why not: "the coordinator cannot write

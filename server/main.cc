@@ -3,9 +3,11 @@
 //   prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F] [--tokens-file F]
 //                       [--spawn-workers N] [--heartbeat-timeout S] [--stall-timeout S] [--max-attempts K]
 //                       [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure] [--audit-keep N]
+//                       [--http ADDR] [--http-port-file F]
 //
 // Serves prelude.v1.JobService (clients) and prelude.v1.WorkerService (pools) on
-// one port, plus grpc.health.v1.Health and server reflection. Stops cleanly on
+// one port, plus grpc.health.v1.Health and server reflection; and /metrics
+// (Prometheus) over HTTP on another. Stops cleanly on
 // SIGINT or SIGTERM.
 //
 //   prelude-coordinator token add NAME --role admin|user|pool --tokens-file F
@@ -33,7 +35,9 @@
 #include "server/audit_log.h"
 #include "server/auth.h"
 #include "server/db_lock.h"
+#include "server/http_server.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
 #include "server/pool_spawner.h"
 #include "server/services.h"
 #include "server/store.h"
@@ -74,6 +78,9 @@ const std::vector<prelude::FlagSpec> kFlags = {
     {"--pool-tls-key", "F", "and its private key"},
     {"--insecure", "", "allow a non-loopback --listen with neither TLS nor a token"},
     {"--audit-keep", "N", "audit trail entries kept in the database, the newest (default 100000)"},
+    {"--http", "ADDR",
+     "serve /metrics (Prometheus) over HTTP on ADDR (default 127.0.0.1:8080; '' turns it off; port 0 picks one)"},
+    {"--http-port-file", "F", "write the HTTP port actually bound to F once serving"},
 };
 
 std::string usage() {
@@ -85,6 +92,7 @@ std::string usage() {
          "                           [--heartbeat-timeout SECONDS] [--stall-timeout SECONDS] [--max-attempts K]\n"
          "                           [--port-file F] [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]\n"
          "                           [--pool-tls-ca F] [--pool-tls-cert F --pool-tls-key F] [--audit-keep N]\n"
+         "                           [--http ADDR] [--http-port-file F]\n"
          "\n"
          "       prelude-coordinator token add NAME --role admin|user|pool --tokens-file F\n"
          "       prelude-coordinator token list|remove ... (token --help)\n"
@@ -98,6 +106,8 @@ struct Flags {
   std::string db = "prelude.db";
   std::string data_root = "/usr/share/datasets";
   std::string token_file, tokens_file, worker_binary, port_file, artifact_dir;
+  std::string http = "127.0.0.1:8080", http_port_file;
+  bool http_given = false;  // --http given: failing to bind it is an error, not a warning
   int spawn_workers = 0, worker_threads = 0, max_attempts = 3, keep_checkpoints = 2;
   int max_queued_per_user = 0, max_sweep_points = 1000, max_request_mib = 16;
   int64_t audit_keep = 100000;
@@ -149,6 +159,10 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--keep-checkpoints") f.keep_checkpoints = static_cast<int>(parse_whole_number(a, v, 1, 1000));
     else if (a == "--worker-binary") f.worker_binary = v;
     else if (a == "--port-file") f.port_file = v;
+    else if (a == "--http") {
+      f.http = v;
+      f.http_given = true;
+    } else if (a == "--http-port-file") f.http_port_file = v;
     else if (a == "--tls-cert") f.tls.cert.path = v;
     else if (a == "--tls-key") f.tls.key.path = v;
     else if (a == "--tls-client-ca") f.tls.client_ca.path = v;
@@ -173,7 +187,18 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
                     "token: anyone who can reach the port could run, read and cancel jobs and pose as a pool. "
                     "Give --tls-cert/--tls-key and/or --tokens-file (or --token-file), or --insecure to serve it anyway (a private "
                     "network); loopback (127.0.0.0/8, ::1, localhost) needs none of them");
+  if (!f.http.empty() && !prelude::is_loopback_address(f.http) && !f.tls.enabled() && f.token_file.empty() &&
+      f.tokens_file.empty() && !f.insecure)
+    throw UserError("--http " + f.http + ": refusing to serve the metrics on a non-loopback address in plain text "
+                    "with no token. Give --tls-cert/--tls-key and/or --tokens-file (or --token-file), or --insecure");
+  if (f.http.empty() && !f.http_port_file.empty()) throw UserError("--http-port-file: needs --http (it is off)");
   return f;
+}
+
+void write_port_file(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  std::rename(tmp.c_str(), path.c_str());
 }
 
 // The spawned pool's TLS: TLS whenever the coordinator serves it, and checked now, so
@@ -274,6 +299,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A scraper that hangs up while /metrics is written over TLS (SSL_write: no MSG_NOSIGNAL)
+  // must cost that write, not the coordinator.
+  signal(SIGPIPE, SIG_IGN);
 
   std::unique_ptr<DatabaseLock> db_lock;
   std::unique_ptr<Store> store;
@@ -303,9 +331,12 @@ int main(int argc, char** argv) {
   mo.max_queued_per_user = f.max_queued_per_user;
   mo.max_sweep_points = f.max_sweep_points;
   mo.log = [](const std::string& line) { std::fprintf(stderr, "prelude-coordinator: %s\n", line.c_str()); };
+  Metrics metrics;
+  mo.on_final = [&metrics](const prelude::v1::Job& job) { metrics.observe_job_end(job); };
   JobManager jobs(*store, mo);
-  JobServiceImpl job_service(jobs, *artifacts, &auth, audit.get());
-  WorkerServiceImpl worker_service(jobs, *artifacts, &auth, audit.get());
+  metrics.set_stats([&jobs] { return jobs.stats(); });
+  JobServiceImpl job_service(jobs, *artifacts, &auth, audit.get(), &metrics);
+  WorkerServiceImpl worker_service(jobs, *artifacts, &auth, audit.get(), &metrics);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -327,11 +358,33 @@ int main(int argc, char** argv) {
                local_address(f.listen, port).c_str(), f.db.c_str(), artifacts->dir().c_str(), f.data_root.c_str(),
                auth.required() ? ", tokens required" : "",
                !f.tls.enabled() ? "" : f.tls.client_ca.given() ? ", TLS with client certificates" : ", TLS");
-  if (!f.port_file.empty()) {
-    const std::string tmp = f.port_file + ".tmp";
-    std::ofstream(tmp) << port << "\n";
-    std::rename(tmp.c_str(), f.port_file.c_str());
+  // /metrics: before the port file, so a test that sees it finds the HTTP port file too.
+  std::unique_ptr<HttpServer> http;
+  if (!f.http.empty()) {
+    HttpOptions ho;
+    ho.address = f.http;
+    ho.cert = f.tls.cert.path;
+    ho.key = f.tls.key.path;
+    ho.client_ca = f.tls.client_ca.path;
+    ho.auth = &auth;
+    try {
+      http = std::make_unique<HttpServer>(ho, [&metrics] { return metrics.exposition(); });
+      std::fprintf(stderr, "prelude-coordinator: metrics on %s://%s/metrics\n", f.tls.enabled() ? "https" : "http",
+                   local_address(f.http, http->port()).c_str());
+      if (!f.http_port_file.empty()) write_port_file(f.http_port_file, http->port());
+    } catch (const UserError& e) {
+      // The default port may be another coordinator's: that costs the metrics, not the service.
+      if (f.http_given) {
+        std::fprintf(stderr, "prelude-coordinator: %s\n", e.what());
+        server->Shutdown(std::chrono::system_clock::now());
+        jobs.shutdown();
+        return 2;
+      }
+      std::fprintf(stderr, "prelude-coordinator: warning: %s; no metrics (give --http ADDR, or --http '')\n",
+                   e.what());
+    }
   }
+  if (!f.port_file.empty()) write_port_file(f.port_file, port);
 
   std::unique_ptr<PoolSpawner> pool;
   if (f.spawn_workers > 0) {
@@ -352,6 +405,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::fprintf(stderr, "prelude-coordinator: %s: shutting down\n", strsignal(sig));
   pool.reset();
+  http.reset();
   jobs.shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   return 0;

@@ -38,7 +38,7 @@ const std::string& job_id_of(const std::string& id) { return id_of("job_id", id)
 // ---------------------------------------------------------------- JobService
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req, v1::Job* resp) {
-  AuditContext audit{audit_, "SubmitJob", "submit", {}};
+  AuditContext audit{audit_, metrics_, "SubmitJob", "submit", {}};
   return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     *resp = jobs_.submit(req->spec(), who);
     audit.target = resp->job_id();
@@ -46,14 +46,14 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::Submi
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::Job* resp) {
-  AuditContext audit{audit_, "GetJob"};
+  AuditContext audit{audit_, metrics_, "GetJob"};
   return handle(ctx, auth_, Allowed::kClients, &audit,
                 [&](const Caller& who) { *resp = jobs_.get(job_id_of(req->job_id()), who); });
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                                       v1::ListJobsResponse* resp) {
-  AuditContext audit{audit_, "ListJobs"};
+  AuditContext audit{audit_, metrics_, "ListJobs"};
   return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     JobPage page = jobs_.list(req->page_size(), req->page_token(), req->state(), req->sweep_id(), who);
     for (auto& j : page.jobs) *resp->add_jobs() = std::move(j);
@@ -62,14 +62,14 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJo
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req, v1::Job* resp) {
-  AuditContext audit{audit_, "CancelJob", "cancel", req->job_id()};
+  AuditContext audit{audit_, metrics_, "CancelJob", "cancel", req->job_id()};
   return handle(ctx, auth_, Allowed::kClients, &audit,
                 [&](const Caller& who) { *resp = jobs_.cancel(job_id_of(req->job_id()), who); });
 }
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
-  AuditContext audit{audit_, "WatchJob"};
+  AuditContext audit{audit_, metrics_, "WatchJob"};
   return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     const std::string& id = job_id_of(req->job_id());
     if (req->after_seq() < 0) throw invalid_argument("after_seq: must not be negative");
@@ -87,7 +87,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJ
 
 grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetMetricsRequest* req,
                                         v1::GetMetricsResponse* resp) {
-  AuditContext audit{audit_, "GetMetrics"};
+  AuditContext audit{audit_, metrics_, "GetMetrics"};
   return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     MetricsPage page = jobs_.metrics_page(job_id_of(req->job_id()), req->attempt(), req->all_attempts(),
                                           req->page_size(), req->page_token(), who);
@@ -100,7 +100,7 @@ grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetM
 
 grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext* ctx, const v1::SubmitSweepRequest* req,
                                          v1::SweepStatus* resp) {
-  AuditContext audit{audit_, "SubmitSweep", "submit-sweep", {}};
+  AuditContext audit{audit_, metrics_, "SubmitSweep", "submit-sweep", {}};
   return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     *resp = jobs_.submit_sweep(req->sweep(), who);
     audit.target = resp->sweep().sweep_id();
@@ -108,14 +108,14 @@ grpc::Status JobServiceImpl::SubmitSweep(grpc::ServerContext* ctx, const v1::Sub
 }
 
 grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req, v1::SweepStatus* resp) {
-  AuditContext audit{audit_, "GetSweep"};
+  AuditContext audit{audit_, metrics_, "GetSweep"};
   return handle(ctx, auth_, Allowed::kClients, &audit,
                 [&](const Caller& who) { *resp = jobs_.get_sweep(id_of("sweep_id", req->sweep_id()), who); });
 }
 
 grpc::Status JobServiceImpl::WatchSweep(grpc::ServerContext* ctx, const v1::WatchSweepRequest* req,
                                         grpc::ServerWriter<v1::SweepStatus>* writer) {
-  AuditContext audit{audit_, "WatchSweep"};
+  AuditContext audit{audit_, metrics_, "WatchSweep"};
   return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     const std::string& id = id_of("sweep_id", req->sweep_id());
     int64_t version = -1;
@@ -137,7 +137,7 @@ grpc::Status JobServiceImpl::WatchSweep(grpc::ServerContext* ctx, const v1::Watc
 
 grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* ctx, const v1::CancelSweepRequest* req,
                                          v1::SweepStatus* resp) {
-  AuditContext audit{audit_, "CancelSweep", "cancel-sweep", req->sweep_id()};
+  AuditContext audit{audit_, metrics_, "CancelSweep", "cancel-sweep", req->sweep_id()};
   return handle(ctx, auth_, Allowed::kClients, &audit,
                 [&](const Caller& who) { *resp = jobs_.cancel_sweep(id_of("sweep_id", req->sweep_id()), who); });
 }
@@ -146,7 +146,7 @@ grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* ctx, const v1::Can
 
 grpc::Status WorkerServiceImpl::RegisterPool(grpc::ServerContext* ctx, const v1::RegisterPoolRequest* req,
                                              v1::RegisterPoolResponse* resp) {
-  AuditContext audit{audit_, "RegisterPool", "register-pool", {}};
+  AuditContext audit{audit_, metrics_, "RegisterPool", "register-pool", {}};
   return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     *resp = jobs_.register_pool(*req, who);
     audit.target = resp->pool_id();
@@ -155,7 +155,7 @@ grpc::Status WorkerServiceImpl::RegisterPool(grpc::ServerContext* ctx, const v1:
 
 grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::AcquireJobRequest* req,
                                            v1::AcquireJobResponse* resp) {
-  AuditContext audit{audit_, "AcquireJob"};
+  AuditContext audit{audit_, metrics_, "AcquireJob"};
   return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     std::string lease;
     if (auto job = jobs_.acquire(
@@ -184,7 +184,7 @@ grpc::Status WorkerServiceImpl::AcquireJob(grpc::ServerContext* ctx, const v1::A
 
 grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v1::ReportProgressRequest* req,
                                                v1::ReportProgressResponse* resp) {
-  AuditContext audit{audit_, "ReportProgress"};
+  AuditContext audit{audit_, metrics_, "ReportProgress"};
   return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     resp->set_stop(
         jobs_.report({req->pool_id(), req->lease(), who}, req->job_id(), {req->events().begin(), req->events().end()}));
@@ -193,7 +193,7 @@ grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v
 
 grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::FinishJobRequest* req,
                                           v1::FinishJobResponse*) {
-  AuditContext audit{audit_, "FinishJob", "finish", req->job_id()};
+  AuditContext audit{audit_, metrics_, "FinishJob", "finish", req->job_id()};
   return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     if (req->pool_hung()) {
       jobs_.pool_hung({req->pool_id(), req->lease(), who}, req->job_id(), req->error());
@@ -206,7 +206,7 @@ grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* ctx, const v1::Fi
 grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
                                                  grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
                                                  v1::UploadCheckpointResponse* resp) {
-  AuditContext audit{audit_, "UploadCheckpoint"};
+  AuditContext audit{audit_, metrics_, "UploadCheckpoint"};
   return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     v1::UploadCheckpointRequest first;
     if (!reader->Read(&first)) throw invalid_argument("an upload needs at least one message");
@@ -244,7 +244,7 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
 
 grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const v1::FetchCheckpointRequest* req,
                                                 grpc::ServerWriter<v1::CheckpointChunk>* writer) {
-  AuditContext audit{audit_, "FetchCheckpoint"};
+  AuditContext audit{audit_, metrics_, "FetchCheckpoint"};
   return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
     jobs_.check_holds({req->pool_id(), req->lease(), who}, job_id);
@@ -268,7 +268,7 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const 
 
 grpc::Status JobServiceImpl::DownloadModel(grpc::ServerContext* ctx, const v1::DownloadModelRequest* req,
                                            grpc::ServerWriter<v1::DownloadModelChunk>* writer) {
-  AuditContext audit{audit_, "DownloadModel"};
+  AuditContext audit{audit_, metrics_, "DownloadModel"};
   return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
     const v1::CheckpointInfo info = jobs_.checkpoint(job_id, req->checkpoint(), who);
@@ -291,7 +291,7 @@ grpc::Status JobServiceImpl::DownloadModel(grpc::ServerContext* ctx, const v1::D
 
 grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* ctx, const v1::DeleteJobRequest* req,
                                        v1::DeleteJobResponse*) {
-  AuditContext audit{audit_, "DeleteJob", "delete", req->job_id()};
+  AuditContext audit{audit_, metrics_, "DeleteJob", "delete", req->job_id()};
   return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
     const std::string& job_id = job_id_of(req->job_id());
     jobs_.remove(job_id, who);
@@ -303,7 +303,7 @@ grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* ctx, const v1::Delet
 
 grpc::Status JobServiceImpl::ListAudit(grpc::ServerContext* ctx, const v1::ListAuditRequest* req,
                                        v1::ListAuditResponse* resp) {
-  AuditContext audit{audit_, "ListAudit"};
+  AuditContext audit{audit_, metrics_, "ListAudit"};
   return handle(ctx, auth_, Allowed::kAdmins, &audit, [&](const Caller&) {
     if (!audit_) throw failed_precondition("this coordinator keeps no audit trail");
     AuditQuery q;

@@ -13,12 +13,14 @@ namespace prelude::server {
 class ArtifactStore;
 class AuditLog;
 class Authenticator;
+class RpcMetrics;
 
 class JobServiceImpl final : public prelude::v1::JobService::Service {
  public:
   // `audit` may be null: ListAudit then answers FAILED_PRECONDITION.
-  JobServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth, AuditLog* audit = nullptr)
-      : jobs_(jobs), artifacts_(artifacts), auth_(auth), audit_(audit) {}
+  JobServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth, AuditLog* audit = nullptr,
+                 RpcMetrics* metrics = nullptr)
+      : jobs_(jobs), artifacts_(artifacts), auth_(auth), audit_(audit), metrics_(metrics) {}
 
   grpc::Status SubmitJob(grpc::ServerContext* ctx, const prelude::v1::SubmitJobRequest* req,
                          prelude::v1::Job* resp) override;
@@ -52,12 +54,14 @@ class JobServiceImpl final : public prelude::v1::JobService::Service {
   ArtifactStore& artifacts_;
   const Authenticator* auth_;
   AuditLog* audit_;
+  RpcMetrics* metrics_;  // may be null: calls are not counted
 };
 
 class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth, AuditLog* audit = nullptr)
-      : jobs_(jobs), artifacts_(artifacts), auth_(auth), audit_(audit) {}
+  WorkerServiceImpl(JobManager& jobs, ArtifactStore& artifacts, const Authenticator* auth, AuditLog* audit = nullptr,
+                    RpcMetrics* metrics = nullptr)
+      : jobs_(jobs), artifacts_(artifacts), auth_(auth), audit_(audit), metrics_(metrics) {}
 
   grpc::Status RegisterPool(grpc::ServerContext* ctx, const prelude::v1::RegisterPoolRequest* req,
                             prelude::v1::RegisterPoolResponse* resp) override;
@@ -78,6 +82,7 @@ class WorkerServiceImpl final : public prelude::v1::WorkerService::Service {
   ArtifactStore& artifacts_;
   const Authenticator* auth_;
   AuditLog* audit_;
+  RpcMetrics* metrics_;  // may be null: calls are not counted
 };
 
 }  // namespace prelude::server

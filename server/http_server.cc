@@ -1,0 +1,105 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <map>
+
+#include "common/bearer.h"
+#include "common/errors.h"
+#include "common/status.h"
+#include "server/auth.h"
+
+namespace prelude::server {
+
+namespace {
+
+// "host:port" -> host (brackets of an IPv6 address removed; empty: every address) and port.
+std::pair<std::string, int> split_address(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  const std::string what = "--http " + address + ": ";
+  if (colon == std::string::npos) throw UserError(what + "must be HOST:PORT, e.g. 127.0.0.1:8080");
+  std::string host = address.substr(0, colon);
+  const std::string port_text = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) host = "0.0.0.0";
+  char* end = nullptr;
+  const long port = std::strtol(port_text.c_str(), &end, 10);
+  if (port_text.empty() || *end || port < 0 || port > 65535)
+    throw UserError(what + "the port must be a number from 0 to 65535, got '" + port_text + "'");
+  return {host, static_cast<int>(port)};
+}
+
+// 0 when the request may scrape; else the HTTP status to refuse it with, `why` set.
+int refusal(const Authenticator* auth, const httplib::Request& req, std::string* why) {
+  if (!auth) return 0;
+  // The Authenticator reads gRPC metadata: the header is handed over as such.
+  const std::string key = kAuthorizationKey, value = req.get_header_value("Authorization");
+  std::multimap<grpc::string_ref, grpc::string_ref> metadata;
+  if (req.has_header("Authorization")) metadata.emplace(key, value);
+  try {
+    const Caller who = auth->authenticate(metadata);
+    if (who.role == Role::kUser) {
+      *why = "the token of " + who.name + " is a user's: only admin and pool tokens may read the metrics";
+      return 403;
+    }
+    return 0;
+  } catch (const ServiceError& e) {
+    *why = e.what();
+    return e.code() == ErrorCode::kUnauthenticated ? 401 : 403;
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(const HttpOptions& options, std::function<std::string()> metrics) {
+  const auto [host, port] = split_address(options.address);
+  if (!options.cert.empty()) {
+    auto tls = std::make_unique<httplib::SSLServer>(options.cert.c_str(), options.key.c_str(),
+                                                    options.client_ca.empty() ? nullptr : options.client_ca.c_str());
+    if (!tls->is_valid())
+      throw UserError("--http " + options.address + ": cannot serve TLS with " + options.cert + " and " + options.key);
+    server_ = std::move(tls);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
+  const Authenticator* auth = options.auth;
+  server_->Get("/metrics", [auth, metrics](const httplib::Request& req, httplib::Response& res) {
+    std::string why;
+    if (const int status = refusal(auth, req, &why)) {
+      res.status = status;
+      if (status == 401) res.set_header("WWW-Authenticate", "Bearer");
+      res.set_content(why + "\n", "text/plain; charset=utf-8");
+      return;
+    }
+    try {
+      res.set_content(metrics(), "text/plain; version=0.0.4; charset=utf-8");
+    } catch (const std::exception& e) {
+      res.status = 500;
+      res.set_content(std::string("cannot gather the metrics: ") + e.what() + "\n", "text/plain; charset=utf-8");
+    }
+  });
+  // httplib's default is SO_REUSEPORT, which lets a second coordinator bind the same port
+  // and share its scrapes unnoticed: a port in use must be an error here.
+  server_->set_socket_options([](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  port_ = port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
+  if (port_ <= 0) throw UserError("--http " + options.address + ": cannot listen there (in use, or not this host's)");
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    stopped_ = true;
+  });
+  // Serving before returning: a stop() that came before the loop started would be lost
+  // and the destructor would wait forever.
+  while (!server_->is_running() && !stopped_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+HttpServer::~HttpServer() {
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace prelude::server
