@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "common/errors.h"
+#include "common/text.h"
 #include "spec/job_spec.h"
 
 namespace prelude {
@@ -107,12 +108,12 @@ v1::Checkpoint decode_checkpoint(const std::string& bytes, const std::string& so
   for (const auto& t : c.params()) {
     const int64_t n = product(t.dims());
     if (t.name().empty() || t.dims_size() == 0 || n < 0)
-      throw user_error(source, "parameter '" + t.name() + "' has no name or an impossible shape");
+      throw user_error(source, "parameter " + echoed(t.name()) + " has no name or an impossible shape");
     if (t.values_size() != n)
-      throw user_error(source, "parameter " + t.name() + " has " + std::to_string(t.values_size()) +
+      throw user_error(source, "parameter " + echoed(t.name()) + " has " + std::to_string(t.values_size()) +
                                    " values for a shape of " + std::to_string(n));
     if (t.momentum_size() != 0 && t.momentum_size() != n)
-      throw user_error(source, "parameter " + t.name() + " has " + std::to_string(t.momentum_size()) +
+      throw user_error(source, "parameter " + echoed(t.name()) + " has " + std::to_string(t.momentum_size()) +
                                    " momentum values for a shape of " + std::to_string(n));
   }
   const auto& p = c.progress();

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/errors.h"
+#include "common/text.h"
 #include "spec/job_spec.h"
 
 namespace prelude {
@@ -143,7 +144,7 @@ class GraphBuilder {
     const v1::Tensor& t = c_.params(next_++);
     const std::vector<int64_t> have(t.dims().begin(), t.dims().end());
     if (t.kind() != kind || have != dims)
-      fail(at + ": parameter " + t.name() + " does not fit the layer (kind or shape)");
+      fail(at + ": parameter " + echoed(t.name()) + " does not fit the layer (kind or shape)");
     return t;
   }
 

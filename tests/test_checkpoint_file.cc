@@ -124,7 +124,7 @@ TEST(CheckpointFile, RefusesInconsistentContent) {
   v1::Checkpoint c = small_checkpoint();
   c.mutable_params(0)->add_values(1.f);
   EXPECT_EQ(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }),
-            "e.ckpt: parameter conv1.weight has 19 values for a shape of 18");
+            "e.ckpt: parameter 'conv1.weight' has 19 values for a shape of 18");
   c = small_checkpoint();
   c.mutable_params(0)->mutable_momentum()->RemoveLast();
   EXPECT_NE(user_error_of([&] { decode_checkpoint(encode_checkpoint(c), "e.ckpt"); }).find("17 momentum values"),

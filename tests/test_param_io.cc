@@ -86,7 +86,7 @@ TEST(ParamIo, AnotherModelIsRefusedNamingTheParameter) {
   auto shared = build_network(layers_of(R"({"preset":"cnn-small","activation":{"kind":"PRELU_SHARED"}})"),
                               {8, 1, 28, 28});
   EXPECT_EQ(user_error_of([&] { load_params(c, "cw.ckpt", true, shared->params()); }),
-            "cw.ckpt: parameter 2 is conv1.act.slope 32, the model's is conv1.act.slope 1: it is another model");
+            "cw.ckpt: parameter 2 is 'conv1.act.slope' 32, the model's is 'conv1.act.slope' 1: it is another model");
   for (auto& t : *c.mutable_params()) t.clear_momentum();
   auto cw = build_network(layers_of(R"({"preset":"cnn-small","activation":{"kind":"PRELU_CHANNELWISE"}})"),
                           {8, 1, 28, 28});

@@ -1,6 +1,7 @@
 #include "engine/param_io.h"
 
 #include "common/errors.h"
+#include "common/text.h"
 
 namespace prelude {
 
@@ -65,11 +66,12 @@ void load_params(const v1::Checkpoint& checkpoint, const std::string& source, bo
         for (int64_t x : d) s += (s.empty() ? "" : "x") + std::to_string(x);
         return s;
       };
-      throw user_error(source, "parameter " + std::to_string(i) + " is " + t.name() + " " + shape(have) +
-                                   ", the model's is " + p.name + " " + shape(want) + ": it is another model");
+      throw user_error(source, "parameter " + std::to_string(i) + " is " + echoed(t.name()) + " " + shape(have) +
+                                   ", the model's is '" + p.name + "' " + shape(want) + ": it is another model");
     }
     if (with_momentum && t.momentum_size() != t.values_size())
-      throw user_error(source, "parameter " + t.name() + " has no optimizer state (an exported model cannot resume)");
+      throw user_error(source, "parameter " + echoed(t.name()) +
+                                   " has no optimizer state (an exported model cannot resume)");
     from_plain(std::vector<float>(t.values().begin(), t.values().end()), p.data);
     if (with_momentum) from_plain(std::vector<float>(t.momentum().begin(), t.momentum().end()), momentum_memory(p));
   }
