@@ -6,6 +6,8 @@
 
 #include <vector>
 
+#include "common/grpc_status.h"
+
 namespace prelude::server {
 
 namespace v1 = prelude::v1;
@@ -22,29 +24,6 @@ const prometheus::Histogram::BucketBoundaries kJobBuckets = {1,    5,     10,   
                                                              1800, 3600,  7200,  14400, 28800, 86400, 172800};
 
 }  // namespace
-
-const char* grpc_code_name(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
-  }
-}
 
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
@@ -65,7 +44,7 @@ Metrics::Metrics()
 }
 
 void Metrics::observe_rpc(const char* method, grpc::StatusCode code, double seconds) {
-  rpc_requests_.Add({{"method", method}, {"code", grpc_code_name(code)}}).Increment();
+  rpc_requests_.Add({{"method", method}, {"code", status_code_name(code)}}).Increment();
   rpc_seconds_.Add({{"method", method}}, kRpcBuckets).Observe(seconds);
 }
 

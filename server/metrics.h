@@ -43,7 +43,4 @@ class Metrics final : public RpcMetrics {
   std::function<ManagerStats()> stats_;
 };
 
-// The gRPC name of a status code: "OK", "INVALID_ARGUMENT", ...
-const char* grpc_code_name(grpc::StatusCode code);
-
 }  // namespace prelude::server
