@@ -53,10 +53,17 @@ namespace {
 grpc::Status run(grpc::ServerContext* context, const Authenticator* auth, Allowed allowed, AuditContext* audit,
                  const std::function<void(const Caller&)>& body) {
   std::optional<Caller> who;
+  // How far the call got: a failure while authenticating is a refused token, while
+  // checking the role a refused role, in the body the outcome of the call.
+  enum class Stage { kAuthenticate, kRole, kBody } stage = Stage::kAuthenticate;
   // Writes the call's audit entry, if it has one: a refusal (whatever the call) or the
   // outcome of a mutation. Never throws.
-  const auto note = [&](const char* action, const std::string& target, const std::string& outcome) {
-    if (!audit || !audit->log || !action) return;
+  const auto note = [&](const std::string& outcome) {
+    if (!audit || !audit->log) return;
+    const char* action = stage == Stage::kAuthenticate ? kTokenRefused
+                         : stage == Stage::kRole       ? kPermissionDenied
+                                                       : audit->action;
+    if (!action) return;
     AuditEntry e;
     if (who) {
       e.user = who->name;
@@ -64,47 +71,30 @@ grpc::Status run(grpc::ServerContext* context, const Authenticator* auth, Allowe
     }
     e.peer = context->peer();
     e.action = action;
-    e.target = target;
+    e.target = stage == Stage::kBody ? audit->target : audit->call;
     e.outcome = outcome;
     audit->log->record(std::move(e));
   };
-  const auto outcome_of_mutation = [&](const std::string& outcome) {
-    if (audit) note(audit->action, audit->target, outcome);
+  // The status of a call that failed with `code`, its audit entry written.
+  const auto failed = [&](ErrorCode code, const std::string& message, const std::string& status_text) {
+    note(outcome_text(code, message));
+    return grpc::Status(to_grpc(code), status_message(status_text));
   };
   try {
-    try {
-      who = auth ? auth->authenticate(context->client_metadata()) : Caller{};
-    } catch (const ServiceError& e) {
-      note(kTokenRefused, audit ? audit->call : "", outcome_text(e.code(), e.what()));
-      throw;
-    }
-    try {
-      check_role(*who, allowed);
-    } catch (const ServiceError& e) {
-      note(kPermissionDenied, audit ? audit->call : "", outcome_text(e.code(), e.what()));
-      throw;
-    }
-    try {
-      body(*who);
-    } catch (const ServiceError& e) {
-      outcome_of_mutation(outcome_text(e.code(), e.what()));
-      throw;
-    } catch (const UserError& e) {
-      outcome_of_mutation(outcome_text(ErrorCode::kInvalidArgument, e.what()));
-      throw;
-    } catch (const std::exception& e) {
-      outcome_of_mutation(outcome_text(ErrorCode::kInternal, e.what()));
-      throw;
-    }
-    outcome_of_mutation(kOutcomeOk);
+    who = auth ? auth->authenticate(context->client_metadata()) : Caller{};
+    stage = Stage::kRole;
+    check_role(*who, allowed);
+    stage = Stage::kBody;
+    body(*who);
+    note(kOutcomeOk);
     return grpc::Status::OK;
   } catch (const ServiceError& e) {
-    return grpc::Status(to_grpc(e.code()), status_message(e.what()));
+    return failed(e.code(), e.what(), e.what());
   } catch (const UserError& e) {
-    return grpc::Status(to_grpc(ErrorCode::kInvalidArgument), status_message(e.what()));
+    return failed(ErrorCode::kInvalidArgument, e.what(), e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "prelude-coordinator: internal error: %s\n", e.what());
-    return grpc::Status(to_grpc(ErrorCode::kInternal), status_message(std::string("internal error: ") + e.what()));
+    return failed(ErrorCode::kInternal, e.what(), std::string("internal error: ") + e.what());
   }
 }
 
