@@ -21,14 +21,19 @@ void Authenticator::add_token(const std::string& token, Caller caller) {
   fixed_.add_token(token, std::move(caller));
 }
 
-void Authenticator::add_tokens_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw UserError(path + ": cannot read the tokens file: no such file");
+TokenTable Authenticator::load_locked(const std::string& path) const {
   TokenTable table = TokenTable::load(path);
-  std::lock_guard<std::mutex> lock(mu_);
   for (const auto& e : table.entries())
     for (const auto& f : fixed_.entries())
       if (e.caller.name == f.caller.name) throw UserError(path + ": the name " + e.caller.name + " is taken");
+  return table;
+}
+
+void Authenticator::add_tokens_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw UserError(path + ": cannot read the tokens file: no such file");
+  std::lock_guard<std::mutex> lock(mu_);
+  TokenTable table = load_locked(path);
   tokens_file_ = path;
   from_file_ = std::move(table);
   file_mtime_ = st.st_mtim;
@@ -55,11 +60,7 @@ void Authenticator::refresh() const {
     return;
   } else {
     try {
-      TokenTable table = TokenTable::load(tokens_file_);
-      for (const auto& e : table.entries())
-        for (const auto& f : fixed_.entries())
-          if (e.caller.name == f.caller.name) throw UserError(tokens_file_ + ": the name " + e.caller.name + " is taken");
-      from_file_ = std::move(table);
+      from_file_ = load_locked(tokens_file_);
       file_mtime_ = st.st_mtim;
       file_size_ = st.st_size;
       std::fprintf(stderr, "prelude-coordinator: %s: read again, %zu token%s\n", tokens_file_.c_str(),

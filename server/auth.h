@@ -39,6 +39,9 @@ class Authenticator {
   Caller authenticate(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const;
 
  private:
+  // The tokens file at `path`, none of its names one of fixed_'s (UserError naming the
+  // file otherwise). Called with mu_ held.
+  TokenTable load_locked(const std::string& path) const;
   // Re-reads the tokens file when its modification time or size changed.
   void refresh() const;
 
