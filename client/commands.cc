@@ -187,6 +187,37 @@ int download(Session& session, const CommandLine& line) {
   return kExitOk;
 }
 
+int logs(Session& session, const CommandLine& line) {
+  const std::string& id = job_id_argument(line, "logs");
+  v1::StreamLogsRequest request;
+  request.set_job_id(id);
+  if (line.has("--attempt")) request.set_attempt(parse_count("--attempt", line.value_or("--attempt", ""), 1, 1000000));
+  request.set_follow(line.has("--follow"));
+  Console& console = session.console();
+  auto stream = session.coordinator().stream_logs(request);
+  v1::StreamLogsResponse response;
+  int attempt = -1;
+  while (stream->next(&response)) {
+    if (response.attempt() != attempt) {
+      attempt = response.attempt();
+      if (attempt == 0) {
+        console.err << "prelude: " << id << " has not started: no output yet"
+                    << (request.follow() ? "; waiting for it" : "") << '\n';
+      } else {
+        console.err << "prelude: " << id << ", attempt " << attempt << '\n';
+      }
+      if (response.dropped() > 0)
+        console.err << "prelude: (the coordinator no longer keeps the first " << response.dropped()
+                    << " lines of this attempt)\n";
+    }
+    for (const auto& l : response.lines()) console.out << log_line_text(l) << '\n';
+    console.out << std::flush;
+  }
+  const grpc::Status status = stream->finish();
+  if (!status.ok()) throw session.coordinator().error(status);
+  return kExitOk;
+}
+
 int remove_job(Session& session, const CommandLine& line) {
   const std::string& id = job_id_argument(line, "delete");
   session.coordinator().delete_job(id);
@@ -383,6 +414,20 @@ const std::vector<CommandSpec>& commands() {
         "prelude download job-000001 -o - | sha256sum"},
        download,
        {"-o"}},
+      {"logs",
+       {"ID"},
+       "print a job's worker output: every rank's progress, warnings and errors",
+       "The lines the pool's ranks wrote while training job ID, as the coordinator keeps them: one\n"
+       "line each, `TIME rank R  TEXT` (UTC, milliseconds). By default the latest attempt (stderr\n"
+       "says which); --attempt N for attempt N. Rank 0's lines arrive while the job runs (within a\n"
+       "heartbeat, ~2 s); the other ranks' when the attempt ends. The coordinator keeps the newest\n"
+       "lines of each attempt (--max-log-lines, 10000); stderr says how many earlier ones it dropped.\n"
+       "With --follow, waits for new lines until the job ends, going on to the next attempt when the\n"
+       "job is requeued (unless --attempt is given).",
+       {{"--attempt", "N", "which attempt (default: the latest)"},
+        {"--follow", "", "keep printing new lines until the job ends"}},
+       {"prelude logs job-000001", "prelude logs job-000001 --follow", "prelude logs job-000001 --attempt 1"},
+       logs},
       {"delete",
        {"ID"},
        "delete an ended job: its record, events and checkpoints",

@@ -149,6 +149,12 @@ std::unique_ptr<Coordinator::ModelStream> Coordinator::download_model(const v1::
   return stream;
 }
 
+std::unique_ptr<Coordinator::LogStream> Coordinator::stream_logs(const v1::StreamLogsRequest& request) {
+  auto stream = open_stream<v1::StreamLogsResponse>();
+  stream->reader_ = stub_->StreamLogs(&stream->context_, request);
+  return stream;
+}
+
 CallError Coordinator::error(const grpc::Status& status) const {
   const std::string& message = status.error_message();
   switch (from_grpc(status.error_code())) {

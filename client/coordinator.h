@@ -53,8 +53,8 @@ class Coordinator {
   // One page of the audit trail (ListAudit, admins only).
   prelude::v1::ListAuditResponse list_audit(const prelude::v1::ListAuditRequest& request);
 
-  // A server stream: WatchJob's events, WatchSweep's statuses or DownloadModel's
-  // chunks. No deadline: a job may train for hours, a sweep for days, and a large
+  // A server stream: WatchJob's events, WatchSweep's statuses, DownloadModel's
+  // chunks or StreamLogs' lines. No deadline: a job may train for hours, a sweep for days, and a large
   // model take long on a slow link.
   template <typename Message>
   class Stream {
@@ -87,10 +87,12 @@ class Coordinator {
   using EventStream = Stream<prelude::v1::JobEvent>;
   using SweepStream = Stream<prelude::v1::SweepStatus>;
   using ModelStream = Stream<prelude::v1::DownloadModelChunk>;
+  using LogStream = Stream<prelude::v1::StreamLogsResponse>;
 
   std::unique_ptr<EventStream> watch_job(const std::string& job_id, int64_t after_seq);
   std::unique_ptr<SweepStream> watch_sweep(const std::string& sweep_id);
   std::unique_ptr<ModelStream> download_model(const prelude::v1::DownloadModelRequest& request);
+  std::unique_ptr<LogStream> stream_logs(const prelude::v1::StreamLogsRequest& request);
 
   // The CallError for a failed status, with the help a user needs: the address of
   // a coordinator that cannot be reached, the deadline that passed, how to give a

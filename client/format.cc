@@ -67,6 +67,17 @@ std::string timestamp(const google::protobuf::Timestamp& t) {
   return buf;
 }
 
+std::string log_line_text(const v1::LogLine& line) {
+  const int64_t ms = line.time_unix_ms();
+  const std::time_t seconds = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buf[48];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms - static_cast<int64_t>(seconds) * 1000));
+  return std::string(buf) + " rank " + std::to_string(line.rank()) + "  " + line.text();
+}
+
 double seconds_between(const google::protobuf::Timestamp& from, const google::protobuf::Timestamp& to) {
   return static_cast<double>(to.seconds() - from.seconds()) + (to.nanos() - from.nanos()) * 1e-9;
 }

@@ -32,6 +32,9 @@ std::string age(const google::protobuf::Timestamp& t, Clock::time_point now);
 bool is_set(const google::protobuf::Timestamp& t);
 // RFC 3339 in UTC to the second: "2026-11-23T11:12:00Z"; "-" for an unset time.
 std::string timestamp(const google::protobuf::Timestamp& t);
+// A line of a job's worker output as `prelude logs` prints it:
+// "2026-11-29T21:40:03.125Z rank 1  text".
+std::string log_line_text(const prelude::v1::LogLine& line);
 double seconds_between(const google::protobuf::Timestamp& from, const google::protobuf::Timestamp& to);
 Clock::time_point to_time_point(const google::protobuf::Timestamp& t);
 

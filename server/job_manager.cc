@@ -27,6 +27,10 @@ namespace {
 
 constexpr int kDefaultPageSize = 50, kMaxPageSize = 1000;
 constexpr int kWatchBatch = 500;
+// Worker output: lines a response carries, lines a report may add, bytes a line keeps.
+constexpr int kLogBatch = 1000;
+constexpr size_t kMaxLogLinesPerReport = 2000, kMaxLogLineBytes = 4096;
+std::string log_key(const std::string& job_id) { return "logs/" + job_id; }
 // GetMetrics pages: well under the 4 MiB clients accept by default, whatever the events.
 constexpr int kDefaultMetricsPage = 5000, kMaxMetricsPage = 20000;
 constexpr size_t kMaxMetricsPageBytes = 1 << 20;
@@ -129,6 +133,8 @@ bool JobManager::wait_for(std::unique_lock<std::mutex>& lock, const std::string&
 
 void JobManager::notify_job(const v1::Job& job) {
   auto it = waiters_.find(job.job_id());
+  if (it != waiters_.end()) it->second.cv.notify_all();
+  it = waiters_.find(log_key(job.job_id()));  // a log reader learns the attempt is over
   if (it != waiters_.end()) it->second.cv.notify_all();
   if (job.sweep_id().empty()) return;
   it = waiters_.find(job.sweep_id());
@@ -690,6 +696,57 @@ std::vector<v1::JobEvent> JobManager::wait_events(const std::string& job_id, int
   }
 }
 
+LogPage JobManager::logs(const std::string& job_id, int attempt, int64_t after_seq, SteadyClock::time_point deadline,
+                         const Caller& who) {
+  if (attempt < 0) throw invalid_argument("attempt: must not be negative, got " + std::to_string(attempt));
+  if (after_seq < 0) throw invalid_argument("after_seq: must not be negative, got " + std::to_string(after_seq));
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    const Record& r = find(job_id, who);
+    const int attempts = r.job.attempts();
+    if (attempt > attempts)
+      throw not_found("job " + job_id + " has had " + std::to_string(attempts) + " attempt" +
+                      (attempts == 1 ? "" : "s") + ", not " + std::to_string(attempt));
+    LogPage page;
+    page.attempt = attempt > 0 ? attempt : attempts;
+    page.latest_attempt = attempts;
+    if (page.attempt > 0) {
+      page.lines = store_.logs(job_id, page.attempt, after_seq, kLogBatch);
+      if (after_seq == 0) page.dropped = store_.dropped_logs(job_id, page.attempt);
+    }
+    // An earlier attempt is over; the latest once the job is final (a requeued job's
+    // next attempt has not started: its reader waits for it, as `attempt` 0 follows on).
+    const bool over = page.attempt < attempts || is_final(r.job.state());
+    page.ended = over && static_cast<int>(page.lines.size()) < kLogBatch;
+    if (!page.lines.empty() || over || SteadyClock::now() >= deadline) return page;
+    if (shutdown_) throw unavailable("the coordinator is shutting down");
+    if (!wait_for(lock, log_key(job_id), deadline)) deadline = {};  // look once more, then return
+  }
+}
+
+void JobManager::append_logs(Record& r, const std::vector<v1::LogLine>& in) {
+  const std::string& id = r.job.job_id();
+  if (r.log_seq < 0) r.log_seq = store_.last_log_seq(id);
+  const int attempt = r.job.attempts();
+  std::vector<v1::LogLine> lines;
+  lines.reserve(std::min(in.size(), kMaxLogLinesPerReport));
+  int64_t seq = r.log_seq;
+  for (const auto& l : in) {
+    if (lines.size() == kMaxLogLinesPerReport) break;
+    v1::LogLine& k = lines.emplace_back();
+    k.set_seq(++seq);
+    k.set_attempt(attempt);
+    k.set_rank(std::max(0, l.rank()));
+    k.set_time_unix_ms(l.time_unix_ms());
+    // A pool's words reach terminals: one line, no escape sequences, bounded.
+    k.set_text(escape_control(std::string_view(l.text()).substr(0, kMaxLogLineBytes)));
+  }
+  write([&] { store_.append_logs(id, attempt, lines, options_.max_log_lines); });
+  r.log_seq = seq;
+  auto it = waiters_.find(log_key(id));
+  if (it != waiters_.end()) it->second.cv.notify_all();
+}
+
 // ---------------------------------------------------------------- pools
 
 v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest& request, const Caller& who) {
@@ -826,7 +883,8 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
   return taken;
 }
 
-bool JobManager::report(const PoolCall& call, const std::string& job_id, const std::vector<v1::TrainingEvent>& events) {
+bool JobManager::report(const PoolCall& call, const std::string& job_id, const std::vector<v1::TrainingEvent>& events,
+                        const std::vector<v1::LogLine>& log) {
   std::lock_guard<std::mutex> lock(mu_);
   PoolInfo& pool = find_pool(call.pool_id, call.who);
   pool.last_seen = options_.now();
@@ -834,6 +892,9 @@ bool JobManager::report(const PoolCall& call, const std::string& job_id, const s
   if (pool.job_id != job_id) return true;  // not (or no longer) this pool's job
   find_holder(call, job_id);
   Record& r = find(job_id);
+  // Lines first: when the events cannot be stored, the pool sends both again, and a
+  // line told twice does less harm than an event counted twice.
+  if (!log.empty()) append_logs(r, log);
   if (!events.empty()) {
     Record next = r;
     std::vector<v1::JobEvent> out;

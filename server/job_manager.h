@@ -68,6 +68,8 @@ struct ManagerOptions {
   std::chrono::milliseconds cancel_grace{315000};
   // Checkpoints kept per job besides its final model: the newest ones.
   int keep_checkpoints = 2;
+  // Lines of worker output kept per attempt of a job: the newest ones.
+  int64_t max_log_lines = 10000;
   // Told of every state change ("job-000003 QUEUED: submitted"), for the log.
   std::function<void(const std::string&)> log;
   // For tests: told each time a waiter is woken before its deadline, with what it
@@ -101,6 +103,15 @@ struct MetricsPage {
   std::vector<prelude::v1::JobEvent> events;
   std::string next_page_token;  // empty on the last page
   int attempt = 0;              // whose events: 0 for all attempts (or none yet)
+};
+
+// Lines of a job's worker output (StreamLogs).
+struct LogPage {
+  std::vector<prelude::v1::LogLine> lines;
+  int attempt = 0;      // whose lines (0: the job has not started)
+  int latest_attempt = 0;
+  int64_t dropped = 0;  // lines of the attempt no longer kept (given when after_seq is 0)
+  bool ended = false;   // the attempt is over and no line is left after these
 };
 
 struct PoolInfo {
@@ -169,6 +180,13 @@ class JobManager {
   MetricsPage metrics_page(const std::string& job_id, int attempt, bool all_attempts, int page_size,
                            const std::string& page_token, const Caller& who = Caller{}) const;
 
+  // The job's worker output: lines of `attempt` (0: the latest) with seq > after_seq.
+  // With none yet and the attempt not over, waits for some until `deadline` (a
+  // default one: does not wait). INVALID_ARGUMENT for a negative attempt or after_seq,
+  // NOT_FOUND for an attempt the job has not had.
+  LogPage logs(const std::string& job_id, int attempt, int64_t after_seq, SteadyClock::time_point deadline = {},
+               const Caller& who = Caller{});
+
   // Events with seq > after_seq; when there are none yet, waits until there are,
   // the job has ended, `deadline` passes or the manager shuts down. `ended` is set
   // when the job is final and nothing after after_seq remains: the watch is over.
@@ -196,7 +214,10 @@ class JobManager {
   // Heartbeat, with new training events of the pool's job. Returns true when the
   // pool must stop that job (cancelled, or no longer its job). An empty job_id is a
   // bare heartbeat (no lease needed).
-  bool report(const PoolCall& pool, const std::string& job_id, const std::vector<prelude::v1::TrainingEvent>& events);
+  // Lines of the job's worker output come with it (`log`): numbered, filed under the
+  // current attempt and kept (its newest max_log_lines).
+  bool report(const PoolCall& pool, const std::string& job_id, const std::vector<prelude::v1::TrainingEvent>& events,
+              const std::vector<prelude::v1::LogLine>& log = {});
   // The pool's job ended: SUCCEEDED, FAILED (with error) or CANCELLED.
   void finish(const PoolCall& pool, const std::string& job_id, prelude::v1::JobState state, const std::string& error);
 
@@ -255,6 +276,7 @@ class JobManager {
     int64_t number = 0;
     prelude::v1::Job job;
     int64_t last_seq = 0;
+    int64_t log_seq = -1;  // the last log line's seq; -1: not yet read from the store
   };
 
   Record& find(const std::string& job_id);
@@ -299,6 +321,8 @@ class JobManager {
   // Detaching it from its pool is the caller's part.
   void lose_job(Record& r, const std::string& reason, bool uncounted = false);
   prelude::v1::JobEvent new_event(Record& r);
+  // Numbers, bounds and stores lines of r's current attempt, and wakes their readers.
+  void append_logs(Record& r, const std::vector<prelude::v1::LogLine>& lines);
   // Writes `next` (the record's new version) and its events to the store, and
   // only then replaces `r` with it, updates the queue and wakes waiters: a failed
   // write changes nothing.

@@ -55,6 +55,7 @@ const std::vector<prelude::FlagSpec> kFlags = {
     {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
     {"--artifact-dir", "DIR", "where jobs' checkpoints are kept (default: the database's name + .artifacts)"},
     {"--keep-checkpoints", "K", "checkpoints kept per job besides its final model (default 2)"},
+    {"--max-log-lines", "N", "lines of worker output kept per attempt of a job: the newest (default 10000)"},
     {"--token-file", "F", "require 'authorization: Bearer <token>': the token in F is an admin's"},
     {"--tokens-file", "F",
      "require tokens: F lists their SHA-256s, names and roles (admin, user, pool); see `token add`"},
@@ -87,7 +88,7 @@ std::string usage() {
   return "usage: prelude-coordinator [--listen ADDR] [--db FILE] [--data-root DIR] [--token-file F]\n"
          "                           [--tokens-file F] [--max-queued-per-user N] [--max-sweep-points N]\n"
          "                           [--max-request-mib M]\n"
-         "                           [--artifact-dir DIR] [--keep-checkpoints K]\n"
+         "                           [--artifact-dir DIR] [--keep-checkpoints K] [--max-log-lines N]\n"
          "                           [--spawn-workers N] [--worker-threads T] [--worker-binary PATH]\n"
          "                           [--heartbeat-timeout SECONDS] [--stall-timeout SECONDS] [--max-attempts K]\n"
          "                           [--port-file F] [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]\n"
@@ -109,6 +110,7 @@ struct Flags {
   std::string http = "127.0.0.1:8080", http_port_file;
   bool http_given = false;  // --http given: failing to bind it is an error, not a warning
   int spawn_workers = 0, worker_threads = 0, max_attempts = 3, keep_checkpoints = 2;
+  long max_log_lines = 10000;
   int max_queued_per_user = 0, max_sweep_points = 1000, max_request_mib = 16;
   int64_t audit_keep = 100000;
   double heartbeat_timeout = 15, stall_timeout = 300;
@@ -157,6 +159,7 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--max-request-mib") f.max_request_mib = static_cast<int>(parse_whole_number(a, v, 1, 1024));
     else if (a == "--artifact-dir") f.artifact_dir = v;
     else if (a == "--keep-checkpoints") f.keep_checkpoints = static_cast<int>(parse_whole_number(a, v, 1, 1000));
+    else if (a == "--max-log-lines") f.max_log_lines = parse_whole_number(a, v, 1, 10000000);
     else if (a == "--worker-binary") f.worker_binary = v;
     else if (a == "--port-file") f.port_file = v;
     else if (a == "--http") {
@@ -324,6 +327,7 @@ int main(int argc, char** argv) {
   mo.data_root = f.data_root;
   mo.max_attempts = f.max_attempts;
   mo.keep_checkpoints = f.keep_checkpoints;
+  mo.max_log_lines = f.max_log_lines;
   mo.heartbeat_timeout = std::chrono::milliseconds(static_cast<long>(f.heartbeat_timeout * 1000));
   mo.heartbeat_interval = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(2000), mo.heartbeat_timeout / 4);
   mo.cancel_grace = std::chrono::milliseconds(static_cast<long>((f.stall_timeout + f.heartbeat_timeout) * 1000));

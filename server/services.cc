@@ -85,6 +85,39 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJ
   });
 }
 
+grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* ctx, const v1::StreamLogsRequest* req,
+                                        grpc::ServerWriter<v1::StreamLogsResponse>* writer) {
+  AuditContext audit{audit_, metrics_, "StreamLogs"};
+  return handle(ctx, auth_, Allowed::kClients, &audit, [&](const Caller& who) {
+    const std::string& id = job_id_of(req->job_id());
+    int attempt = req->attempt();
+    int64_t after = req->after_seq();
+    // Wake up every second to notice a client that went away.
+    for (bool first = true; !ctx->IsCancelled();) {
+      const auto deadline = req->follow() ? std::chrono::steady_clock::now() + std::chrono::seconds(1)
+                                          : std::chrono::steady_clock::time_point();
+      LogPage page = jobs_.logs(id, attempt, after, deadline, who);
+      if (page.attempt > 0) attempt = page.attempt;  // pinned: the next one only once this one is over
+      if (!page.lines.empty() || first) {
+        v1::StreamLogsResponse resp;
+        resp.set_attempt(page.attempt);
+        resp.set_dropped(page.dropped);
+        if (!page.lines.empty()) after = page.lines.back().seq();
+        for (auto& l : page.lines) *resp.add_lines() = std::move(l);
+        if (!writer->Write(resp)) return;  // the client is gone
+        first = false;
+      }
+      // Following the latest attempt of a job that was requeued: on to the next one.
+      if (page.ended && req->follow() && req->attempt() == 0 && page.attempt < page.latest_attempt) {
+        ++attempt;
+        first = true;  // its first response says its attempt, even with no line yet
+        continue;
+      }
+      if (page.ended || (!req->follow() && page.lines.empty())) return;
+    }
+  });
+}
+
 grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetMetricsRequest* req,
                                         v1::GetMetricsResponse* resp) {
   AuditContext audit{audit_, metrics_, "GetMetrics"};
@@ -187,7 +220,8 @@ grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v
   AuditContext audit{audit_, metrics_, "ReportProgress"};
   return handle(ctx, auth_, Allowed::kPools, &audit, [&](const Caller& who) {
     resp->set_stop(
-        jobs_.report({req->pool_id(), req->lease(), who}, req->job_id(), {req->events().begin(), req->events().end()}));
+        jobs_.report({req->pool_id(), req->lease(), who}, req->job_id(), {req->events().begin(), req->events().end()},
+                     {req->log().begin(), req->log().end()}));
   });
 }
 

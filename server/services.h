@@ -44,6 +44,8 @@ class JobServiceImpl final : public prelude::v1::JobService::Service {
                           grpc::ServerWriter<prelude::v1::SweepStatus>* writer) override;
   grpc::Status DownloadModel(grpc::ServerContext* ctx, const prelude::v1::DownloadModelRequest* req,
                              grpc::ServerWriter<prelude::v1::DownloadModelChunk>* writer) override;
+  grpc::Status StreamLogs(grpc::ServerContext* ctx, const prelude::v1::StreamLogsRequest* req,
+                          grpc::ServerWriter<prelude::v1::StreamLogsResponse>* writer) override;
   grpc::Status DeleteJob(grpc::ServerContext* ctx, const prelude::v1::DeleteJobRequest* req,
                          prelude::v1::DeleteJobResponse* resp) override;
   grpc::Status ListAudit(grpc::ServerContext* ctx, const prelude::v1::ListAuditRequest* req,

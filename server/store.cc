@@ -107,6 +107,10 @@ Store::Store(const std::string& path) : path_(path) {
          " training INTEGER NOT NULL, event BLOB NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,"
          " PRIMARY KEY(job_id, seq)) WITHOUT ROWID");
     add_event_attempts();
+    exec("CREATE TABLE IF NOT EXISTS logs(job_id TEXT NOT NULL, seq INTEGER NOT NULL, attempt INTEGER NOT NULL,"
+         " line BLOB NOT NULL, PRIMARY KEY(job_id, seq)) WITHOUT ROWID");
+    exec("CREATE TABLE IF NOT EXISTS log_drops(job_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
+         " dropped INTEGER NOT NULL, PRIMARY KEY(job_id, attempt)) WITHOUT ROWID");
     exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)");
     exec("CREATE TABLE IF NOT EXISTS sweeps(number INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
          " sweep BLOB NOT NULL)");
@@ -262,6 +266,8 @@ int64_t Store::next_sweep_number() {
 void Store::remove(const std::string& job_id) {
   in_transaction([&] {
     Statement(db_, "DELETE FROM events WHERE job_id = ?").bind(1, job_id).run();
+    Statement(db_, "DELETE FROM logs WHERE job_id = ?").bind(1, job_id).run();
+    Statement(db_, "DELETE FROM log_drops WHERE job_id = ?").bind(1, job_id).run();
     Statement(db_, "DELETE FROM jobs WHERE id = ?").bind(1, job_id).run();
   });
 }
@@ -316,6 +322,50 @@ std::vector<v1::JobEvent> Store::training_events(const std::string& job_id, int 
     out.push_back(parse<v1::JobEvent>(blob, "event"));
   }
   return out;
+}
+
+void Store::append_logs(const std::string& job_id, int attempt, const std::vector<v1::LogLine>& lines,
+                        int64_t keep) {
+  if (lines.empty()) return;
+  in_transaction([&] {
+    Statement put(db_, "INSERT INTO logs(job_id, seq, attempt, line) VALUES(?, ?, ?, ?)");
+    for (const auto& l : lines) {
+      put.bind(1, job_id).bind(2, l.seq()).bind(3, static_cast<int64_t>(attempt)).bind_blob(4, l.SerializeAsString());
+      put.run();
+    }
+    // The attempt's newest `keep` lines stay: the end of a run says most about how it ended.
+    Statement count(db_, "SELECT count(*) FROM logs WHERE job_id = ? AND attempt = ?");
+    count.bind(1, job_id).bind(2, static_cast<int64_t>(attempt));
+    const int64_t over = (count.step() ? count.int64(0) : 0) - keep;
+    if (over <= 0) return;
+    Statement(db_, "DELETE FROM logs WHERE job_id = ? AND attempt = ? AND seq IN (SELECT seq FROM logs"
+                   " WHERE job_id = ? AND attempt = ? ORDER BY seq LIMIT ?)")
+        .bind(1, job_id).bind(2, static_cast<int64_t>(attempt)).bind(3, job_id).bind(4, static_cast<int64_t>(attempt))
+        .bind(5, over).run();
+    Statement(db_, "INSERT INTO log_drops(job_id, attempt, dropped) VALUES(?, ?, ?)"
+                   " ON CONFLICT(job_id, attempt) DO UPDATE SET dropped = dropped + excluded.dropped")
+        .bind(1, job_id).bind(2, static_cast<int64_t>(attempt)).bind(3, over).run();
+  });
+}
+
+int64_t Store::last_log_seq(const std::string& job_id) {
+  Statement s(db_, "SELECT coalesce(max(seq), 0) FROM logs WHERE job_id = ?");
+  s.bind(1, job_id);
+  return s.step() ? s.int64(0) : 0;
+}
+
+std::vector<v1::LogLine> Store::logs(const std::string& job_id, int attempt, int64_t after_seq, int limit) {
+  Statement s(db_, "SELECT line FROM logs WHERE job_id = ? AND attempt = ? AND seq > ? ORDER BY seq LIMIT ?");
+  s.bind(1, job_id).bind(2, static_cast<int64_t>(attempt)).bind(3, after_seq).bind(4, static_cast<int64_t>(limit));
+  std::vector<v1::LogLine> out;
+  while (s.step()) out.push_back(parse<v1::LogLine>(s.blob(0), "log line"));
+  return out;
+}
+
+int64_t Store::dropped_logs(const std::string& job_id, int attempt) {
+  Statement s(db_, "SELECT dropped FROM log_drops WHERE job_id = ? AND attempt = ?");
+  s.bind(1, job_id).bind(2, static_cast<int64_t>(attempt));
+  return s.step() ? s.int64(0) : 0;
 }
 
 }  // namespace prelude::server

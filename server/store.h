@@ -110,6 +110,17 @@ class Store {
   std::vector<prelude::v1::JobEvent> training_events(const std::string& job_id, int attempt, int64_t after_seq,
                                                      int limit, size_t max_bytes, bool* more);
 
+  // Worker output (LogLine, numbered by the caller). append_logs adds lines of one
+  // attempt and keeps only its newest `keep` lines, counting the ones it drops.
+  void append_logs(const std::string& job_id, int attempt, const std::vector<prelude::v1::LogLine>& lines,
+                   int64_t keep);
+  // The highest seq of the job's lines (0: none).
+  int64_t last_log_seq(const std::string& job_id);
+  // Lines of `attempt` with seq > after_seq, in order, at most `limit`.
+  std::vector<prelude::v1::LogLine> logs(const std::string& job_id, int attempt, int64_t after_seq, int limit);
+  // How many lines of the attempt append_logs dropped.
+  int64_t dropped_logs(const std::string& job_id, int attempt);
+
  private:
   void exec(const char* sql);
   // Databases from before JobEvent.attempt: the column added, and every event given

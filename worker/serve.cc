@@ -41,6 +41,7 @@
 #include "engine/comm.h"
 #include "engine/trainer.h"
 #include "prelude/v1/worker.grpc.pb.h"
+#include "job_log.h"
 #include "stall_watchdog.h"
 
 namespace prelude {
@@ -82,7 +83,11 @@ struct ServeOptions {
   ClientTls tls;
 };
 
-void log(const std::string& line) { std::fprintf(stderr, "prelude-worker: %s\n", line.c_str()); }
+// To stderr, and to the running job's log (job_log.h) for `prelude logs`.
+void log(const std::string& line) {
+  std::fprintf(stderr, "prelude-worker: %s\n", line.c_str());
+  JobLog::process().add(line);
+}
 
 // How long a pool keeps trying to hand in a job's result (its final model, its end)
 // while the coordinator is unreachable or cannot write (a full disk).
@@ -193,12 +198,14 @@ class CoordinatorLink {
 
   // Sends events (possibly none: a heartbeat). Sets *stop when the job must stop.
   // Returns false when the call failed and should be retried.
-  bool report(const std::string& job_id, const std::vector<v1::TrainingEvent>& events, bool* stop) {
+  bool report(const std::string& job_id, const std::vector<v1::TrainingEvent>& events,
+              const std::vector<v1::LogLine>& log_lines, bool* stop) {
     v1::ReportProgressRequest req;
     req.set_pool_id(pool_id());
     req.set_job_id(job_id);
     req.set_lease(lease_of(job_id));
     for (const auto& e : events) *req.add_events() = e;
+    for (const auto& l : log_lines) *req.add_log() = l;
     v1::ReportProgressResponse resp;
     auto ctx = context(10s);
     const grpc::Status s = stub_->ReportProgress(ctx.get(), req, &resp);
@@ -363,7 +370,11 @@ class JobReporter : public EventSink {
     wake_.notify_one();
   }
   void on_progress(const std::string& line) override {
-    if (!quiet_) log(job_id_ + ": " + line);
+    if (!quiet_) {
+      log(job_id_ + ": " + line);
+    } else {
+      JobLog::process().add(job_id_ + ": " + line);  // quiet on the terminal, not in the job's log
+    }
   }
   bool stop_requested() const { return stop_; }
 
@@ -385,13 +396,18 @@ class JobReporter : public EventSink {
     for (int failures = 0;;) {
       wake_.wait_for(lock, link_.interval(), [&] { return closing_ || !pending_.empty(); });
       std::vector<v1::TrainingEvent> batch(pending_.begin(), pending_.end());
+      for (auto& l : JobLog::process().take()) pending_log_.push_back(std::move(l));
+      // A coordinator out of reach for long: its oldest lines go first.
+      while (pending_log_.size() > kMaxPendingLines) pending_log_.pop_front();
+      std::vector<v1::LogLine> lines(pending_log_.begin(), pending_log_.end());
       const bool last = closing_;
       lock.unlock();
       bool stop = false;
-      const bool sent = link_.report(job_id_, batch, &stop);
+      const bool sent = link_.report(job_id_, batch, lines, &stop);
       lock.lock();
       if (sent) {
         pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(batch.size()));
+        pending_log_.erase(pending_log_.begin(), pending_log_.begin() + static_cast<long>(lines.size()));
         if (stop) stop_ = true;
         failures = 0;
       } else if (++failures > 1) {
@@ -402,7 +418,8 @@ class JobReporter : public EventSink {
       // Closing: what is left (the summary above all) is tried for as long as the
       // coordinator may recover; it takes no report while its disk is full.
       if (last && closed_at == std::chrono::steady_clock::time_point()) closed_at = std::chrono::steady_clock::now();
-      if (last && (pending_.empty() || std::chrono::steady_clock::now() - closed_at > kKeepTrying)) return;
+      if (last && ((pending_.empty() && pending_log_.empty()) || std::chrono::steady_clock::now() - closed_at > kKeepTrying))
+        return;
     }
   }
 
@@ -412,6 +429,8 @@ class JobReporter : public EventSink {
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<v1::TrainingEvent> pending_;
+  static constexpr size_t kMaxPendingLines = 20000;
+  std::deque<v1::LogLine> pending_log_;  // taken from JobLog, not yet sent (touched by the thread only)
   bool closing_ = false;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -529,6 +548,10 @@ void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, Coordin
   std::unique_ptr<JobReporter> reporter;
   std::unique_ptr<CheckpointUploader> uploader;
   NullSink null_sink;
+  JobLog::process().start(comm.rank());  // this attempt's lines, on every rank
+  struct StopLog {
+    ~StopLog() { JobLog::process().stop(); }
+  } stop_log;
   if (link) {
     reporter = std::make_unique<JobReporter>(*link, job.job_id(), o.quiet);
     uploader = std::make_unique<CheckpointUploader>(*link, job.job_id());
@@ -582,6 +605,18 @@ void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, Coordin
     // Not known to be seen alike by every rank: end the pool rather than hang it.
     if (comm.size() > 1) comm.abort(std::string("prelude-worker: internal error in job ") + job.job_id() + ": " + e.what(), 1);
     state = v1::FAILED, error = std::string("internal error: ") + e.what();
+  }
+  // The other ranks' lines, to rank 0, which sends them with its last report (theirs
+  // come at the end of the attempt; rank 0's as they are written).
+  if (comm.size() > 1) {
+    const auto all = comm.gather_bytes(comm.is_root() ? std::string() : JobLog::serialize(JobLog::process().take()));
+    for (size_t r = 1; r < all.size(); ++r) {
+      try {
+        JobLog::process().put(JobLog::parse(all[r]));
+      } catch (const std::exception& e) {
+        log("rank " + std::to_string(r) + ": " + e.what());
+      }
+    }
   }
   if (watchdog) watchdog->disarm();
   if (!reporter) return;

@@ -73,6 +73,13 @@ s=[e for e in ev if e.get('event')=='summary'][0]
 print(s['test_accuracy'])")
 check "the job learned: test accuracy $acc > 0.6 after 32 steps" "$PY" -c "import sys; sys.exit(0 if $acc > 0.6 else 1)"
 
+# Its worker output: rank 0's lines, as the pool wrote them (`prelude logs`).
+cli logs "$id" > "$work/logs.txt" 2> "$work/logs.err"; rc=$?
+check "logs: exit 0, stderr names attempt 1" bash -c "[ $rc -eq 0 ] && grep -q 'attempt 1' '$work/logs.err'"
+check "logs: the pool's line for the job's start, from rank 0" \
+  grep -qE "^[0-9T:.-]+Z rank 0  job $id \(.*\): attempt 1$" "$work/logs.txt"
+check "logs: training progress lines (an epoch's)" grep -q "rank 0  $id: .*epoch" "$work/logs.txt"
+
 # The same API from Python (grpcio), and the standard health service.
 "$PY" "$SRC/examples/python/prelude_client.py" --token-file "$work/token" submit "$work/quick.json" --watch \
   > "$work/py.txt" 2>&1; rc=$?
@@ -114,6 +121,9 @@ check "cancel: watch exits 4" [ "$rc" -eq 4 ]
 check "cancel: the job is CANCELLED" [ "$(field "$long" state)" = CANCELLED ]
 steps=$(field "$long" progress | "$PY" -c "import sys,ast; print(ast.literal_eval(sys.stdin.read() or '{}').get('step', 0))")
 check "cancel: stopped early (step $steps of 640)" [ "${steps:-640}" -lt 640 ]
+timeout 30 "$CLIENT" --token-file "$work/token" logs "$long" --follow > "$work/logs-cancel.txt" 2>&1; rc=$?
+check "logs --follow of an ended job prints its lines and returns" \
+  bash -c "[ $rc -eq 0 ] && grep -q 'rank 0  job $long' '$work/logs-cancel.txt'"
 
 # ---- restart: the history survives
 events_before=$(cli metrics "$id" --format json | grep -c .)
@@ -122,6 +132,7 @@ start_coordinator --spawn-workers 2
 check "restart: the first job is still SUCCEEDED" [ "$(field "$id" state)" = SUCCEEDED ]
 check "restart: its metrics are all there ($events_before events)" \
   [ "$(cli metrics "$id" --format json | grep -c .)" -eq "$events_before" ]
+check "restart: its worker output is all there" cmp -s <(cli logs "$id" 2>/dev/null) "$work/logs.txt"
 check "restart: list shows the 3 accepted jobs" [ "$(cli list | grep -c '^job-')" -eq 3 ]
 
 # ---- a sweep: one job per grid point, compared side by side

@@ -253,6 +253,22 @@ TEST(Comm, BroadcastBytesSendsLengthAndContent) {
   }
 }
 
+TEST(Comm, GatherBytesBringsEveryRanksBytesToTheRootInRankOrder) {
+  // Of different lengths (rank 1's empty, a NUL inside), to the first and the last rank.
+  const auto bytes_of = [](int rank) {
+    return rank == 1 ? std::string() : "rank " + std::to_string(rank) + std::string(1, '\0') + std::string(rank * 1000, 'g');
+  };
+  for (int root : {0, world->size() - 1}) {
+    const std::vector<std::string> all = world->gather_bytes(bytes_of(world->rank()), root);
+    if (world->rank() != root) {
+      EXPECT_TRUE(all.empty());
+      continue;
+    }
+    ASSERT_EQ(all.size(), static_cast<size_t>(world->size()));
+    for (int r = 0; r < world->size(); ++r) EXPECT_TRUE(all[r] == bytes_of(r)) << "rank " << r << "'s bytes, at " << root;
+  }
+}
+
 TEST(Comm, IdleBroadcastDeliversWhatTheRootSendsLate) {
   // The others wait (sleeping between polls) while the root is still busy, as a
   // pool's ranks wait while rank 0 asks the coordinator for a job.

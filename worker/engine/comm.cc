@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -111,6 +112,33 @@ void Communicator::broadcast_bytes(std::string* bytes, int root) {
   check(MPI_Bcast(&len, 1, MPI_UINT64_T, root, MPI_COMM_WORLD), "MPI_Bcast");
   bytes->resize(len);
   check(MPI_Bcast(bytes->data(), static_cast<int>(len), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+std::vector<std::string> Communicator::gather_bytes(const std::string& mine, int root) {
+  if (!mpi_ || size_ == 1) return {mine};
+  CollectiveScope scope(*this, "MPI_Gatherv");
+  const int len = static_cast<int>(mine.size());
+  std::vector<int> lens(rank_ == root ? size_ : 0), offsets(lens.size());
+  check(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, root, MPI_COMM_WORLD), "MPI_Gather");
+  std::string all;
+  if (rank_ == root) {
+    size_t total = 0;
+    for (int r = 0; r < size_; ++r) {
+      if (total + static_cast<size_t>(lens[r]) > static_cast<size_t>(std::numeric_limits<int>::max()))
+        throw std::runtime_error("MPI_Gatherv: the ranks' bytes add up to more than 2 GiB");
+      offsets[r] = static_cast<int>(total);
+      total += static_cast<size_t>(lens[r]);
+    }
+    all.resize(total);
+  }
+  check(MPI_Gatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR, root,
+                    MPI_COMM_WORLD),
+        "MPI_Gatherv");
+  if (rank_ != root) return {};
+  std::vector<std::string> out;
+  out.reserve(size_);
+  for (int r = 0; r < size_; ++r) out.push_back(all.substr(offsets[r], lens[r]));
+  return out;
 }
 
 void Communicator::broadcast_bytes_idle(std::string* bytes, int root, int poll_ms, bool watched) {

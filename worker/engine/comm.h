@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace prelude {
 
@@ -33,6 +34,9 @@ class Communicator {
 
   void broadcast(float* data, size_t n, int root = 0);
   void broadcast_bytes(std::string* bytes, int root = 0);
+  // Every rank's `mine`, at `root`, in rank order (empty on the other ranks). Every
+  // rank must call it; each one's bytes must stay under 2 GiB.
+  std::vector<std::string> gather_bytes(const std::string& mine, int root = 0);
   // The same, for a broadcast the other ranks may wait long for (a worker pool
   // waiting for its next job): they poll every `poll_ms` and sleep in between
   // instead of spinning a core in MPI's busy wait. Every rank must call this one.
