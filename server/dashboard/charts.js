@@ -55,6 +55,7 @@ const PDChart = (() => {
     let y0 = Math.min(...yv), y1 = Math.max(...yv);
     if (opts.yMin !== undefined && !log) y0 = Math.min(y0, opts.yMin);
     if (x1 === x0) { x0 -= 1; x1 += 1; }
+    if (opts.xPad) { x0 -= opts.xPad; x1 += opts.xPad; }
     if (y1 === y0) { const d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
     const pad = (y1 - y0) * 0.05;
     y0 -= pad; y1 += pad;
@@ -76,7 +77,7 @@ const PDChart = (() => {
         axes.append(node('text', {x: sx(i), y: H - M.bottom + 14, 'text-anchor': 'middle'}, label));
       });
     } else {
-      for (const t of ticks(x0, x1, 5))
+      for (const t of ticks(x0, x1, 5).filter((t) => !opts.integerX || Number.isInteger(t)))
         axes.append(node('text', {x: sx(t), y: H - M.bottom + 14, 'text-anchor': 'middle'}, fmt(t)));
     }
     if (opts.xTitle) axes.append(node('text', {class: 'title', x: (M.left + W - M.right) / 2, y: H - 4,
@@ -128,7 +129,9 @@ const PDChart = (() => {
   function boxes(svg, boxes, opts) {
     opts = opts || {};
     if (!boxes.length) return empty(svg, opts.emptyText || 'no data yet');
-    const {sx, sy} = frame(svg, boxes.map((b) => b.x), boxes.flatMap((b) => [b.min, b.max]), opts);
+    // Half a step of room at each end, so that no box sits on an axis.
+    const {sx, sy} = frame(svg, boxes.map((b) => b.x), boxes.flatMap((b) => [b.min, b.max]),
+                           Object.assign({xPad: 0.5, integerX: true}, opts));
     const span = boxes.length > 1 ? (sx(boxes[1].x) - sx(boxes[0].x)) : 40;
     const w = Math.max(3, Math.min(24, span * 0.5));
     const color = opts.color || PALETTE[0];

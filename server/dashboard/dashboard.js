@@ -117,12 +117,11 @@ const PD = (() => {
     const m = job.latestMetrics || {};
     return m.testAccuracy;
   }
-  // Images per second: the latest step's while it runs, else the summary's.
+  // Images per second: the latest step's while it runs, else the summary's (after the
+  // warm-up steps; none for a job that did not finish).
   function imagesPerSecond(job) {
-    if (job.state === 'RUNNING' && job.progress && job.progress.imagesPerSecond !== undefined)
-      return job.progress.imagesPerSecond;
-    const m = job.latestMetrics || {};
-    return m.trainImagesPerSecond !== undefined ? m.trainImagesPerSecond : (job.progress || {}).imagesPerSecond;
+    if (job.state === 'RUNNING') return (job.progress || {}).imagesPerSecond;
+    return (job.latestMetrics || {}).trainImagesPerSecond;
   }
   function numCell(v, digits, cls) {
     return el('td', {class: 'num ' + (cls || ''), 'data-value': v === undefined ? null : v}, fixed(v, digits));

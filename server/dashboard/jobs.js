@@ -16,9 +16,10 @@
                 (job.waitingReason ? ': ' + job.waitingReason : ''));
     else if (job.error) note = el('span', {class: 'error-text'}, job.error);
     const name = (job.spec && job.spec.name) || '';
+    // A sweep's jobs are named after their grid point already.
+    const point = job.sweepPoint && !name.includes(job.sweepPoint) ? job.sweepPoint : '';
     return el('tr', {'data-job-id': job.jobId, 'data-state': job.state},
-              el('td', {}, id), el('td', {}, name + (job.sweepPoint ? ' ' : ''),
-                                   job.sweepPoint ? el('span', {class: 'muted'}, job.sweepPoint) : ''),
+              el('td', {}, id), el('td', {}, name, point ? ' ' : '', point ? el('span', {class: 'muted'}, point) : ''),
               el('td', {}, stateBadge(job.state)), el('td', {}, job.owner || ''), progressCell(job),
               numCell(accuracy(job), 4, 'acc'), numCell(imagesPerSecond(job), 0, 'ips'), el('td', {}, sweep),
               el('td', {class: 'note'}, note));
