@@ -35,7 +35,8 @@ const PDChart = (() => {
   function logTicks(l0, l1) {
     const out = [];
     const mults = l1 - l0 > 6 ? [1] : l1 - l0 > 2.5 ? [1, 3] : [1, 2, 5];
-    for (let k = Math.floor(l0); k <= Math.ceil(l1); ++k)
+    const every = Math.max(1, Math.ceil((l1 - l0) / 6));  // decades between ticks
+    for (let k = Math.floor(l0); k <= Math.ceil(l1); k += every)
       for (const m of mults) {
         const v = m * Math.pow(10, k), l = Math.log10(v);
         if (l >= l0 && l <= l1) out.push(Number(v.toPrecision(6)));
@@ -98,9 +99,9 @@ const PDChart = (() => {
     const g = node('g', {class: 'legend'});
     shown.forEach((s, i) => {
       const y = M.top + 8 + i * 13;
-      g.append(node('line', {x1: W - M.right - 120, y1: y - 4, x2: W - M.right - 104, y2: y - 4, stroke: s.color,
+      g.append(node('line', {x1: W - M.right - 150, y1: y - 4, x2: W - M.right - 134, y2: y - 4, stroke: s.color,
                              'stroke-dasharray': s.dash ? '4 3' : 'none'}));
-      g.append(node('text', {x: W - M.right - 100, y}, s.name.length > 22 ? s.name.slice(0, 21) + '…' : s.name));
+      g.append(node('text', {x: W - M.right - 130, y}, s.name.length > 28 ? s.name.slice(0, 27) + '…' : s.name));
     });
     svg.append(g);
   }

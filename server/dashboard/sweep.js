@@ -63,11 +63,17 @@
       const point = job.sweepPoint ? pointWithoutSeed(job.sweepPoint) : '(base)';
       const first = !named.has(key + point);
       named.add(key + point);
-      return {name: first ? point : '', color: color.get(point) || '#888',
+      return {name: first ? shortPoint(point) : '', color: color.get(point) || '#888',
               points: (curves.get(job.jobId) || {})[key] || [], markers: key === 'tests'};
     });
-    PDChart.line($('#chart-loss'), series('steps'), {xTitle: 'step'});
-    PDChart.line($('#chart-test'), series('tests'), {xTitle: 'epoch'});
+    // Log scale: a diverging point's loss would flatten every other curve.
+    PDChart.line($('#chart-loss'), series('steps'), {xTitle: 'step', logY: true});
+    PDChart.line($('#chart-test'), series('tests'), {xTitle: 'epoch', integerX: true});
+  }
+
+  // A legend's label: each field by its last name ("training.learningRate=0.1" -> "learningRate=0.1").
+  function shortPoint(point) {
+    return point.split(' ').map((w) => w.replace(/^[^=]*\.(?=[^.=]*=)/, '')).join(' ');
   }
 
   // As `prelude compare` groups: the grid point without its seed.
@@ -86,7 +92,8 @@
       const by = {};
       for (const j of jobs) by[j.state] = (by[j.state] || 0) + 1;
       $('#counts').textContent = `${jobs.length} jobs: ` +
-          Object.entries(by).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(', ') + (sweep.owner ? ` · owner ${sweep.owner}` : '');
+          Object.entries(by).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(', ') +
+          (sweep.owner ? ` · owner ${sweep.owner}` : '');
       renderTable(data);
       renderJobs(jobs);
       await readCurves(jobs);

@@ -40,7 +40,7 @@ as() { local who=$1; shift; "$CLIENT" --token-file "$work/$who.token" "$@"; }
 # A learning rate of 10 diverges within a few steps: a failure with its reason.
 cat > "$work/sweep.json" <<'JSON'
 { "name": "dash-sweep",
-  "base": { "dataset": { "name": "fashion-mnist", "trainLimit": 640, "testLimit": 200 },
+  "base": { "dataset": { "name": "fashion-mnist", "trainLimit": 512, "testLimit": 200 },
             "training": { "epochs": 3, "batchSize": 64, "logEverySteps": 2 } },
   "grid": [ { "field": "training.learningRate", "values": [10, 0.01] } ] }
 JSON
