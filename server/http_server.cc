@@ -10,6 +10,7 @@
 #include "common/errors.h"
 #include "common/status.h"
 #include "server/auth.h"
+#include "server/dashboard.h"
 
 namespace prelude::server {
 
@@ -31,15 +32,21 @@ std::pair<std::string, int> split_address(const std::string& address) {
   return {host, static_cast<int>(port)};
 }
 
-// 0 when the request may scrape; else the HTTP status to refuse it with, `why` set.
-int refusal(const Authenticator* auth, const httplib::Request& req, std::string* why) {
-  if (!auth) return 0;
+// The caller of a request (an admin named "anonymous" without an Authenticator). Throws
+// ServiceError: UNAUTHENTICATED without a token or with an unknown one.
+Caller caller_of(const Authenticator* auth, const httplib::Request& req) {
+  if (!auth) return Caller{};
   // The Authenticator reads gRPC metadata: the header is handed over as such.
   const std::string key = kAuthorizationKey, value = req.get_header_value("Authorization");
   std::multimap<grpc::string_ref, grpc::string_ref> metadata;
   if (req.has_header("Authorization")) metadata.emplace(key, value);
+  return auth->authenticate(metadata);
+}
+
+// 0 when the request may scrape; else the HTTP status to refuse it with, `why` set.
+int refusal(const Authenticator* auth, const httplib::Request& req, std::string* why) {
   try {
-    const Caller who = auth->authenticate(metadata);
+    const Caller who = caller_of(auth, req);
     if (who.role == Role::kUser) {
       *why = "the token of " + who.name + " is a user's: only admin and pool tokens may read the metrics";
       return 403;
@@ -49,6 +56,48 @@ int refusal(const Authenticator* auth, const httplib::Request& req, std::string*
     *why = e.what();
     return e.code() == ErrorCode::kUnauthenticated ? 401 : 403;
   }
+}
+
+void send(const HttpReply& reply, httplib::Response& res) {
+  res.status = reply.status;
+  for (const auto& [name, value] : reply.headers) res.set_header(name, value);
+  res.set_content(reply.body, reply.content_type);
+}
+
+// The dashboard's routes: its pages, and /api/* for a client's token.
+void add_dashboard(httplib::Server& server, const Dashboard& dashboard, const Authenticator* auth) {
+  for (const DashboardAsset* asset : Dashboard::assets()) {
+    const auto serve = [asset](const httplib::Request&, httplib::Response& res) {
+      // Scripts from this origin only: a job name shown in a page can never run as code.
+      res.set_header("Content-Security-Policy",
+                     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; frame-ancestors 'none'");
+      res.set_header("X-Content-Type-Options", "nosniff");
+      res.set_header("Cache-Control", "no-cache");
+      res.set_content(asset->data, asset->size, asset->content_type);
+    };
+    server.Get(asset->path, serve);
+    if (std::string(asset->path) == "/index.html") server.Get("/", serve);
+  }
+  server.Get("/api/.*", [&dashboard, auth](const httplib::Request& req, httplib::Response& res) {
+    Caller who;
+    try {
+      who = caller_of(auth, req);
+    } catch (const ServiceError& e) {
+      HttpReply reply = Dashboard::error(e.code(), e.what());
+      // No WWW-Authenticate challenge: a browser would answer it with its own login box.
+      send(reply, res);
+      return;
+    }
+    if (who.role == Role::kPool) {
+      send(Dashboard::error(ErrorCode::kPermissionDenied,
+                            "the token of " + who.name + " is a worker pool's: the dashboard takes user and admin tokens"),
+           res);
+      return;
+    }
+    std::map<std::string, std::string> query;
+    for (const auto& [name, value] : req.params) query.emplace(name, value);  // the first of a repeated one
+    send(dashboard.api(req.path, query, who), res);
+  });
 }
 
 }  // namespace
@@ -80,6 +129,7 @@ HttpServer::HttpServer(const HttpOptions& options, std::function<std::string()> 
       res.set_content(std::string("cannot gather the metrics: ") + e.what() + "\n", "text/plain; charset=utf-8");
     }
   });
+  if (options.dashboard) add_dashboard(*server_, *options.dashboard, auth);
   // httplib's default is SO_REUSEPORT, which lets a second coordinator bind the same port
   // and share its scrapes unnoticed: a port in use must be an error here.
   server_->set_socket_options([](int sock) {

@@ -1,6 +1,7 @@
-// The coordinator's HTTP side (--http): GET /metrics in the Prometheus text format,
-// behind the same tokens as the gRPC API and in TLS when the coordinator serves TLS.
-// cpp-httplib does the HTTP; what it serves comes from a function (Metrics::exposition).
+// The coordinator's HTTP side (--http): GET /metrics in the Prometheus text format and
+// the web dashboard (its pages, and its JSON API under /api/), behind the same tokens as
+// the gRPC API and in TLS when the coordinator serves TLS. cpp-httplib does the HTTP;
+// what it serves comes from a function (Metrics::exposition) and the Dashboard.
 #pragma once
 
 #include <atomic>
@@ -16,6 +17,7 @@ class Server;
 namespace prelude::server {
 
 class Authenticator;
+class Dashboard;
 
 struct HttpOptions {
   std::string address;  // "host:port" ("[::1]:port"); port 0 picks one
@@ -25,6 +27,9 @@ struct HttpOptions {
   // Who may scrape: with tokens required, admin and pool tokens (a user's is refused
   // 403, none or an unknown one 401). Null: anyone.
   const Authenticator* auth = nullptr;
+  // The dashboard: its pages (no token needed: they hold no data) and /api/* (a user's
+  // or an admin's token as `Authorization: Bearer`; a pool's is refused 403). Null: none.
+  const Dashboard* dashboard = nullptr;
 };
 
 class HttpServer {

@@ -35,6 +35,7 @@
 #include "server/audit_log.h"
 #include "server/auth.h"
 #include "server/db_lock.h"
+#include "server/dashboard.h"
 #include "server/http_server.h"
 #include "server/job_manager.h"
 #include "server/metrics.h"
@@ -80,7 +81,8 @@ const std::vector<prelude::FlagSpec> kFlags = {
     {"--insecure", "", "allow a non-loopback --listen with neither TLS nor a token"},
     {"--audit-keep", "N", "audit trail entries kept in the database, the newest (default 100000)"},
     {"--http", "ADDR",
-     "serve /metrics (Prometheus) over HTTP on ADDR (default 127.0.0.1:8080; '' turns it off; port 0 picks one)"},
+     "serve /metrics (Prometheus) and the web dashboard over HTTP on ADDR (default 127.0.0.1:8080; '' turns it off; "
+     "port 0 picks one)"},
     {"--http-port-file", "F", "write the HTTP port actually bound to F once serving"},
 };
 
@@ -362,7 +364,9 @@ int main(int argc, char** argv) {
                local_address(f.listen, port).c_str(), f.db.c_str(), artifacts->dir().c_str(), f.data_root.c_str(),
                auth.required() ? ", tokens required" : "",
                !f.tls.enabled() ? "" : f.tls.client_ca.given() ? ", TLS with client certificates" : ", TLS");
-  // /metrics: before the port file, so a test that sees it finds the HTTP port file too.
+  // The web dashboard's API answers with the same JobManager and callers as the gRPC API.
+  const Dashboard dashboard(jobs, artifacts.get());
+  // /metrics and the dashboard: before the port file, so a test that sees it finds the HTTP port file too.
   std::unique_ptr<HttpServer> http;
   if (!f.http.empty()) {
     HttpOptions ho;
@@ -371,10 +375,13 @@ int main(int argc, char** argv) {
     ho.key = f.tls.key.path;
     ho.client_ca = f.tls.client_ca.path;
     ho.auth = &auth;
+    ho.dashboard = &dashboard;
     try {
       http = std::make_unique<HttpServer>(ho, [&metrics] { return metrics.exposition(); });
-      std::fprintf(stderr, "prelude-coordinator: metrics on %s://%s/metrics\n", f.tls.enabled() ? "https" : "http",
-                   local_address(f.http, http->port()).c_str());
+      const char* scheme = f.tls.enabled() ? "https" : "http";
+      const std::string at = local_address(f.http, http->port());
+      std::fprintf(stderr, "prelude-coordinator: metrics on %s://%s/metrics, dashboard on %s://%s/\n", scheme,
+                   at.c_str(), scheme, at.c_str());
       if (!f.http_port_file.empty()) write_port_file(f.http_port_file, http->port());
     } catch (const UserError& e) {
       // The default port may be another coordinator's: that costs the metrics, not the service.
