@@ -14,7 +14,7 @@ namespace prelude {
 uint64_t dataset_bytes(uint64_t n, uint64_t height, uint64_t width) {
   uint64_t pixels = 0, bytes = 0, label_bytes = 0;
   if (__builtin_mul_overflow(n, height, &pixels) || __builtin_mul_overflow(pixels, width, &pixels) ||
-      __builtin_mul_overflow(pixels, sizeof(float), &bytes) ||
+      __builtin_mul_overflow(pixels, sizeof(uint8_t), &bytes) ||
       __builtin_mul_overflow(n, sizeof(int32_t), &label_bytes) ||
       __builtin_add_overflow(bytes, label_bytes, &bytes))
     return UINT64_MAX;
@@ -67,18 +67,16 @@ Dataset load_idx_dataset(const std::string& images_path, const std::string& labe
       d.labels[i] = raw[i];
     }
   }
-  // Inflated and normalised a chunk at a time: the bytes are never held whole.
+  // Inflated straight into the bytes kept; normalised only per batch (gather_batch).
   const uint64_t pixels = n * height * width;
-  d.images.resize(pixels);
-  const float scale = static_cast<float>(1.0 / (255.0 * std)), shift = static_cast<float>(mean / std);
-  std::vector<uint8_t> chunk(std::min<uint64_t>(pixels, 1 << 20));
-  for (uint64_t done = 0; done < pixels;) {
-    const uint64_t count = std::min<uint64_t>(chunk.size(), pixels - done);
-    images.read(chunk.data(), count);
-    float* out = d.images.data() + done;
-    for (uint64_t i = 0; i < count; ++i) out[i] = chunk[i] * scale - shift;
-    done += count;
-  }
+  auto store = std::make_shared<std::vector<uint8_t>>(pixels);
+  images.read(store->data(), pixels);
+  d.pixels = store->data();
+  d.pixel_store = std::move(store);
+  // The float operations of the loader before issue 17, which normalised everything
+  // up front: batches are bit-identical to what it held (tests/test_dataset.cc).
+  d.scale = static_cast<float>(1.0 / (255.0 * std));
+  d.shift = static_cast<float>(mean / std);
   images.finish();
   return d;
 }
@@ -101,8 +99,11 @@ std::vector<int32_t> epoch_permutation(int64_t n, uint64_t seed, int epoch) {
 
 void gather_batch(const Dataset& d, const int32_t* indices, int count, float* images_out, int32_t* labels_out) {
   const size_t per = static_cast<size_t>(d.channels) * d.height * d.width;
+  const float scale = d.scale, shift = d.shift;
   for (int i = 0; i < count; ++i) {
-    std::memcpy(images_out + i * per, d.images.data() + static_cast<size_t>(indices[i]) * per, per * sizeof(float));
+    const uint8_t* __restrict in = d.pixels + static_cast<size_t>(indices[i]) * per;
+    float* __restrict out = images_out + i * per;
+    for (size_t j = 0; j < per; ++j) out[j] = in[j] * scale - shift;
     labels_out[i] = d.labels[indices[i]];
   }
 }
