@@ -43,6 +43,18 @@ Dataset load_idx_dataset(const std::string& images_path, const std::string& labe
                          double std, int64_t limit = 0, int num_classes = 10,
                          const MemoryBudget& budget = this_rank_memory_budget());
 
+// The same, with the pixels held once per host: the ranks of `comm` that share a host
+// share one copy in an MPI-3 shared-memory window (MPI_Comm_split_type SHARED,
+// MPI_Win_allocate_shared), which the host's first rank inflates the file into. Every
+// rank still checks the files and reads the labels. Collective over `comm`: every
+// rank calls it, and every rank drops its copies of the result together (freeing
+// the window is collective too), before MPI_Finalize. Alone (size 1, or one rank on
+// the host) it is load_idx_dataset. A bad file fails every rank with a UserError.
+class Communicator;
+Dataset load_idx_dataset_shared(const Communicator& comm, const std::string& images_path,
+                                const std::string& labels_path, double mean, double std, int64_t limit = 0,
+                                int num_classes = 10, const MemoryBudget& budget = this_rank_memory_budget());
+
 // The memory a data set of n images of height x width takes, a byte a pixel and
 // an int32 a label (saturating at
 // UINT64_MAX instead of wrapping around).
