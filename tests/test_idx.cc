@@ -146,7 +146,7 @@ TEST(Idx, LimitReadsOnlyAPrefix) {
   const double load_s = seconds_of(
       [&] { d = load_idx_dataset(dir / "bomb.gz", dir / "labels", 0, 1, 7, 10, MemoryBudget{256 * kMiB, "test"}); });
   EXPECT_EQ(d.n, 7);
-  EXPECT_EQ(d.images.size(), 7000000u);
+  EXPECT_EQ(d.pixel_count(), 7000000u);
   EXPECT_EQ(d.labels, std::vector<int32_t>(7, 3));
   EXPECT_LT(read_s + load_s, 2.0);  // 12 MB inflated, not 2 GB
   EXPECT_LT(peak_rss_bytes(), 200 * kMiB);
@@ -189,10 +189,10 @@ TEST(Idx, HugeDimensionsNeitherOverflowNorAllocate) {
                        "2147483648 images, more than the 2147483647 a data set may hold"));
   const Dataset d = load_idx_dataset(dir / "images31", dir / "labels31", 0, 1, 3, 10, unbounded);
   EXPECT_EQ(d.n, 3);
-  ASSERT_EQ(d.images.size(), 3u);
-  EXPECT_FLOAT_EQ(d.images[0], 0);
-  EXPECT_FLOAT_EQ(d.images[1], 1);
-  EXPECT_FLOAT_EQ(d.images[2], 0);
+  ASSERT_EQ(d.pixel_count(), 3u);
+  EXPECT_FLOAT_EQ(d.normalised(0), 0);
+  EXPECT_FLOAT_EQ(d.normalised(1), 1);
+  EXPECT_FLOAT_EQ(d.normalised(2), 0);
   EXPECT_EQ(d.labels, (std::vector<int32_t>{1, 2, 3}));
 
   // Images 2^32-1 pixels wide do not fit the int the network's shapes take.
@@ -201,16 +201,17 @@ TEST(Idx, HugeDimensionsNeitherOverflowNorAllocate) {
   EXPECT_TRUE(contains(error_of([&] { load_idx_dataset(dir / "wide", dir / "one_label", 0, 1, 0, 10, unbounded); }),
                        "images of 1x4294967295 pixels: height and width may be at most 2147483647"));
 
-  // (2^32-1) x 2^16 x 2^16 fits in 64 bits as bytes but not as floats: the need
-  // saturates instead of wrapping around to something small.
+  // (2^32-1) x 2^16 x 2^16 pixels fit in 64 bits as bytes, but not with the labels'
+  // 4 bytes each: the need saturates instead of wrapping around to something small.
+  // The first 2^31-1 of them need 2^63 bytes and more: refused by a budget of 2^62.
   write_raw(dir / "floats", idx_bytes({max32, 65536, 65536}));
   write_raw(dir / "labels_max", idx_bytes({max32}));
   EXPECT_EQ(dataset_bytes(max32, 65536, 65536), UINT64_MAX);
   const std::string msg = error_of([&] {
-    load_idx_dataset(dir / "floats", dir / "labels_max", 0, 1, INT32_MAX, 10, MemoryBudget{UINT64_MAX - 1, "b"});
+    load_idx_dataset(dir / "floats", dir / "labels_max", 0, 1, INT32_MAX, 10, MemoryBudget{uint64_t{1} << 62, "b"});
   });
   EXPECT_TRUE(contains(msg, "its first 2147483647 of 4294967295 images of 65536x65536 need")) << msg;
-  EXPECT_EQ(dataset_bytes(3, 28, 28), 3u * 28 * 28 * 4 + 3 * 4);
+  EXPECT_EQ(dataset_bytes(3, 28, 28), 3u * 28 * 28 + 3 * 4);  // a byte a pixel, an int32 a label
 }
 
 TEST(Dataset, NormalisesAndChecksLabelsAndCounts) {
@@ -225,7 +226,7 @@ TEST(Dataset, NormalisesAndChecksLabelsAndCounts) {
   EXPECT_EQ(d.width, 2);
   // (x/255 - 0.5) / 0.25
   const float expect[] = {-2.0f, 2.0f, -1.2f, -0.4f, 0.4f, 1.2f};
-  for (int i = 0; i < 6; ++i) EXPECT_NEAR(d.images[i], expect[i], 1e-6);
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(d.normalised(i), expect[i], 1e-6);
   EXPECT_EQ(d.labels, (std::vector<int32_t>{0, 9, 4}));
   EXPECT_EQ(load_idx_dataset(dir / "img", dir / "lab", 0, 1, 2).n, 2);
 
@@ -301,8 +302,12 @@ TEST(Dataset, RealFashionMnist) {
     EXPECT_EQ(te[c], 1000);
   }
   double s = 0, q = 0;
-  for (float x : train.images) s += x, q += double(x) * x;
-  const double mean = s / train.images.size(), sd = std::sqrt(q / train.images.size() - mean * mean);
+  const size_t count = train.pixel_count();
+  for (size_t i = 0; i < count; ++i) {
+    const float x = train.normalised(i);
+    s += x, q += double(x) * x;
+  }
+  const double mean = s / count, sd = std::sqrt(q / count - mean * mean);
   EXPECT_NEAR(mean, 0.0, 1e-3);
   EXPECT_NEAR(sd, 1.0, 1e-3);
 }

@@ -41,7 +41,7 @@ void write_bomb_data(const TempDir& root) {
 
 TEST(SetupErrors, DataLargerThanTheBudgetIsAUserErrorNamingFileAndBudget) {
   TempDir root;
-  // 60000 images of 65535x65535: 1 PB of floats, announced in 16 bytes.
+  // 60000 images of 65535x65535: 257 TB of pixels, announced in 16 bytes.
   write_raw(root / "images", idx_bytes({60000, 65535, 65535}));
   write_raw(root / "labels", idx_bytes({60000}, std::vector<uint8_t>(60000, 0)));
   testutil::Recorder rec;

@@ -450,13 +450,15 @@ class Run {
     // This rank's share of the host's (or cgroup's) memory; the test set gets what
     // the training set leaves.
     const MemoryBudget budget = this_rank_memory_budget();
-    train_ = load_idx_dataset(f.train_images, f.train_labels, f.mean, f.std, d.train_limit(), /*num_classes=*/10,
-                              budget);
+    // The ranks of one host share one copy of the images (engine/dataset.h).
+    train_ = load_idx_dataset_shared(comm_, f.train_images, f.train_labels, f.mean, f.std, d.train_limit(),
+                                     /*num_classes=*/10, budget);
     const MemoryBudget left{budget.bytes - std::min(budget.bytes, train_.bytes()),
                             "what the training set's " + format_bytes(train_.bytes()) + " leaves of " +
                                 budget.describe()};
     if (!t_.skip_test())
-      test_ = load_idx_dataset(f.test_images, f.test_labels, f.mean, f.std, d.test_limit(), /*num_classes=*/10, left);
+      test_ = load_idx_dataset_shared(comm_, f.test_images, f.test_labels, f.mean, f.std, d.test_limit(),
+                                      /*num_classes=*/10, left);
     progress(fmt("data: %lld training and %lld test images of %dx%dx%d", static_cast<long long>(train_.n),
                  static_cast<long long>(test_.n), train_.channels, train_.height, train_.width));
   }
