@@ -206,12 +206,13 @@ HttpReply Dashboard::route(const std::string& path, const std::map<std::string, 
   }
   if (n == 3 && s[0] == "jobs" && s[2] == "events") return events(s[1], query, who);
   if (n == 3 && s[0] == "jobs" && s[2] == "model") return model(s[1], query, who);
+  if (n == 3 && s[0] == "jobs" && s[2] == "logs") return logs(s[1], query, who);
   if (n == 2 && s[0] == "sweeps") {
     if (s[1].empty()) throw invalid_argument("sweep_id: must be given");
     return sweep(s[1], query, who);
   }
   throw not_found("no such API: " + echoed(path, 200) +
-                  " (there are /api/whoami, /api/jobs, /api/jobs/ID, /api/jobs/ID/events, /api/jobs/ID/model, "
+                  " (there are /api/whoami, /api/jobs, /api/jobs/ID, /api/jobs/ID/events, /api/jobs/ID/logs, /api/jobs/ID/model, "
                   "/api/sweeps/ID)");
 }
 
@@ -243,6 +244,26 @@ HttpReply Dashboard::events(const std::string& job_id, const std::map<std::strin
   }
   body += "], \"last\": " + std::to_string(last) + ", \"ended\": " +
           (ended || (events.empty() && final_state(job.state())) ? "true" : "false") + "}\n";
+  HttpReply reply;
+  reply.body = std::move(body);
+  return reply;
+}
+
+HttpReply Dashboard::logs(const std::string& job_id, const std::map<std::string, std::string>& query,
+                          const Caller& who) const {
+  const int attempt = static_cast<int>(integer(query, "attempt", 0, 0, 1000000));
+  const int64_t after = integer(query, "after", 0, 0, INT64_MAX);
+  // No deadline: what there is now (pages poll).
+  const LogPage page = jobs_.logs(job_id, attempt, after, {}, who);
+  std::string body = "{\"attempt\": " + std::to_string(page.attempt) +
+                     ", \"latestAttempt\": " + std::to_string(page.latest_attempt) +
+                     ", \"dropped\": " + std::to_string(page.dropped) + ", \"lines\": [";
+  int64_t last = after;
+  for (size_t i = 0; i < page.lines.size(); ++i) {
+    body += (i ? ",\n" : "\n") + to_json(page.lines[i]);
+    last = std::max<int64_t>(last, page.lines[i].seq());
+  }
+  body += "], \"last\": " + std::to_string(last) + ", \"ended\": " + (page.ended ? "true" : "false") + "}\n";
   HttpReply reply;
   reply.body = std::move(body);
   return reply;

@@ -13,6 +13,10 @@
 //   GET /api/jobs/ID/events?after=N    its events with seq > N (at most a batch; poll
 //                                      again at once while some come), the job, and
 //                                      "ended" once it is final and nothing is left
+//   GET /api/jobs/ID/logs?attempt=N&after=S
+//                                      its worker output: lines of attempt N (0 or
+//                                      none: the latest) with seq > S (at most a batch),
+//                                      and "ended" once that attempt is over
 //   GET /api/jobs/ID/model?checkpoint=&format=prelude|onnx
 //                                      a kept checkpoint's file (or its ONNX export)
 //   GET /api/sweeps/ID?target_loss=    the sweep, its jobs and the rows of `prelude compare`
@@ -78,6 +82,8 @@ class Dashboard {
   HttpReply jobs(const std::map<std::string, std::string>& query, const Caller& who) const;
   HttpReply events(const std::string& job_id, const std::map<std::string, std::string>& query,
                    const Caller& who) const;
+  HttpReply logs(const std::string& job_id, const std::map<std::string, std::string>& query,
+                 const Caller& who) const;
   HttpReply model(const std::string& job_id, const std::map<std::string, std::string>& query,
                   const Caller& who) const;
   HttpReply sweep(const std::string& sweep_id, const std::map<std::string, std::string>& query,

@@ -1,7 +1,8 @@
 // A job: its details, live curves (loss, accuracy, learning rate, images/s), the init
 // diagnostics (std per layer, log scale, one line per epoch), the learned slopes' spread
-// over channels per epoch, its models and its history. Events are read incrementally
-// (/api/jobs/ID/events?after=N) every 1.5 s while the job has not ended.
+// over channels per epoch, its models, its worker output and its history. Events are read
+// incrementally (/api/jobs/ID/events?after=N) every 1.5 s while the job has not ended, the
+// worker output likewise (/api/jobs/ID/logs) every 2 s, following a requeued job's attempts.
 'use strict';
 
 (() => {
@@ -149,8 +150,44 @@
     $('#history tbody').replaceChildren(...rows);
   }
 
+  // Lines as text nodes: what a pool wrote is never markup.
+  function appendLogs(reply) {
+    const box = $('#logs');
+    const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    let text = '';
+    if (reply.dropped > 0) text += `(${reply.dropped} earlier lines of this attempt are no longer kept)\n`;
+    for (const l of reply.lines)
+      text += `${new Date(Number(l.timeUnixMs || 0)).toISOString()} rank ${l.rank || 0}  ${l.text || ''}\n`;
+    if (text) box.appendChild(document.createTextNode(text));
+    if (atBottom) box.scrollTop = box.scrollHeight;
+    box.dataset.lines = String(Number(box.dataset.lines || 0) + reply.lines.length);
+  }
+
+  function followLogs() {
+    let attempt = 0, after = 0;  // attempt 0: the latest, until one is known
+    poll(async () => {
+      for (;;) {
+        const reply = await api(`/api/jobs/${encodeURIComponent(id)}/logs?attempt=${attempt}&after=${after}`);
+        if (reply.attempt && !attempt) {
+          attempt = reply.attempt;
+          $('#logs-attempt').textContent = '(attempt ' + attempt + ')';
+        }
+        appendLogs(reply);
+        after = Number(reply.last);
+        if (reply.ended && attempt && attempt < reply.latestAttempt) {  // requeued: on to the next attempt
+          ++attempt;
+          $('#logs').appendChild(document.createTextNode(`--- attempt ${attempt}\n`));
+          $('#logs-attempt').textContent = '(attempt ' + attempt + ')';
+          continue;
+        }
+        if (!reply.lines.length || reply.ended) return !reply.ended;
+      }
+    }, 2000);
+  }
+
   PD.start(() => {
     if (!id) { PD.showError('no job: the address needs ?id=JOB_ID'); return; }
+    followLogs();
     poll(async () => {
       // Batches until none is left, then one render.
       let reply;

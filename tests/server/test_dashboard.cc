@@ -301,6 +301,44 @@ TEST_F(DashboardTest, EventsAfterASeqAreTheManagersAndEndWithTheJob) {
   EXPECT_EQ(refused("/api/jobs/" + id + "/events?after=x", "alice-token", 400).second.rfind("after: ", 0), 0u);
 }
 
+TEST_F(DashboardTest, LogsAreTheManagersLinesOfTheAttemptAndOnlyTheOwners) {
+  const std::string pool = jm_->register_pool(pool_request(1)).pool_id();
+  const std::string id = submit("logged", "alice");
+  ASSERT_EQ(take(pool), id);
+  std::vector<v1::LogLine> lines(2);
+  lines[0].set_text("job started");
+  lines[0].set_time_unix_ms(1'700'000'000'123);
+  lines[1].set_text("epoch 1 <b>not markup</b>");
+  lines[1].set_rank(1);
+  jm_->report(held(*jm_, pool), id, {}, lines);
+
+  const auto logs_after = [&](int64_t after) {
+    return parse<pb::Struct>(ok("/api/jobs/" + id + "/logs?after=" + std::to_string(after), "alice-token"));
+  };
+  const LogPage expected = jm_->logs(id, 0, 0);
+  pb::Struct first = logs_after(0);
+  EXPECT_EQ(first.fields().at("attempt").number_value(), 1);
+  EXPECT_EQ(first.fields().at("latestAttempt").number_value(), 1);
+  EXPECT_EQ(first.fields().at("dropped").number_value(), 0);
+  EXPECT_FALSE(first.fields().at("ended").bool_value());
+  const auto& got = first.fields().at("lines").list_value();
+  ASSERT_EQ(got.values_size(), 2);
+  for (int i = 0; i < 2; ++i) {
+    std::string json;
+    ASSERT_TRUE(pb::util::MessageToJsonString(got.values(i), &json).ok());
+    EXPECT_EQ(parse<v1::LogLine>(json).SerializeAsString(), expected.lines[i].SerializeAsString());
+  }
+  const int64_t last = static_cast<int64_t>(first.fields().at("last").number_value());
+  EXPECT_EQ(last, expected.lines[1].seq());
+  EXPECT_EQ(logs_after(last).fields().at("lines").list_value().values_size(), 0);
+
+  jm_->finish(held(*jm_, pool), id, v1::SUCCEEDED, "");
+  EXPECT_TRUE(logs_after(last).fields().at("ended").bool_value());
+  EXPECT_EQ(refused("/api/jobs/" + id + "/logs", "bob-token", 404).first, "NOT_FOUND");
+  EXPECT_EQ(refused("/api/jobs/" + id + "/logs?attempt=2", "alice-token", 404).first, "NOT_FOUND");
+  EXPECT_EQ(refused("/api/jobs/" + id + "/logs?after=-1", "alice-token", 400).second.rfind("after: ", 0), 0u);
+}
+
 TEST_F(DashboardTest, ThousandJobsPageByPageNewestFirst) {
   const Caller admin{"root", Role::kAdmin};
   std::vector<std::string> ids;
