@@ -296,35 +296,35 @@ RunOutcome train(const v1::JobSpec& spec, const v1::Checkpoint* resume = nullptr
 
 }  // namespace
 
-// 300 steps of cnn-small (batch 64) on 9,600 Fashion-MNIST images, the same seed
+// 150 steps of cnn-small (batch 64) on 4,800 Fashion-MNIST images, the same seed
 // and order in FP32 and BF16. bf16 rounding sends the runs apart after the first
 // steps, so they are compared as two runs of one experiment: the BF16 loss must fall
-// as FP32's does, and the mean loss of the last 100 steps (a window that averages
-// out the batch-to-batch noise of about +-0.1) must be within 0.05 of FP32's, about
-// what two FP32 runs with different seeds differ by here (0.02-0.04), and the test
-// accuracy within 0.03 (2,000 test images: one standard error is about 0.007).
+// as FP32's does, the mean loss of the last 50 steps (two windows of 25, which
+// average out most of the batch-to-batch noise) must be within 0.06 of FP32's, and
+// the test accuracy within 0.03. Measured on the Zen 5 machine: the BF16 losses
+// stayed within 0.01 of FP32's at every logged step (last 50 steps 0.427 against
+// 0.435) and test accuracy 0.846 against 0.857. 0.06 is about 15% of that loss, well
+// beyond the measured gap yet far below what a broken bf16 path costs (stale bf16
+// weights or a lost gradient leave the loss near ln 10 = 2.3); 0.03 is three
+// standard errors of an accuracy on 1,000 test images.
 TEST(Bf16Training, LossFallsLikeFp32) {
   SKIP_WITHOUT_BF16();
   if (!have_fashion_mnist()) GTEST_SKIP() << "skipped, because Fashion-MNIST is not installed";
-  const std::string base = R"({"name":"bf16","dataset":{"name":"fashion-mnist","trainLimit":9600,"testLimit":2000},
+  const std::string base = R"({"name":"bf16","dataset":{"name":"fashion-mnist","trainLimit":4800,"testLimit":1000},
       "model":{"preset":"cnn-small","activation":{"kind":"PRELU_CHANNELWISE"}},
       "training":{"epochs":2,"batchSize":64,"learningRate":0.01,"logEverySteps":25,"precision":")";
   const RunOutcome f32 = train(spec_from(base + R"(FP32"}})"));
   const RunOutcome bf16 = train(spec_from(base + R"(BF16"}})"));
-  ASSERT_EQ(bf16.steps.size(), 12u);
-  ASSERT_EQ(f32.steps.size(), 12u);
-  auto tail_mean = [](const RunOutcome& r) {
-    double s = 0;
-    for (size_t i = 8; i < 12; ++i) s += r.steps[i].loss();  // steps 201-300
-    return s / 4;
-  };
-  for (size_t i = 0; i < 12; ++i)
+  ASSERT_EQ(bf16.steps.size(), 6u);
+  ASSERT_EQ(f32.steps.size(), 6u);
+  auto tail_mean = [](const RunOutcome& r) { return (r.steps[4].loss() + r.steps[5].loss()) / 2; };  // steps 101-150
+  for (size_t i = 0; i < 6; ++i)
     std::printf("step %3d  FP32 %.4f  BF16 %.4f\n", bf16.steps[i].step(), f32.steps[i].loss(), bf16.steps[i].loss());
-  std::printf("last 100 steps: FP32 %.4f  BF16 %.4f; test accuracy FP32 %.4f  BF16 %.4f\n", tail_mean(f32),
+  std::printf("last 50 steps: FP32 %.4f  BF16 %.4f; test accuracy FP32 %.4f  BF16 %.4f\n", tail_mean(f32),
               tail_mean(bf16), f32.summary.test_accuracy(), bf16.summary.test_accuracy());
   EXPECT_GT(bf16.steps.front().loss(), 1.0);
   EXPECT_LT(bf16.steps.back().loss(), 0.75 * bf16.steps.front().loss());
-  EXPECT_NEAR(tail_mean(bf16), tail_mean(f32), 0.05);
+  EXPECT_NEAR(tail_mean(bf16), tail_mean(f32), 0.06);
   EXPECT_NEAR(bf16.summary.test_accuracy(), f32.summary.test_accuracy(), 0.03);
   EXPECT_GT(bf16.summary.test_accuracy(), 0.70);
 }
