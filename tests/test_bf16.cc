@@ -41,8 +41,9 @@ using testutil::Recorder;
 using testutil::spec_from;
 using testutil::user_error_of;
 
-#define SKIP_WITHOUT_BF16() \
-  if (!cpu_has_bf16()) GTEST_SKIP() << "skipped, because the CPU lacks avx512_bf16 (oneDNN: " << effective_isa_name() << ")"
+#define SKIP_WITHOUT_BF16()                                                                 \
+  if (!cpu_has_bf16())                                                                      \
+  GTEST_SKIP() << "skipped, because the CPU lacks avx512_bf16 (oneDNN: " << effective_isa_name() << ")"
 
 // Round to the nearest bf16 (ties to even), independent of oneDNN.
 float bf16_round(float x) {
@@ -207,8 +208,9 @@ TEST(Bf16Network, EveryPrimitiveOfCnnSmallIsAJitBf16Kernel) {
   SKIP_WITHOUT_BF16();
   for (const char* act : {"PRELU_CHANNELWISE", "PRELU_SHARED", "RELU"}) {
     SCOPED_TRACE(act);
-    const auto spec = spec_from(std::string(R"({"name":"k","dataset":{"name":"fashion-mnist"},"model":{"preset":"cnn-small",
-        "activation":{"kind":")") + act + R"("}},"training":{"precision":"BF16"}})");
+    const auto spec = spec_from(std::string(R"({"name":"k","dataset":{"name":"fashion-mnist"},
+        "model":{"preset":"cnn-small","activation":{"kind":")") +
+                                act + R"("}},"training":{"precision":"BF16"}})");
     auto net = build_network(expand_model(spec.model(), 10), {64, 1, 28, 28}, Precision::kBf16);
     int convs = 0;
     for (auto& l : net->layers()) {
@@ -349,4 +351,17 @@ TEST(Bf16Training, ACheckpointResumesExactly) {
   EXPECT_EQ(value_diffs, 0u);
   EXPECT_EQ(momentum_diffs, 0u);
   EXPECT_EQ(resumed.summary.steps(), 20);
+}
+
+TEST(Bf16Spec, DefaultsToFp32AndNamesABadValue) {
+  EXPECT_EQ(spec_from(R"({"name":"p","dataset":{"name":"fashion-mnist"}})").training().precision(),
+            v1::TrainingSpec::FP32);
+  EXPECT_EQ(spec_from(R"({"name":"p","dataset":{"name":"fashion-mnist"},"training":{"precision":"BF16"}})")
+                .training()
+                .precision(),
+            v1::TrainingSpec::BF16);
+  const std::string err = user_error_of(
+      [] { spec_from(R"({"name":"p","dataset":{"name":"fashion-mnist"},"training":{"precision":"FP16"}})"); });
+  EXPECT_NE(err.find("precision"), std::string::npos) << err;
+  EXPECT_NE(err.find("FP16"), std::string::npos) << err;
 }
