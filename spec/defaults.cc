@@ -74,6 +74,7 @@ void default_training(v1::TrainingSpec* t) {
   if (!t->has_weight_decay()) t->set_weight_decay(5e-4);
   if (!t->has_seed()) t->set_seed(1);
   if (!t->has_log_every_steps()) t->set_log_every_steps(50);
+  if (t->precision() == v1::TrainingSpec::PRECISION_UNSPECIFIED) t->set_precision(v1::TrainingSpec::FP32);
   auto* dp = t->mutable_data_parallel();
   if (!dp->has_check_every_steps()) dp->set_check_every_steps(100);
   auto* s = t->mutable_lr_schedule();

@@ -53,8 +53,8 @@ memory::desc ActivationLayer::setup(const memory::desc& src_md, ParamStore& para
     eltwise_forward::primitive_desc fpd(fd, eng);
     eltwise_backward::desc bd(algorithm::eltwise_relu, src_md, src_md, a, 0.f);
     eltwise_backward::primitive_desc bpd(bd, eng, fpd);
-    warn_if_reference(fpd, name_ + " forward");
-    warn_if_reference(bpd, name_ + " backward");
+    check_kernel(fpd, "forward");
+    check_kernel(bpd, "backward");
     eltwise_fwd_ = eltwise_forward(fpd);
     eltwise_bwd_ = eltwise_backward(bpd);
     return out_md_;
@@ -62,6 +62,7 @@ memory::desc ActivationLayer::setup(const memory::desc& src_md, ParamStore& para
   // Per-channel weights {1, C, 1, 1} (or {1, C} after a fully connected layer) in
   // the layout the primitive picks to match the data (e.g. aBcd8b for nChw8c data):
   // with plain weights over blocked data oneDNN 2.6 falls to its reference kernel.
+  // The slopes are f32 in BF16 too (bf16 data, f32 weights and weight gradients).
   dims_t w_dims(dims.size(), 1);
   w_dims[1] = channels_;
   prelu_forward::desc fd(prop_kind::forward_training, src_md, md_of(w_dims, tag::any));
@@ -69,8 +70,8 @@ memory::desc ActivationLayer::setup(const memory::desc& src_md, ParamStore& para
   weights_md_ = fpd.weights_desc();
   prelu_backward::desc bd(src_md, weights_md_, src_md, weights_md_);
   prelu_backward::primitive_desc bpd(bd, eng, fpd);
-  warn_if_reference(fpd, name_ + " forward");
-  warn_if_reference(bpd, name_ + " backward");
+  check_kernel(fpd, "forward");
+  check_kernel(bpd, "backward");
   prelu_fwd_ = prelu_forward(fpd);
   prelu_bwd_ = prelu_backward(bpd);
   if (kind_ == ActKind::kPreluShared) {

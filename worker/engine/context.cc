@@ -5,6 +5,8 @@
 #include <mutex>
 #include <set>
 
+#include "common/errors.h"
+
 namespace prelude {
 
 Context& Context::get() {
@@ -77,6 +79,52 @@ void warn_if_reference(const dnnl::primitive_desc_base& pd, const std::string& w
   if (seen.insert(what + impl).second)
     std::fprintf(stderr, "prelude: warning: %s runs on oneDNN's reference kernel (%s): slow\n",
                  what.c_str(), impl.c_str());
+}
+
+const char* precision_name(Precision p) { return p == Precision::kBf16 ? "BF16" : "FP32"; }
+
+dnnl::memory::desc with_type(const dnnl::memory::desc& md, dt type) {
+  dnnl_memory_desc_t d = md.data;
+  d.data_type = static_cast<dnnl_data_type_t>(type);
+  return dnnl::memory::desc(d);
+}
+
+std::string effective_isa_name() {
+  using dnnl::cpu_isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case cpu_isa::sse41: return "sse41";
+    case cpu_isa::avx: return "avx";
+    case cpu_isa::avx2: return "avx2";
+    case cpu_isa::avx2_vnni: return "avx2_vnni";
+    case cpu_isa::avx512_mic: return "avx512_mic";
+    case cpu_isa::avx512_mic_4ops: return "avx512_mic_4ops";
+    case cpu_isa::avx512_core: return "avx512_core";
+    case cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "unknown";
+  }
+}
+
+bool cpu_has_bf16() {
+  const auto isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+}
+
+void require_bf16() {
+  if (cpu_has_bf16()) return;
+  throw user_error("training.precision",
+                   "BF16 needs a CPU with AVX-512 BF16 instructions (avx512_bf16, oneDNN's avx512_core_bf16), which "
+                   "this one lacks: oneDNN runs it as " + effective_isa_name() +
+                   " (ONEDNN_MAX_CPU_ISA may cap it); use FP32 here");
+}
+
+void check_kernel(const dnnl::primitive_desc_base& pd, const std::string& what, Precision p) {
+  if (p == Precision::kF32) return warn_if_reference(pd, what);
+  const std::string impl = impl_name(pd);
+  if (impl.rfind("ref", 0) == 0)
+    throw user_error("training.precision", "BF16 " + what + " has only oneDNN's reference kernel (" + impl +
+                                               ") on this CPU (" + effective_isa_name() + "); use FP32");
 }
 
 Reorder::Reorder(const dnnl::memory& from, const dnnl::memory& to)

@@ -23,6 +23,24 @@ inline dnnl::memory::desc md_of(const dims_t& dims, tag t) {
   return dnnl::memory::desc(dims, dt::f32, t);
 }
 
+// The number format a network trains in (training.precision). kBf16: activations
+// and their gradients in bfloat16 between the convolution, pooling and activation
+// layers; master weights, weight gradients, slopes, logits and loss in float32.
+enum class Precision { kF32, kBf16 };
+
+const char* precision_name(Precision p);
+
+// The same layout with another data type (an f32 master copy of a bf16 primitive's
+// weights, say). Blocked layouts count in elements, so the layout carries over.
+dnnl::memory::desc with_type(const dnnl::memory::desc& md, dt type);
+
+// oneDNN's effective ISA ("avx512_core_bf16", "avx2", ...), and whether it has the
+// AVX-512 BF16 instructions that BF16 training needs.
+std::string effective_isa_name();
+bool cpu_has_bf16();
+// Throws a UserError on training.precision naming the missing ISA when BF16 cannot run here.
+void require_bf16();
+
 // The plain (row-major, e.g. nchw / oihw / nc) layout of the given dims.
 dnnl::memory::desc plain_md(const dims_t& dims);
 
@@ -40,6 +58,11 @@ std::string impl_name(const dnnl::primitive_desc_base& pd);
 
 // Warns once on stderr when a primitive runs on a reference (slow) kernel.
 void warn_if_reference(const dnnl::primitive_desc_base& pd, const std::string& what);
+
+// In FP32 warn_if_reference; in BF16 a reference kernel is an error (a UserError on
+// training.precision naming the primitive and the ISA): it would be many times slower
+// than FP32, which is no reason to ask for BF16.
+void check_kernel(const dnnl::primitive_desc_base& pd, const std::string& what, Precision p);
 
 // A reorder primitive bound to its two memories, created once and run per step.
 class Reorder {

@@ -31,18 +31,21 @@ memory::desc ConvLayer::setup(const memory::desc& src_md, ParamStore& params) {
                     " is too small for a " + std::to_string(k_) + "x" + std::to_string(k_) +
                     " convolution with padding " + std::to_string(pad_));
   const dims_t strides{stride_, stride_}, padding{pad_, pad_};
-  const auto src_any = md_of({n, c, h, w}, tag::any), w_any = md_of({oc_, c, k_, k_}, tag::any);
+  // BF16: bf16 input, weights and output (an f32 input, the images before conv1, is
+  // reordered into bf16 by the input edge), f32 bias and f32 weight gradients.
+  const dt a = act_type();
+  const auto src_any = memory::desc({n, c, h, w}, a, tag::any), w_any = memory::desc({oc_, c, k_, k_}, a, tag::any);
   const auto b_md = md_of({oc_}, tag::a);
 
   convolution_forward::desc fd(prop_kind::forward_training, algorithm::convolution_direct, src_any, w_any,
-                               b_md, md_of({n, oc_, oh, ow}, tag::any), strides, padding, padding);
+                               b_md, memory::desc({n, oc_, oh, ow}, a, tag::any), strides, padding, padding);
   convolution_forward::primitive_desc fwd(fd, eng);
   // The gradient arriving from the next layer is in the forward output layout;
   // everything else the backward primitives may choose.
   convolution_backward_data::desc bdd(algorithm::convolution_direct, src_any, w_any, fwd.dst_desc(), strides,
                                       padding, padding);
-  convolution_backward_weights::desc bwd(algorithm::convolution_direct, src_any, w_any, b_md, fwd.dst_desc(),
-                                         strides, padding, padding);
+  convolution_backward_weights::desc bwd(algorithm::convolution_direct, src_any, md_of({oc_, c, k_, k_}, tag::any),
+                                         b_md, fwd.dst_desc(), strides, padding, padding);
   finish_setup(params, fwd, convolution_backward_data::primitive_desc(bdd, eng, fwd),
                convolution_backward_weights::primitive_desc(bwd, eng, fwd), c * k_ * k_, oc_ * k_ * k_);
   return out_md_;

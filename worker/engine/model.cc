@@ -25,7 +25,8 @@ std::string layer_choices() {
 
 }  // namespace
 
-std::unique_ptr<Network> build_network(const std::vector<v1::LayerSpec>& specs, const dims_t& input_dims) {
+std::unique_ptr<Network> build_network(const std::vector<v1::LayerSpec>& specs, const dims_t& input_dims,
+                                       Precision precision) {
   std::vector<std::unique_ptr<Layer>> layers;
   LayerNamer namer;
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -40,10 +41,16 @@ std::unique_ptr<Network> build_network(const std::vector<v1::LayerSpec>& specs, 
     layers.push_back(kind->make(s, namer.next(*kind)));
   }
   try {
-    return std::make_unique<Network>(std::move(layers), input_dims);
+    return std::make_unique<Network>(std::move(layers), input_dims, precision);
   } catch (const UserError& e) {
-    throw UserError(std::string("model: ") + e.what());
+    const std::string what = e.what();
+    if (what.rfind("training.precision", 0) == 0) throw;  // about the CPU, not the model
+    throw UserError("model: " + what);
   }
+}
+
+Precision precision_from(v1::TrainingSpec::Precision p) {
+  return p == v1::TrainingSpec::BF16 ? Precision::kBf16 : Precision::kF32;
 }
 
 InitOptions init_options_from(const v1::InitSpec& spec, uint64_t seed) {

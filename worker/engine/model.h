@@ -16,7 +16,10 @@ namespace prelude {
 // The layer specs must be complete (see expand_model). Shape problems are UserErrors
 // naming the layer.
 std::unique_ptr<Network> build_network(const std::vector<prelude::v1::LayerSpec>& layers,
-                                       const dims_t& input_dims);
+                                       const dims_t& input_dims, Precision precision = Precision::kF32);
+
+// training.precision (defaulted) as the engine's Precision.
+Precision precision_from(prelude::v1::TrainingSpec::Precision p);
 
 InitOptions init_options_from(const prelude::v1::InitSpec& spec, uint64_t seed);
 

@@ -9,9 +9,10 @@
 
 namespace prelude {
 
-Network::Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input_dims)
-    : layers_(std::move(layers)), input_dims_(input_dims) {
+Network::Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input_dims, Precision precision)
+    : layers_(std::move(layers)), input_dims_(input_dims), precision_(precision) {
   if (layers_.empty()) throw std::logic_error("Network needs at least one layer");
+  if (precision_ == Precision::kBf16) require_bf16();  // before any primitive, naming the ISA
   auto& eng = Context::get().engine;
   const auto in_md = md_of(input_dims_, tag::nchw);
   input_.data = dnnl::memory(in_md, eng);
@@ -20,7 +21,15 @@ Network::Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input
   dnnl::memory::desc md = in_md;
   for (auto& l : layers_) {
     const size_t before = params_.params().size();
-    md = l->setup(md, params_);
+    l->set_precision(precision_);
+    try {
+      md = l->setup(md, params_);
+    } catch (const dnnl::error& e) {
+      if (precision_ == Precision::kF32) throw;
+      // A bf16 primitive oneDNN cannot create here (no kernel at all): say which.
+      throw user_error("training.precision", "BF16 " + l->name() + " cannot run on this CPU (oneDNN runs it as " +
+                                                 effective_isa_name() + ": " + e.what() + "); use FP32");
+    }
     layer_params_.emplace_back(before, params_.params().size());
   }
   const auto out = md.dims();
@@ -57,6 +66,7 @@ Network::Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input
 }
 
 void Network::forward() {
+  for (auto& l : layers_) l->refresh_weights();
   for (auto& l : layers_) l->forward();
   Context::get().stream.wait();
 }

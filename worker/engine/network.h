@@ -23,14 +23,21 @@ class Network {
  public:
   // Builds every primitive for the input shape {N, C, H, W} (once), allocates the
   // parameter arena and binds all blobs. The last layer must produce {N, K} logits.
-  Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input_dims);
+  // In BF16 the CPU must have AVX-512 BF16 and every primitive a JIT kernel
+  // (UserErrors on training.precision otherwise); the input stays f32 (the first
+  // convolution converts it).
+  Network(std::vector<std::unique_ptr<Layer>> layers, const dims_t& input_dims,
+          Precision precision = Precision::kF32);
 
+  Precision precision() const { return precision_; }
   int64_t batch() const { return input_dims_[0]; }
   const dims_t& input_dims() const { return input_dims_; }
   int64_t num_classes() const { return num_classes_; }
   // The input batch, plain NCHW, batch() images.
   float* input_data() { return static_cast<float*>(input_.data.get_data_handle()); }
 
+  // Starts with each layer's refresh_weights() (BF16: master weights into bf16,
+  // once per pass, i.e. once per step after the optimizer).
   void forward();
   // Loss over the first `count` images of the batch; see SoftmaxCrossEntropy.
   LossResult loss(const int32_t* labels, int count, bool write_grad, double grad_denominator);
@@ -54,6 +61,7 @@ class Network {
  private:
   std::vector<std::unique_ptr<Layer>> layers_;
   dims_t input_dims_;
+  Precision precision_;
   int64_t num_classes_ = 0;
   Blob input_;
   ParamStore params_;

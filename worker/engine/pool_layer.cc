@@ -51,15 +51,15 @@ memory::desc PoolLayer::setup(const memory::desc& src_md, ParamStore&) {
   }
   const int64_t oh = (h - kernel[0]) / strides[0] + 1, ow = (w - kernel[1]) / strides[1] + 1;
   const dims_t pad{0, 0};
-  const auto dst_any = md_of({d[0], d[1], oh, ow}, tag::any);
+  const auto dst_any = memory::desc({d[0], d[1], oh, ow}, src_md.data_type(), tag::any);  // bf16 in BF16
   const auto algo = kind_ == PoolKind::kMax ? algorithm::pooling_max : algorithm::pooling_avg_exclude_padding;
   pooling_forward::desc fd(prop_kind::forward_training, algo, src_md, dst_any, strides, kernel, pad, pad);
   fwd_pd_ = pooling_forward::primitive_desc(fd, eng);
   out_md_ = fwd_pd_.dst_desc();
   pooling_backward::desc bd(algo, src_md, out_md_, strides, kernel, pad, pad);
   pooling_backward::primitive_desc bpd(bd, eng, fwd_pd_);
-  warn_if_reference(fwd_pd_, name_ + " forward");
-  warn_if_reference(bpd, name_ + " backward");
+  check_kernel(fwd_pd_, "forward");
+  check_kernel(bpd, "backward");
   fwd_ = pooling_forward(fwd_pd_);
   bwd_ = pooling_backward(bpd);
   return out_md_;

@@ -466,14 +466,15 @@ class Run {
   void build(int64_t batch) {
     layers_ = expand_model(spec_.model(), train_.num_classes);
     const auto& layers = layers_;
-    net_ = build_network(layers, {batch, train_.channels, train_.height, train_.width});
+    net_ = build_network(layers, {batch, train_.channels, train_.height, train_.width}, precision_from(t_.precision()));
     if (net_->num_classes() != train_.num_classes)
       throw user_error("model", fmt("the last layer gives %lld outputs but the data has %d classes",
                                     static_cast<long long>(net_->num_classes()), train_.num_classes));
     const auto& act = spec_.model().activation();
     assign_rectifier_slopes(*net_, act.kind() == v1::ActivationSpec::RELU ? 0.0 : act.alpha_init());
     initialize(net_->params(), init_options_from(spec_.model().init(), static_cast<uint64_t>(t_.seed())));
-    progress("model: " + describe_layers(layers));
+    progress("model: " + describe_layers(layers) +
+             (net_->precision() == Precision::kBf16 ? " (BF16 on " + effective_isa_name() + ")" : ""));
   }
 
   LrSchedule schedule(int64_t steps_per_epoch, int64_t total) const {
