@@ -9,7 +9,7 @@
 #   1. compose.yaml validates (`docker compose config`, or Debian's docker-compose v1),
 #      and its build targets are stages of the Dockerfile
 #   2. the Dockerfile parses (dockerfile-utils lint, the VS Code Docker linter), uses
-#      only debian:12 (and scratch for the host's programs), installs apt packages
+#      only debian:12 (and scratch for the programs alone), installs apt packages
 #      with --no-install-recommends and cleans the lists, and its final stages run as
 #      a non-root USER
 #   3. every apt package of every stage exists in Debian 12 and each stage's set
@@ -66,14 +66,9 @@ if [[ -x $dfu ]]; then
 else
   skip "Dockerfile: dockerfile-utils not installed (deploy/lint.sh --install)"
 fi
-# The prebuilt stage starts FROM scratch (it only carries the host's programs), and
-# `binaries` is FROM ${PRELUDE_BINARIES}: one of two stages, chosen by a build arg.
+# scratch: the `binaries` stage holds the three programs alone.
 while read -r _ image _; do
   if [[ $image == debian:12 || $image == scratch ]] || stages | grep -qx "$image"; then :
-  elif [[ $image == "\${PRELUDE_BINARIES}" ]]; then
-    for choice in build prebuilt; do
-      stages | grep -qx "$choice" || fail "Dockerfile: PRELUDE_BINARIES=$choice is not a stage"
-    done
   else fail "Dockerfile: FROM $image: only debian:12, scratch or an earlier stage"; fi
 done < <(instructions | awk 'toupper($1) == "FROM"')
 while IFS= read -r run; do
