@@ -190,5 +190,56 @@ job2=$("${cli[@]}" submit "$work/short.json") || fatal "submit after the re-crea
 check "the same pool container trains $job2 after the coordinator came back" \
   bash -c "timeout 180 '${cli[0]}' --coordinator 127.0.0.1:$host_port --token-file '$work/token' watch '$job2' > /dev/null 2>&1"
 
+# --- the Kubernetes manifest's coordinator, with `podman kube play` --------------------
+# deploy/k8s/coordinator.yaml as it is (Deployment, PersistentVolumeClaim; podman ignores
+# the Service), under this test's names: its pod, volume and tokens secret would
+# otherwise take the manifest's fixed ones. podman publishes the containerPort, 50051,
+# on the host; a pool container dials the pod on the podman network.
+kube_play() {
+  local kube=$name-kube tokens=$name-tokens data=$name-data
+  if ! command -v catatonit > /dev/null; then echo "skip kube play: catatonit (podman's pod init) is not installed"; return; fi
+  if ! /usr/bin/python3 -c 'import socket; socket.create_server(("0.0.0.0", 50051)).close()' 2> /dev/null; then
+    echo "skip kube play: port 50051, which the manifest's pod publishes, is taken on this host"; return
+  fi
+  sed -e "s/prelude-data/$data/g; s/prelude-tokens/$tokens/g; s/name: prelude-coordinator\$/name: $kube/" \
+    "$src/deploy/k8s/coordinator.yaml" > "$work/kube.yaml"
+  if ! { "$coordinator_bin" token add admin --role admin --tokens-file "$work/kube-tokens" > "$work/kube-admin" 2> /dev/null &&
+          "$coordinator_bin" token add pool-1 --role pool --tokens-file "$work/kube-tokens" > "$work/kube-pool" 2> /dev/null; }; then
+    fatal "token add for the kube play tokens file"
+  fi
+  # podman 4.3 keeps a Secret volume's `data` as given (no base64), so the file goes in as text.
+  /usr/bin/python3 - "$work/kube-tokens" "$tokens" > "$work/kube-secret.yaml" << 'PY'
+import json, sys
+print(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": sys.argv[2]},
+                  "data": {"tokens": open(sys.argv[1]).read()}}))
+PY
+  podman secret create "$tokens" "$work/kube-secret.yaml" > /dev/null || fatal "podman secret create $tokens"
+  # kube play also makes a volume named after the secret.
+  kube_cleanup="podman pod rm -f -t 2 $kube-pod-0; podman rm -f -t 2 $kube-pool; podman volume rm -f $data $tokens; podman secret rm $tokens"
+  if ! podman kube play --network "$net" "$work/kube.yaml" > "$work/kube-play.log" 2>&1; then
+    grep -v '^\s' "$work/kube-play.log" | tail -5
+    check "podman kube play deploy/k8s/coordinator.yaml" false; return
+  fi
+  local kcli=("$client" --coordinator 127.0.0.1:50051 --token-file "$work/kube-admin") ok=false
+  for _ in $(seq 1 60); do "${kcli[@]}" list --limit 1 > /dev/null 2>&1 && { ok=true; break; }; sleep 0.5; done
+  check "podman kube play runs the manifest's coordinator, which answers with its tokens file" $ok
+  $ok || { podman logs "$kube-pod-0-coordinator" 2>&1 | tail -5; return; }
+  local ip
+  ip=$(podman inspect --format "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" \
+         "$(podman pod inspect --format '{{.InfraContainerID}}' "$kube-pod-0")")
+  podman secret create "$name-kube-pool-token" "$work/kube-pool" > /dev/null
+  kube_cleanup+="; podman secret rm $name-kube-pool-token"
+  podman run -d --name "$kube-pool" --network "$net" --add-host "prelude-coordinator:$ip" --shm-size 256m \
+    --secret "$name-kube-pool-token,type=mount,target=prelude_token,uid=10001,mode=0400" prelude-worker:latest \
+    --coordinator prelude-coordinator:50051 --token-file /run/secrets/prelude_token > /dev/null
+  local kjob
+  kjob=$("${kcli[@]}" submit "$work/short.json") || { check "submit to the kube play coordinator" false; return; }
+  check "a job submitted to it is trained by a pool with the manifest's pool role ($kjob SUCCEEDED)" \
+    bash -c "timeout 180 '$client' --coordinator 127.0.0.1:50051 --token-file '$work/kube-admin' watch '$kjob' > /dev/null 2>&1"
+}
+kube_cleanup=""
+trap 'if [[ -n $kube_cleanup && -z ${PRELUDE_PODMAN_KEEP:-} ]]; then eval "$kube_cleanup" > /dev/null 2>&1; fi; cleanup' EXIT
+kube_play
+
 echo "$passes passed, $failures failed ($(elapsed))"
 ((failures == 0))

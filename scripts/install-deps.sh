@@ -7,7 +7,8 @@
 #    openssl makes the certificates of scripts/dev-certs.sh and the TLS tests;
 #    prometheus-cpp-dev and libcpp-httplib-dev serve the coordinator's /metrics, and
 #    prometheus (the server, and promtool) scrapes and lints it in metrics_e2e;
-#    podman, runc and debootstrap build and run deploy/'s images in containers_podman:
+#    podman, runc, catatonit and debootstrap build and run deploy/'s images in containers_podman
+#    (catatonit: the init of the pods `podman kube play` makes):
 #    runc because crun refuses cgroup v1 hosts, debootstrap to make the debian:12 base
 #    image from Debian's archive without a registry)
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
@@ -18,7 +19,7 @@ packages=(cmake g++ make pkg-config
           libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev libssl-dev libonnx-dev
           dataset-fashion-mnist python3-grpcio python3-grpc-tools openssl
           python3-onnx python3-opencv clang libclang-rt-14-dev
-          prometheus-cpp-dev libcpp-httplib-dev prometheus podman runc debootstrap)
+          prometheus-cpp-dev libcpp-httplib-dev prometheus podman runc catatonit debootstrap)
 if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
 
 missing=()
