@@ -7,10 +7,10 @@
 #    openssl makes the certificates of scripts/dev-certs.sh and the TLS tests;
 #    prometheus-cpp-dev and libcpp-httplib-dev serve the coordinator's /metrics, and
 #    prometheus (the server, and promtool) scrapes and lints it in metrics_e2e;
-#    podman, runc, catatonit and debootstrap build and run deploy/'s images in containers_podman
-#    (catatonit: the init of the pods `podman kube play` makes):
-#    runc because crun refuses cgroup v1 hosts, debootstrap to make the debian:12 base
-#    image from Debian's archive without a registry)
+#    podman, runc, catatonit and debootstrap build and run deploy/'s images in containers_podman:
+#    runc because crun refuses cgroup v1 hosts, catatonit as the init of the pods that
+#    `podman kube play` makes, debootstrap to make the debian:12 base image from
+#    Debian's archive without a registry)
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
 set -euo pipefail
 
