@@ -9,8 +9,9 @@
 #   1. compose.yaml validates (`docker compose config`, or Debian's docker-compose v1),
 #      and its build targets are stages of the Dockerfile
 #   2. the Dockerfile parses (dockerfile-utils lint, the VS Code Docker linter), uses
-#      only debian:12, installs apt packages with --no-install-recommends and cleans
-#      the lists, and its final stages run as a non-root USER
+#      only debian:12 (and scratch for the programs alone), installs apt packages
+#      with --no-install-recommends and cleans the lists, and its final stages run as
+#      a non-root USER
 #   3. every apt package of every stage exists in Debian 12 and each stage's set
 #      installs (apt-get simulation against an empty system, from Debian's archive)
 #   4. the build context (Dockerfile.dockerignore) keeps what the build needs and
@@ -65,8 +66,10 @@ if [[ -x $dfu ]]; then
 else
   skip "Dockerfile: dockerfile-utils not installed (deploy/lint.sh --install)"
 fi
+# scratch: the `binaries` stage holds the three programs alone.
 while read -r _ image _; do
-  if [[ $image == debian:12 ]] || stages | grep -qx "$image"; then :; else fail "Dockerfile: FROM $image: only debian:12 or an earlier stage"; fi
+  if [[ $image == debian:12 || $image == scratch ]] || stages | grep -qx "$image"; then :
+  else fail "Dockerfile: FROM $image: only debian:12, scratch or an earlier stage"; fi
 done < <(instructions | awk 'toupper($1) == "FROM"')
 while IFS= read -r run; do
   for need in "apt-get update" "-y" "--no-install-recommends" "rm -rf /var/lib/apt/lists/"; do
@@ -177,8 +180,8 @@ else
 fi
 
 # 6. shell scripts
-for script in deploy/pool.sh deploy/lint.sh; do
-  shell="sh"; [[ $script == *lint.sh ]] && shell="bash"
+for script in deploy/pool.sh deploy/lint.sh deploy/podman-test.sh; do
+  shell="sh"; [[ $script == *.sh && $script != */pool.sh ]] && shell="bash"
   if ! $shell -n "$script"; then fail "$script: $shell -n"; continue; fi
   if command -v shellcheck > /dev/null; then
     if out=$(shellcheck "$script" 2>&1); then ok "$script: shellcheck"; else fail "$script: shellcheck:"$'\n'"$out"; fi

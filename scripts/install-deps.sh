@@ -7,7 +7,11 @@
 #    openssl makes the certificates of scripts/dev-certs.sh and the TLS tests;
 #    prometheus-cpp-dev and libcpp-httplib-dev serve the coordinator's /metrics, and
 #    prometheus (the server, and promtool) scrapes and lints it in metrics_e2e;
-#    chromium, headless, loads the coordinator's web dashboard in dashboard_e2e)
+#    chromium, headless, loads the coordinator's web dashboard in dashboard_e2e;
+#    podman, runc, catatonit and debootstrap build and run deploy/'s images in containers_podman:
+#    runc because crun refuses cgroup v1 hosts, catatonit as the init of the pods that
+#    `podman kube play` makes, debootstrap to make the debian:12 base image from
+#    Debian's archive without a registry)
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
 set -euo pipefail
 
@@ -16,7 +20,8 @@ packages=(cmake g++ make pkg-config
           libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev libssl-dev libonnx-dev
           dataset-fashion-mnist python3-grpcio python3-grpc-tools openssl
           python3-onnx python3-opencv clang libclang-rt-14-dev
-          prometheus-cpp-dev libcpp-httplib-dev prometheus chromium)
+          prometheus-cpp-dev libcpp-httplib-dev prometheus chromium
+          podman runc catatonit debootstrap)
 if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
 
 missing=()

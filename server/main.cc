@@ -224,6 +224,12 @@ void check_pool_tls(Flags& f, const std::string& address) {
   if (f.tls.client_ca.given()) prelude::check_certificate(f.pool_tls.cert, f.tls.client_ca, "");
 }
 
+// The address as bound: --listen's host (0.0.0.0 stays 0.0.0.0, so the log says who can
+// reach it) with the port the kernel gave.
+std::string bound_address(const std::string& listen, int port) {
+  return listen.substr(0, listen.rfind(':')) + ":" + std::to_string(port);
+}
+
 // Where a local pool reaches a server listening on `listen` (bound to `port`).
 std::string local_address(const std::string& listen, int port) {
   std::string host = listen.substr(0, listen.rfind(':'));
@@ -361,7 +367,7 @@ int main(int argc, char** argv) {
   if (grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService())
     jobs.set_health_listener([health](bool serving, const std::string&) { health->SetServingStatus(serving); });
   std::fprintf(stderr, "prelude-coordinator: serving on %s (database %s, models in %s, data root %s%s%s)\n",
-               local_address(f.listen, port).c_str(), f.db.c_str(), artifacts->dir().c_str(), f.data_root.c_str(),
+               bound_address(f.listen, port).c_str(), f.db.c_str(), artifacts->dir().c_str(), f.data_root.c_str(),
                auth.required() ? ", tokens required" : "",
                !f.tls.enabled() ? "" : f.tls.client_ca.given() ? ", TLS with client certificates" : ", TLS");
   // The web dashboard's API answers with the same JobManager and callers as the gRPC API.
