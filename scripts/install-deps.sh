@@ -6,7 +6,9 @@
 #    clang and libclang-rt-14-dev, libFuzzer and the sanitizers' runtime, build tests/fuzz;
 #    openssl makes the certificates of scripts/dev-certs.sh and the TLS tests;
 #    prometheus-cpp-dev and libcpp-httplib-dev serve the coordinator's /metrics, and
-#    prometheus (the server, and promtool) scrapes and lints it in metrics_e2e)
+#    prometheus (the server, and promtool) scrapes and lints it in metrics_e2e;
+#    slurmctld, slurmd, slurm-client and munge: prelude-coordinator --slurm submits jobs
+#    with sbatch, and slurm_e2e starts a one-node Slurm of them (tests/slurm/start-slurm.sh))
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
 set -euo pipefail
 
@@ -15,7 +17,8 @@ packages=(cmake g++ make pkg-config
           libdnnl-dev ocl-icd-opencl-dev libopenmpi-dev openmpi-bin libgtest-dev libsqlite3-dev zlib1g-dev libssl-dev libonnx-dev
           dataset-fashion-mnist python3-grpcio python3-grpc-tools openssl
           python3-onnx python3-opencv clang libclang-rt-14-dev
-          prometheus-cpp-dev libcpp-httplib-dev prometheus)
+          prometheus-cpp-dev libcpp-httplib-dev prometheus
+          slurmctld slurmd slurm-client munge)
 if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
 
 missing=()
