@@ -751,8 +751,9 @@ std::string JobManager::waiting_reason(const Record& r, int64_t ahead) const {
   auto status = slurm_status_.find(r.job.job_id());
   if (status != slurm_status_.end()) return status->second;
   if (!r.job.slurm_job_id().empty()) return "submitted to Slurm as job " + r.job.slurm_job_id();
-  if (options_.slurm && pools_.empty())
-    return "waiting to be submitted to Slurm" + (ahead == 0 ? std::string() : " (" + count_of(ahead, "job is", "jobs are") + " ahead of it)");
+  if (options_.slurm)
+    return "waiting to be submitted to Slurm" +
+           (ahead == 0 ? std::string() : " (" + count_of(ahead, "job is", "jobs are") + " ahead of it)");
   if (pools_.empty()) {
     if (!options_.expected_pool_ranks.empty())
       return "waiting for a worker pool: none has registered yet (the coordinator's own pool of " +
@@ -774,7 +775,7 @@ std::string JobManager::waiting_reason(const Record& r, int64_t ahead) const {
     const auto& resources = r.job.spec().resources();
     if (resources.has_ranks())
       return "no pool with " + count_of(resources.ranks(), "rank", "ranks") + " (registered pools have " + list +
-             "); it waits for one" + (options_.slurm ? " or for Slurm" : "");
+             "); it waits for one";
     return "no registered pool can run it: its batch of " + std::to_string(r.job.spec().training().batch_size()) +
            " is not divisible by their ranks (" + list + "); it waits for a pool that fits";
   }
@@ -1065,8 +1066,8 @@ void JobManager::slurm_job_ended(const std::string& job_id, const std::string& s
     transition(r, v1::CANCELLED, "cancelled; " + why);
   } else if (r.job.slurm_submissions() >= options_.max_attempts) {
     transition(r, v1::FAILED,
-               why + " before its worker took the job, after " + count_of(r.job.slurm_submissions(), "submission", "submissions") +
-                   " to Slurm; giving up");
+               why + " before its worker took the job, after " +
+                   count_of(r.job.slurm_submissions(), "submission", "submissions") + " to Slurm; giving up");
   } else {
     Record next = r;
     next.job.clear_slurm_job_id();  // the next submission is a new batch job

@@ -66,7 +66,8 @@ CommandResult ExecSlurmCli::run(const std::vector<std::string>& argv) {
   int open_fds = 2;
   bool timed_out = false;
   while (open_fds > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
@@ -122,7 +123,8 @@ std::string first_line(const std::string& s) {
 // `key=value` out of scontrol's "Key=Value Key=Value" lines; empty when absent.
 std::string scontrol_field(const std::string& text, const std::string& key) {
   for (size_t at = text.find(key + "="); at != std::string::npos; at = text.find(key + "=", at + 1)) {
-    if (at > 0 && !std::isspace(static_cast<unsigned char>(text[at - 1]))) continue;  // "SubmitReason=" is not "Reason="
+    if (at > 0 && !std::isspace(static_cast<unsigned char>(text[at - 1])))
+      continue;  // "SubmitReason=" is not "Reason="
     const size_t begin = at + key.size() + 1;
     size_t end = begin;
     while (end < text.size() && !std::isspace(static_cast<unsigned char>(text[end]))) ++end;
@@ -133,8 +135,8 @@ std::string scontrol_field(const std::string& text, const std::string& key) {
 
 // States of a Slurm job that has ended (its tasks are gone or going).
 bool slurm_state_ended(const std::string& state) {
-  static const std::set<std::string> ended = {"COMPLETED", "CANCELLED", "FAILED",        "TIMEOUT",
-                                              "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",     "DEADLINE",
+  static const std::set<std::string> ended = {"COMPLETED",     "CANCELLED",    "FAILED",    "TIMEOUT",
+                                              "NODE_FAIL",     "PREEMPTED",    "BOOT_FAIL", "DEADLINE",
                                               "OUT_OF_MEMORY", "SPECIAL_EXIT", "REVOKED"};
   return ended.count(state) > 0;
 }
@@ -182,7 +184,8 @@ std::string sbatch_script(const v1::Job& job, const SlurmOptions& o) {
                     shell_quoted(o.coordinator) + " --job " + id + " --threads " + std::to_string(threads);
   if (!o.token_file.empty()) cmd += " --token-file " + shell_quoted(o.token_file);
   if (!o.data_root.empty()) cmd += " --data-root " + shell_quoted(o.data_root);
-  if (o.stall_timeout_seconds > 0) cmd += " --stall-timeout " + std::to_string(static_cast<long>(o.stall_timeout_seconds));
+  if (o.stall_timeout_seconds > 0)
+    cmd += " --stall-timeout " + std::to_string(static_cast<long>(o.stall_timeout_seconds));
   return s + cmd + "\n";
 }
 
@@ -241,8 +244,10 @@ void SlurmDispatcher::poll_once() {
 
 void SlurmDispatcher::scancel(const std::string& slurm_id) {
   const CommandResult r = cli_.run({"scancel", slurm_id});
-  if (r.exit_code != 0) log("scancel " + slurm_id + ": " + first_line(r.err) + " (retrying)");
-  else watched_[slurm_id].cancelled = true;
+  if (r.exit_code != 0)
+    log("scancel " + slurm_id + ": " + first_line(r.err) + " (retrying)");
+  else
+    watched_[slurm_id].cancelled = true;
 }
 
 std::string SlurmDispatcher::end_reason(const std::string& slurm_id) {
@@ -271,8 +276,7 @@ void SlurmDispatcher::watch_all() {
       gone = true;
     }
     // Its Slurm job is no longer wanted: the job ended, was cancelled or has moved on.
-    const bool unwanted =
-        gone || is_final(job.state()) || job.cancel_requested() || job.slurm_job_id() != slurm_id;
+    const bool unwanted = gone || is_final(job.state()) || job.cancel_requested() || job.slurm_job_id() != slurm_id;
     const CommandResult q = cli_.run({"squeue", "-h", "-j", slurm_id, "-o", "%i|%T|%r"});
     std::string state, reason;
     bool listed = false;
@@ -293,29 +297,27 @@ void SlurmDispatcher::watch_all() {
     const bool ended = !listed || slurm_state_ended(state);
     if (!ended) {
       // A job that ended by itself: its worker is on its way out.
-      const bool finishing = !gone && (job.state() == v1::SUCCEEDED || job.state() == v1::FAILED) &&
-                             job.slurm_job_id() == slurm_id;
+      const bool finishing =
+          !gone && (job.state() == v1::SUCCEEDED || job.state() == v1::FAILED) && job.slurm_job_id() == slurm_id;
       if (finishing && it->second.ended_at == std::chrono::steady_clock::time_point{})
         it->second.ended_at = std::chrono::steady_clock::now();
-      const bool grace = finishing && (state == "COMPLETING" || std::chrono::steady_clock::now() -
-                                                                       it->second.ended_at < kFinishGrace);
+      const bool grace =
+          finishing && (state == "COMPLETING" || std::chrono::steady_clock::now() - it->second.ended_at < kFinishGrace);
       if (unwanted && !grace) {
         if (!it->second.cancelled) {
-          const char* why = gone                                                          ? " (the job was deleted)"
-                            : job.state() == v1::CANCELLED || job.cancel_requested()         ? " (the job was cancelled)"
-                            : is_final(job.state())                                          ? " (the job has ended)"
-                                                                                             : " (the job has another Slurm job)";
+          const char* why = gone                                                     ? " (the job was deleted)"
+                            : job.state() == v1::CANCELLED || job.cancel_requested() ? " (the job was cancelled)"
+                            : is_final(job.state())                                  ? " (the job has ended)"
+                                                    : " (the job has another Slurm job)";
           log(job_id + ": scancel " + slurm_id + why);
           scancel(slurm_id);
         }
       } else if (unwanted) {
         // finishing: wait for it
       } else if (state == "PENDING") {
-        jobs_.set_slurm_status(job_id, slurm_id,
-                               "Slurm: " + reason + " (Slurm job " + slurm_id + " is PENDING)");
+        jobs_.set_slurm_status(job_id, slurm_id, "Slurm: " + reason + " (Slurm job " + slurm_id + " is PENDING)");
       } else {
-        jobs_.set_slurm_status(job_id, slurm_id,
-                               "Slurm job " + slurm_id + " is " + state + ": its worker is starting");
+        jobs_.set_slurm_status(job_id, slurm_id, "Slurm job " + slurm_id + " is " + state + ": its worker is starting");
       }
       ++it;
       continue;
@@ -332,9 +334,17 @@ void SlurmDispatcher::submit_queued() {
   size_t room = SIZE_MAX;
   if (options_.max_jobs > 0)
     room = watched_.size() >= static_cast<size_t>(options_.max_jobs) ? 0 : options_.max_jobs - watched_.size();
-  if (room == 0) return;
-  for (const auto& job : jobs_.slurm_unsubmitted(room))
+  size_t submitted = 0;
+  for (const auto& job : jobs_.slurm_unsubmitted(SIZE_MAX)) {
+    if (submitted == room) {  // the rest wait for room, and say so
+      jobs_.set_slurm_status(job.job_id(), "",
+                             "waiting to be submitted to Slurm: " + std::to_string(options_.max_jobs) +
+                                 " batch jobs are in flight (--slurm-max-jobs)");
+      continue;
+    }
     if (!submit(job)) break;  // Slurm refuses for now: the others would be refused too
+    ++submitted;
+  }
 }
 
 bool SlurmDispatcher::submit(const v1::Job& job) {
@@ -358,8 +368,9 @@ bool SlurmDispatcher::submit(const v1::Job& job) {
   const std::string slurm_id = out.substr(0, out.find(';'));
   const bool numeric = !slurm_id.empty() && std::all_of(slurm_id.begin(), slurm_id.end(), ::isdigit);
   if (r.exit_code != 0 || !numeric) {
-    const std::string why = "sbatch: " + (r.err.empty() ? "exit code " + std::to_string(r.exit_code) + ", printed '" + out + "'"
-                                                        : first_line(r.err));
+    const std::string why =
+        "sbatch: " +
+        (r.err.empty() ? "exit code " + std::to_string(r.exit_code) + ", printed '" + out + "'" : first_line(r.err));
     const bool permanent = r.exit_code > 0 && permanent_refusal(r.err);
     log(job.job_id() + ": " + why + (permanent ? "" : " (retrying)"));
     jobs_.slurm_submit_failed(job.job_id(), why, permanent);

@@ -68,14 +68,14 @@ class ExecSlurmCli : public SlurmCli {
 };
 
 struct SlurmOptions {
-  std::string partition, account;  // empty: Slurm's default
-  int max_jobs = 0;                // Slurm jobs in flight at once; 0: no limit
-  std::string coordinator;         // the address the workers dial (host:port)
-  std::string worker_binary;       // prelude-worker, as the nodes see it
-  std::string token_file;          // the workers' token file (empty: none), as the nodes see it
-  std::string data_root;           // passed to the workers (empty: their default)
-  std::string script_dir;          // where the sbatch scripts and the jobs' output go
-  std::string time_limit;          // sbatch --time (empty: the partition's)
+  std::string partition, account;    // empty: Slurm's default
+  int max_jobs = 0;                  // Slurm jobs in flight at once; 0: no limit
+  std::string coordinator;           // the address the workers dial (host:port)
+  std::string worker_binary;         // prelude-worker, as the nodes see it
+  std::string token_file;            // the workers' token file (empty: none), as the nodes see it
+  std::string data_root;             // passed to the workers (empty: their default)
+  std::string script_dir;            // where the sbatch scripts and the jobs' output go
+  std::string time_limit;            // sbatch --time (empty: the partition's)
   double stall_timeout_seconds = 0;  // > 0: passed as serve --stall-timeout
   std::chrono::milliseconds poll_interval{1000};
   std::function<void(const std::string&)> log;

@@ -312,6 +312,8 @@ TEST_F(SlurmDispatcherTest, MaxJobsBoundsTheBatchJobsInFlight) {
   dispatcher_->poll_once();
   EXPECT_EQ(slurm_.count("sbatch"), 1);
   EXPECT_TRUE(jm_->get(b).slurm_job_id().empty());
+  EXPECT_EQ(jm_->get(b).waiting_reason(),
+            "waiting to be submitted to Slurm: 1 batch jobs are in flight (--slurm-max-jobs)");
   slurm_.end("100", "COMPLETED");
   dispatcher_->poll_once();  // 100 ended (a's job is requeued: its worker never took it), room for one
   EXPECT_EQ(slurm_.count("sbatch"), 2);
