@@ -39,6 +39,12 @@ stop() {
   done
   for p in $(cat "$dir/pids"); do kill -KILL "$p" 2>/dev/null; done
   rm -f "$dir/pids"
+  if [[ -f $dir/munge-dir ]]; then
+    local m
+    m=$(cat "$dir/munge-dir")
+    [[ $m == /tmp/prelude-munge.* ]] && rm -rf "$m"
+    rm -f "$dir/munge-dir"
+  fi
 }
 if [[ $cmd == stop ]]; then stop; exit 0; fi
 [[ $cmd == start ]] || { echo "usage: start-slurm.sh start|stop DIR" >&2; exit 2; }
@@ -54,9 +60,11 @@ id munge > /dev/null 2>&1 || cannot "there is no user munge"
 mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
 : > "$dir/pids"
 # munged is strict about its files: its own directory, owned by munge, 0700; a 0400 key.
-m=$dir/munge
-mkdir -p "$m" && chown munge: "$m" && chmod 0700 "$m"
-chmod o+x "$dir"  # munge walks down to its directory
+# Not under DIR, whose parents (a test's private mktemp directory) user munge may not
+# enter: a directory of its own in /tmp, named in DIR/munge-dir and removed by stop.
+m=$(mktemp -d /tmp/prelude-munge.XXXXXX) || cannot "mktemp failed"
+echo "$m" > "$dir/munge-dir"
+chown munge: "$m" && chmod 0700 "$m"
 runuser -u munge -- /usr/sbin/mungekey --create --keyfile="$m/munge.key" > "$m/mungekey.log" 2>&1 ||
   cannot "mungekey failed: $(tail -1 "$m/mungekey.log")"
 runuser -u munge -- /usr/sbin/munged --key-file="$m/munge.key" --socket="$m/munge.socket" --pid-file="$m/munged.pid" \
