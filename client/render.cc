@@ -276,6 +276,13 @@ std::string job_fields(const v1::Job& job, Clock::time_point now) {
   std::string pool = job.pool_id();
   if (!pool.empty() && job.ranks() > 0) pool += " (" + plural(job.ranks(), "rank", "ranks") + ")";
   d.add("Pool", pool);
+  if (spec.resources().has_ranks())
+    d.add("Resources", plural(spec.resources().ranks(), "rank", "ranks") + " of " +
+                           plural(spec.resources().threads_per_rank(), "thread", "threads"));
+  std::string slurm = job.slurm_job_id();
+  if (!slurm.empty() && job.slurm_submissions() > 1)
+    slurm += " (submission " + std::to_string(job.slurm_submissions()) + ")";
+  d.add("Slurm job", slurm);
   d.add("Owner", job.owner());
   d.add("Attempts", job.attempts() > 0 ? std::to_string(job.attempts()) : "");
   d.add("Created", time_with_age(job.create_time(), now));

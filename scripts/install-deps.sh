@@ -11,7 +11,9 @@
 #    podman, runc, catatonit and debootstrap build and run deploy/'s images in containers_podman:
 #    runc because crun refuses cgroup v1 hosts, catatonit as the init of the pods that
 #    `podman kube play` makes, debootstrap to make the debian:12 base image from
-#    Debian's archive without a registry)
+#    Debian's archive without a registry;
+#    slurmctld, slurmd, slurm-client and munge: prelude-coordinator --slurm submits jobs
+#    with sbatch, and slurm_e2e starts a one-node Slurm of them (tests/slurm/start-slurm.sh))
 #   scripts/install-deps.sh --torch    also python3-torch, for the side-by-side benchmark
 set -euo pipefail
 
@@ -21,7 +23,8 @@ packages=(cmake g++ make pkg-config
           dataset-fashion-mnist python3-grpcio python3-grpc-tools openssl
           python3-onnx python3-opencv clang libclang-rt-14-dev
           prometheus-cpp-dev libcpp-httplib-dev prometheus chromium
-          podman runc catatonit debootstrap)
+          podman runc catatonit debootstrap
+          slurmctld slurmd slurm-client munge)
 if [[ "${1:-}" == "--torch" ]]; then packages+=(python3-torch); fi
 
 missing=()

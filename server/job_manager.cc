@@ -398,12 +398,17 @@ void JobManager::lose_job(Record& r, const std::string& reason, bool uncounted) 
 void JobManager::check_submittable(v1::JobSpec* spec, const Caller& who) const {
   try {
     apply_defaults(spec);
+    // Slurm starts a batch job of exactly resources.ranks tasks: one unless asked.
+    if (options_.slurm && !spec->resources().has_ranks()) spec->mutable_resources()->set_ranks(1);
     validate_job_spec(*spec);
     resolve_data_files(spec->dataset(), options_.data_root, !spec->training().skip_test());
   } catch (const UserError& e) {
     throw invalid_argument(std::string("spec.") + e.what());
   }
   check_init_from(spec, who);
+  // A job that names its ranks waits for a pool of that size (validation checked
+  // that they divide the batch); Slurm makes one for it.
+  if (spec->resources().has_ranks()) return;
   std::set<int> sizes(options_.expected_pool_ranks.begin(), options_.expected_pool_ranks.end());
   for (const auto& [id, pool] : pools_) sizes.insert(pool.ranks);
   if (sizes.empty()) return;  // no pool known yet: the queue waits for one that fits
@@ -760,6 +765,15 @@ v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest
   pool.host = escape_control(request.host().substr(0, 256));
   pool.ranks = request.ranks();
   pool.threads_per_rank = request.threads_per_rank();
+  if (!request.job_id().empty()) {
+    auto it = jobs_.find(request.job_id());
+    if (it == jobs_.end() || !who.may_see(it->second.job.owner()))
+      throw invalid_argument("job_id: no job " + echoed(request.job_id()) + " for this pool to serve");
+    if (is_final(it->second.job.state()))
+      throw failed_precondition("job_id: job " + echoed(request.job_id()) + " has already ended (" +
+                                state_name(it->second.job.state()) + ")");
+    pool.only_job = request.job_id();
+  }
   pool.last_seen = options_.now();
   pools_[pool.pool_id] = pool;
   v1::RegisterPoolResponse response;
@@ -769,6 +783,15 @@ v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest
 }
 
 bool JobManager::pool_can_run(const PoolInfo& pool, const Record& r) const {
+  // A one-job pool serves its job only; a job submitted to Slurm goes only to the pool
+  // its batch job started (another pool taking it would leave that batch job idle).
+  if (!pool.only_job.empty()) {
+    if (pool.only_job != r.job.job_id()) return false;
+  } else if (!r.job.slurm_job_id().empty()) {
+    return false;
+  }
+  const auto& resources = r.job.spec().resources();
+  if (resources.has_ranks()) return pool.ranks == resources.ranks();
   return r.job.spec().training().batch_size() % pool.ranks == 0;
 }
 
@@ -782,6 +805,12 @@ std::string count_of(int64_t n, const char* one, const char* many) {
 
 std::string JobManager::waiting_reason(const Record& r, int64_t ahead) const {
   if (!degraded_.empty()) return degraded_;
+  auto status = slurm_status_.find(r.job.job_id());
+  if (status != slurm_status_.end()) return status->second;
+  if (!r.job.slurm_job_id().empty()) return "submitted to Slurm as job " + r.job.slurm_job_id();
+  if (options_.slurm)
+    return "waiting to be submitted to Slurm" +
+           (ahead == 0 ? std::string() : " (" + count_of(ahead, "job is", "jobs are") + " ahead of it)");
   if (pools_.empty()) {
     if (!options_.expected_pool_ranks.empty())
       return "waiting for a worker pool: none has registered yet (the coordinator's own pool of " +
@@ -800,6 +829,10 @@ std::string JobManager::waiting_reason(const Record& r, int64_t ahead) const {
   if (fitting == 0) {
     std::string list;
     for (int n : sizes) list += (list.empty() ? "" : ", ") + std::to_string(n);
+    const auto& resources = r.job.spec().resources();
+    if (resources.has_ranks())
+      return "no pool with " + count_of(resources.ranks(), "rank", "ranks") + " (registered pools have " + list +
+             "); it waits for one";
     return "no registered pool can run it: its batch of " + std::to_string(r.job.spec().training().batch_size()) +
            " is not divisible by their ranks (" + list + "); it waits for a pool that fits";
   }
@@ -853,6 +886,13 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
     auto pit = pools_.find(pool_id);
     if (pit == pools_.end()) break;  // dropped meanwhile
     PoolInfo& pool = pit->second;
+    if (!pool.only_job.empty()) {  // its job ended (cancelled, say): nothing will ever come
+      auto jit = jobs_.find(pool.only_job);
+      if (jit == jobs_.end()) throw failed_precondition("job " + echoed(pool.only_job) + " was deleted");
+      if (is_final(jit->second.job.state()))
+        throw failed_precondition("job " + echoed(pool.only_job) + " has ended (" +
+                                  state_name(jit->second.job.state()) + "): this pool serves only it");
+    }
     for (int64_t number : queue_) {
       if (!degraded_.empty()) break;  // no job can start while the store takes no writes: wait for the probe
       Record& r = jobs_.at(by_number_.at(number));
@@ -867,6 +907,7 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
                    job.set_attempts(job.attempts() + 1);
                  });
       pool.job_id = r.job.job_id();
+      slurm_status_.erase(pool.job_id);
       pool.lease = random_hex(16);
       if (lease) *lease = pool.lease;
       taken = r.job;
@@ -1013,6 +1054,103 @@ ManagerStats JobManager::stats() const {
   s.queue_depth = static_cast<int64_t>(queue_.size());
   for (const auto& [id, p] : pools_) ++(p.job_id.empty() ? s.pools_idle : s.pools_busy);
   return s;
+}
+
+// ---------------------------------------------------------------- Slurm
+
+std::vector<v1::Job> JobManager::slurm_unsubmitted(size_t limit) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::Job> out;
+  for (int64_t number : queue_) {
+    if (out.size() >= limit) break;
+    const Record& r = jobs_.at(by_number_.at(number));
+    if (r.job.slurm_job_id().empty()) out.push_back(r.job);
+  }
+  return out;
+}
+
+std::vector<v1::Job> JobManager::slurm_attached() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::Job> out;
+  for (const auto& [id, r] : jobs_)
+    if (!is_final(r.job.state()) && !r.job.slurm_job_id().empty()) out.push_back(r.job);
+  return out;
+}
+
+bool JobManager::set_slurm_job(const std::string& job_id, const std::string& slurm_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.job.state() != v1::QUEUED || !it->second.job.slurm_job_id().empty())
+    return false;
+  Record& r = it->second;
+  Record next = r;
+  next.job.set_slurm_job_id(slurm_id);
+  next.job.set_slurm_submissions(r.job.slurm_submissions() + 1);
+  commit(r, std::move(next), {});
+  slurm_status_[job_id] = "submitted to Slurm as job " + slurm_id;
+  if (options_.log) options_.log(job_id + ": submitted to Slurm as job " + slurm_id);
+  return true;
+}
+
+void JobManager::set_slurm_status(const std::string& job_id, const std::string& slurm_id, const std::string& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.job.slurm_job_id() != slurm_id) return;
+  if (it->second.job.state() != v1::QUEUED) {
+    slurm_status_.erase(job_id);
+    return;
+  }
+  auto& kept = slurm_status_[job_id];
+  if (kept == status) return;
+  kept = status;
+  notify_job(it->second.job);  // watchers of a queued job see why it waits
+}
+
+void JobManager::slurm_job_ended(const std::string& job_id, const std::string& slurm_id, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return;
+  Record& r = it->second;
+  if (is_final(r.job.state()) || r.job.slurm_job_id() != slurm_id) return;
+  const std::string why = "Slurm job " + slurm_id + " ended (" + reason + ")";
+  if (r.job.state() == v1::RUNNING) {
+    const std::string pool_id = r.job.pool_id();
+    lose_job(r, why + " while its pool " + pool_id + " ran the job");
+    auto pit = pools_.find(pool_id);
+    if (pit != pools_.end() && pit->second.job_id == job_id) pools_.erase(pit);  // its ranks are gone
+    if (r.job.state() == v1::QUEUED) {  // requeued: the next submission is a new batch job
+      Record next = r;
+      next.job.clear_slurm_job_id();
+      commit(r, std::move(next), {});
+    }
+  } else if (r.job.cancel_requested()) {
+    transition(r, v1::CANCELLED, "cancelled; " + why);
+  } else if (r.job.slurm_submissions() >= options_.max_attempts) {
+    transition(r, v1::FAILED,
+               why + " before its worker took the job, after " +
+                   count_of(r.job.slurm_submissions(), "submission", "submissions") + " to Slurm; giving up");
+  } else {
+    Record next = r;
+    next.job.clear_slurm_job_id();  // the next submission is a new batch job
+    v1::JobEvent e = new_event(next);
+    e.mutable_state_change()->set_state(v1::QUEUED);
+    e.mutable_state_change()->set_reason(why + " before its worker took the job; submitting it again");
+    commit(r, std::move(next), {e});
+    if (options_.log) options_.log(job_id + " QUEUED: " + e.state_change().reason());
+  }
+  slurm_status_.erase(job_id);
+}
+
+void JobManager::slurm_submit_failed(const std::string& job_id, const std::string& reason, bool permanent) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.job.state() != v1::QUEUED || !it->second.job.slurm_job_id().empty()) return;
+  if (permanent) {
+    slurm_status_.erase(job_id);
+    transition(it->second, v1::FAILED, "Slurm refused the job: " + reason);
+    return;
+  }
+  slurm_status_[job_id] = "Slurm: cannot submit it yet (" + reason + "); retrying";
 }
 
 // ---------------------------------------------------------------- checkpoints

@@ -80,6 +80,10 @@ struct ManagerOptions {
   // the change is stored; for the metrics. Called with the manager's lock held: it must
   // not call the manager.
   std::function<void(const prelude::v1::Job&)> on_final;
+  // Jobs are dispatched through Slurm (server/slurm_dispatcher.h): a job without
+  // resources.ranks gets 1, the batch is not checked against registered pools, and a
+  // queued job's waiting reason is Slurm's.
+  bool slurm = false;
 };
 
 // The numbers the metrics read at each scrape (stats()).
@@ -119,6 +123,8 @@ struct PoolInfo {
   std::string owner;  // the name of the token that registered it: only it may act as the pool
   std::string lease;  // the secret of its current job's attempt (empty without a job)
   int ranks = 0, threads_per_rank = 0;
+  // A one-job pool (RegisterPoolRequest.job_id): it is given this job or nothing.
+  std::string only_job;
   SteadyClock::time_point last_seen;
   int waiting = 0;  // AcquireJob calls in progress (a waiting pool is alive)
 };
@@ -255,6 +261,28 @@ class JobManager {
   // Counts for the metrics, all at one instant (the lock taken once).
   ManagerStats stats() const;
 
+  // ---- Slurm (server/slurm_dispatcher.h drives these; ids are Slurm's job ids)
+  // QUEUED jobs not submitted to Slurm yet, oldest first, at most `limit`.
+  std::vector<prelude::v1::Job> slurm_unsubmitted(size_t limit) const;
+  // Jobs that have not ended and have a Slurm job: the ones to watch (after a
+  // restart too: the ids are stored with the jobs).
+  std::vector<prelude::v1::Job> slurm_attached() const;
+  // Records that `slurm_id` was submitted for the job (stored). False when the job is
+  // no longer QUEUED without a Slurm job (cancelled meanwhile): the caller scancels it.
+  bool set_slurm_job(const std::string& job_id, const std::string& slurm_id);
+  // What Slurm says of the job's batch job ("Slurm: Resources (Slurm job 12 is
+  // PENDING)"): its waiting reason while QUEUED. Not stored.
+  void set_slurm_status(const std::string& job_id, const std::string& slurm_id, const std::string& status);
+  // The job's Slurm job `slurm_id` ended (`reason`: how, in Slurm's words) and the job
+  // has not: a RUNNING job loses its pool (requeued or failed, as a lost pool is); a
+  // QUEUED one whose batch job never took it is submitted again, or fails after
+  // max_attempts submissions. A cancelled job ends CANCELLED. Nothing when the job has
+  // ended or has another Slurm job by now.
+  void slurm_job_ended(const std::string& job_id, const std::string& slurm_id, const std::string& reason);
+  // sbatch refused the job: for good (`permanent`: the job FAILS with the reason) or
+  // for now (the reason is shown while it waits; the dispatcher tries again).
+  void slurm_submit_failed(const std::string& job_id, const std::string& reason, bool permanent);
+
   // ---- the database
   // Empty while the store takes writes; else why not: "the coordinator cannot write
   // its database (jobs.db): database or disk is full; retrying".
@@ -377,6 +405,8 @@ class JobManager {
     bool uncounted = false;
   };
   std::map<std::string, Lost> lost_;
+  // QUEUED jobs under Slurm: what Slurm (or sbatch) last said of them, by job id.
+  std::map<std::string, std::string> slurm_status_;
   bool boot_recorded_ = true;
   std::thread reaper_;
 };

@@ -4,6 +4,7 @@
 //                       [--spawn-workers N] [--heartbeat-timeout S] [--stall-timeout S] [--max-attempts K]
 //                       [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure] [--audit-keep N]
 //                       [--http ADDR] [--http-port-file F]
+//                       [--slurm [--slurm-partition P] [--slurm-account A] [--slurm-max-jobs K] ...]
 //
 // Serves prelude.v1.JobService (clients) and prelude.v1.WorkerService (pools) on
 // one port, plus grpc.health.v1.Health and server reflection; and /metrics
@@ -41,6 +42,7 @@
 #include "server/metrics.h"
 #include "server/pool_spawner.h"
 #include "server/services.h"
+#include "server/slurm_dispatcher.h"
 #include "server/store.h"
 #include "server/tokens.h"
 
@@ -84,6 +86,15 @@ const std::vector<prelude::FlagSpec> kFlags = {
      "serve /metrics (Prometheus) and the web dashboard over HTTP on ADDR (default 127.0.0.1:8080; '' turns it off; "
      "port 0 picks one)"},
     {"--http-port-file", "F", "write the HTTP port actually bound to F once serving"},
+    {"--slurm", "", "dispatch each queued job to Slurm as a batch job of resources.ranks tasks (sbatch)"},
+    {"--slurm-partition", "P", "the partition its batch jobs go to (default: Slurm's)"},
+    {"--slurm-account", "A", "the account they are charged to (default: Slurm's)"},
+    {"--slurm-max-jobs", "K", "at most K batch jobs submitted and not ended at once (default 0: no limit)"},
+    {"--slurm-time", "T", "their time limit, as sbatch --time takes it (default: the partition's)"},
+    {"--slurm-address", "ADDR", "the address their workers dial (default: --listen's, with the port bound)"},
+    {"--slurm-token-file", "F", "the token file their workers read, as the nodes see it (default: --token-file's)"},
+    {"--slurm-dir", "DIR",
+     "where their batch scripts and output go, a directory the nodes see (default: the database's name + .slurm)"},
 };
 
 std::string usage() {
@@ -96,6 +107,9 @@ std::string usage() {
          "                           [--port-file F] [--tls-cert F --tls-key F [--tls-client-ca F]] [--insecure]\n"
          "                           [--pool-tls-ca F] [--pool-tls-cert F --pool-tls-key F] [--audit-keep N]\n"
          "                           [--http ADDR] [--http-port-file F]\n"
+         "                           [--slurm [--slurm-partition P] [--slurm-account A] [--slurm-max-jobs K]\n"
+         "                            [--slurm-time T] [--slurm-address ADDR] [--slurm-token-file F]\n"
+         "                            [--slurm-dir DIR]]\n"
          "\n"
          "       prelude-coordinator token add NAME --role admin|user|pool --tokens-file F\n"
          "       prelude-coordinator token list|remove ... (token --help)\n"
@@ -119,6 +133,9 @@ struct Flags {
   prelude::ServerTls tls{{"", "--tls-cert"}, {"", "--tls-key"}, {"", "--tls-client-ca"}};
   prelude::ClientTls pool_tls{false, {"", "--pool-tls-ca"}, {"", "--pool-tls-cert"}, {"", "--pool-tls-key"}};
   bool insecure = false;
+  bool slurm = false;
+  std::string slurm_partition, slurm_account, slurm_time, slurm_address, slurm_token_file, slurm_dir;
+  int slurm_max_jobs = 0;
 };
 
 std::string seconds_text(double s) {
@@ -181,7 +198,23 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
     else if (a == "--max-attempts") f.max_attempts = static_cast<int>(parse_whole_number(a, v, 1, 100));
     else if (a == "--heartbeat-timeout") f.heartbeat_timeout = parse_seconds(a, v, 0.5, 3600);
     else if (a == "--stall-timeout") f.stall_timeout = parse_seconds(a, v, 1, 86400);
+    else if (a == "--slurm") f.slurm = true;
+    else if (a == "--slurm-partition") f.slurm_partition = v;
+    else if (a == "--slurm-account") f.slurm_account = v;
+    else if (a == "--slurm-max-jobs") f.slurm_max_jobs = static_cast<int>(parse_whole_number(a, v, 0, 100000));
+    else if (a == "--slurm-time") f.slurm_time = v;
+    else if (a == "--slurm-address") f.slurm_address = v;
+    else if (a == "--slurm-token-file") f.slurm_token_file = v;
+    else if (a == "--slurm-dir") f.slurm_dir = v;
   }
+  const bool slurm_detail = !f.slurm_partition.empty() || !f.slurm_account.empty() || f.slurm_max_jobs > 0 ||
+                            !f.slurm_time.empty() || !f.slurm_address.empty() || !f.slurm_token_file.empty() ||
+                            !f.slurm_dir.empty();
+  if (slurm_detail && !f.slurm) throw UserError("--slurm-*: only with --slurm");
+  if (f.slurm && f.spawn_workers > 0)
+    throw UserError("--slurm and --spawn-workers: choose one (Slurm starts the pools of a --slurm coordinator)");
+  if (f.slurm && f.tls.enabled())
+    throw UserError("--slurm with TLS: not supported yet (the batch jobs' workers would need the pool's TLS files)");
   if (!f.tls.enabled() && (f.pool_tls.ca.given() || f.pool_tls.cert.given() || f.pool_tls.key.given()))
     throw prelude::UsageError("--pool-tls-ca, --pool-tls-cert and --pool-tls-key: only with --tls-cert and --tls-key");
   // Plain text on a reachable port with no token: anyone who reaches it could submit,
@@ -342,6 +375,7 @@ int main(int argc, char** argv) {
   if (f.spawn_workers > 0) mo.expected_pool_ranks = {f.spawn_workers};
   mo.max_queued_per_user = f.max_queued_per_user;
   mo.max_sweep_points = f.max_sweep_points;
+  mo.slurm = f.slurm;
   mo.log = [](const std::string& line) { std::fprintf(stderr, "prelude-coordinator: %s\n", line.c_str()); };
   Metrics metrics;
   mo.on_final = [&metrics](const prelude::v1::Job& job) { metrics.observe_job_end(job); };
@@ -418,9 +452,43 @@ int main(int argc, char** argv) {
     pool = std::make_unique<PoolSpawner>(so);
   }
 
+  std::unique_ptr<ExecSlurmCli> slurm_cli;
+  std::unique_ptr<SlurmDispatcher> slurm;
+  if (f.slurm) {
+    SlurmOptions so;
+    so.partition = f.slurm_partition;
+    so.account = f.slurm_account;
+    so.max_jobs = f.slurm_max_jobs;
+    so.time_limit = f.slurm_time;
+    so.coordinator = !f.slurm_address.empty() ? f.slurm_address : local_address(f.listen, port);
+    so.worker_binary = std::filesystem::absolute(f.worker_binary.empty() ? default_worker_binary() : f.worker_binary);
+    so.token_file = !f.slurm_token_file.empty() ? f.slurm_token_file : f.token_file;
+    if (!so.token_file.empty()) so.token_file = std::filesystem::absolute(so.token_file);
+    so.data_root = std::filesystem::absolute(f.data_root);
+    so.stall_timeout_seconds = f.stall_timeout;
+    so.script_dir = std::filesystem::absolute(
+        !f.slurm_dir.empty() ? f.slurm_dir : (f.db == ":memory:" ? std::string("prelude") : f.db) + ".slurm");
+    so.log = mo.log;
+    std::error_code ec;
+    std::filesystem::create_directories(so.script_dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "prelude-coordinator: --slurm-dir: cannot make %s: %s\n", so.script_dir.c_str(),
+                   ec.message().c_str());
+      server->Shutdown(std::chrono::system_clock::now());
+      jobs.shutdown();
+      return 2;
+    }
+    std::fprintf(stderr, "prelude-coordinator: dispatching jobs to Slurm (scripts in %s, workers dial %s)\n",
+                 so.script_dir.c_str(), so.coordinator.c_str());
+    slurm_cli = std::make_unique<ExecSlurmCli>();
+    slurm = std::make_unique<SlurmDispatcher>(jobs, *slurm_cli, so);
+    slurm->start();
+  }
+
   int sig = 0;
   sigwait(&stop_signals, &sig);
   std::fprintf(stderr, "prelude-coordinator: %s: shutting down\n", strsignal(sig));
+  slurm.reset();
   pool.reset();
   http.reset();
   jobs.shutdown();

@@ -85,6 +85,12 @@ void default_training(v1::TrainingSpec* t) {
   }
 }
 
+// ranks stays absent: absent means "any pool whose ranks divide the batch", which
+// keeps hand-started pools of any size working; the Slurm dispatcher fills in 1.
+void default_resources(v1::ResourcesSpec* r) {
+  if (!r->has_threads_per_rank()) r->set_threads_per_rank(1);
+}
+
 }  // namespace
 
 double default_alpha(v1::ActivationSpec::Kind kind) {
@@ -112,6 +118,7 @@ void apply_defaults(v1::JobSpec* spec) {
   default_dataset(spec->mutable_dataset());
   default_model(spec->mutable_model());
   default_training(spec->mutable_training());
+  default_resources(spec->mutable_resources());
 }
 
 }  // namespace prelude

@@ -221,6 +221,21 @@ void check_training(const v1::TrainingSpec& t) {
   }
 }
 
+// A pool is one MPI world on one or more hosts; beyond these a job is a mistake.
+constexpr int kMaxRanks = 65536;
+constexpr int kMaxThreadsPerRank = 1024;
+
+void check_resources(const v1::ResourcesSpec& r, const v1::TrainingSpec& t) {
+  if (r.has_ranks()) {
+    check_between("resources.ranks", r.ranks(), 1, kMaxRanks);
+    // Every rank trains an equal share of the global batch.
+    if (t.batch_size() % r.ranks() != 0)
+      fail("resources.ranks", "training.batchSize (" + std::to_string(t.batch_size()) +
+                                  ") must divide by the ranks, got " + std::to_string(r.ranks()) + " ranks");
+  }
+  if (r.has_threads_per_rank()) check_between("resources.threadsPerRank", r.threads_per_rank(), 1, kMaxThreadsPerRank);
+}
+
 }  // namespace
 
 void validate_layer(const v1::LayerSpec& layer, const std::string& where) {
@@ -234,6 +249,7 @@ void validate_job_spec(const v1::JobSpec& spec) {
   check_dataset(spec.dataset(), spec.training().skip_test());
   check_model(spec.model());
   check_training(spec.training());
+  check_resources(spec.resources(), spec.training());
 }
 
 }  // namespace prelude

@@ -146,7 +146,7 @@ TEST(JobSpecParse, UnknownFieldIsAnError) {
             "job.json: training.Batch_Size: unknown field (did you mean batchSize?)");
   EXPECT_EQ(error_of(R"({"model": {"inti": {}}})"), "job.json: model.inti: unknown field (did you mean init?)");
   EXPECT_EQ(error_of(R"({"optimizer": "adam"})"),
-            "job.json: optimizer: unknown field (known fields: name, dataset, model, training)");
+            "job.json: optimizer: unknown field (known fields: name, dataset, model, training, resources)");
   EXPECT_EQ(error_of(R"({"model": {"layers": [{"fc": {"outFeatures": 10}}, {"conv": {"kernal": 3}}]}})"),
             "job.json: model.layers[1].conv.kernal: unknown field (did you mean kernel?)");
 }

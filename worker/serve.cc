@@ -1,7 +1,13 @@
 // prelude-worker serve: one worker pool of the coordinator.
 //
-//   mpirun -np N prelude-worker serve --coordinator ADDR [--token-file F]
+//   mpirun -np N prelude-worker serve --coordinator ADDR [--token-file F] [--job ID]
 //                                     [--tls | --tls-ca F] [--tls-cert F --tls-key F]
+//
+// With --job (how a Slurm batch job starts its ranks: srun --mpi=pmix ... --job ID) the
+// pool serves that one job: the coordinator gives it that job or nothing, and the pool
+// exits once the job has ended, 0 when it SUCCEEDED, 1 otherwise (2 when the job
+// had ended, or does not exist, before the pool got it). A job taken away from it
+// (the coordinator restarted) is asked for again and resumed.
 //
 // Rank 0 registers the pool (N ranks), asks the coordinator for jobs (long poll),
 // broadcasts each job to every rank, and while all ranks train it data-parallel,
@@ -57,6 +63,7 @@ const std::vector<FlagSpec> kServeFlags = {
     {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
     {"--threads", "N", "compute threads per rank (default: OMP_NUM_THREADS or all cores)"},
     {"--quiet", "", "no training progress on stderr"},
+    {"--job", "ID", "serve only this job, then exit: 0 when it succeeded (how Slurm batch jobs run pools)"},
     {"--stall-timeout", "S",
      "a rank waiting S seconds in one collective (another rank hung) ends the pool; its job is requeued "
      "(default 300)"},
@@ -66,7 +73,7 @@ std::string serve_usage() {
   std::vector<FlagSpec> flags = kServeFlags;
   flags.insert(flags.end(), client_tls_flags().begin(), client_tls_flags().end());
   return "usage: [mpirun -np N] prelude-worker serve [--coordinator ADDR] [--token-file F]\n"
-         "                                          [--data-root DIR] [--threads N] [--quiet]\n"
+         "                                          [--data-root DIR] [--threads N] [--quiet] [--job ID]\n"
          "                                          [--stall-timeout SECONDS]\n"
          "                                          [--tls | --tls-ca F] [--tls-cert F --tls-key F]\n"
          "\n"
@@ -79,6 +86,7 @@ struct ServeOptions {
   std::string token;
   std::string data_root = "/usr/share/datasets";
   bool quiet = false;
+  std::string only_job;  // --job: a one-job pool
   std::chrono::milliseconds stall_timeout{300000};
   ClientTls tls;
 };
@@ -126,6 +134,7 @@ class CoordinatorLink {
     gethostname(host, sizeof host - 1);
     req.set_host(host);
     req.set_threads_per_rank(omp_get_max_threads());
+    req.set_job_id(options_.only_job);
     v1::RegisterPoolResponse resp;
     auto ctx = context(10s);
     const grpc::Status s = stub_->RegisterPool(ctx.get(), req, &resp);
@@ -138,7 +147,7 @@ class CoordinatorLink {
     }
     const ErrorCode kind = from_grpc(s.error_code());
     if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kPermissionDenied ||
-        kind == ErrorCode::kInvalidArgument)
+        kind == ErrorCode::kInvalidArgument || kind == ErrorCode::kFailedPrecondition)
       throw UserError("the coordinator at " + options_.coordinator + " refused the pool: " + status_text(s));
     if (attempt % 10 == 0)
       log("waiting for the coordinator at " + options_.coordinator + ": " + status_text(s) +
@@ -191,6 +200,8 @@ class CoordinatorLink {
       return std::nullopt;
     }
     if (kind == ErrorCode::kUnauthenticated || kind == ErrorCode::kPermissionDenied) throw UserError(status_text(s));
+    // A one-job pool whose job has ended (cancelled while it started, say): nothing will come.
+    if (kind == ErrorCode::kFailedPrecondition && !options_.only_job.empty()) throw UserError(status_text(s));
     if (failures_++ % 10 == 0) log("cannot reach the coordinator: " + status_text(s));
     std::this_thread::sleep_for(std::min(5000ms, 200ms * failures_));
     return std::nullopt;
@@ -222,7 +233,9 @@ class CoordinatorLink {
     return false;
   }
 
-  void finish(const std::string& job_id, v1::JobState state, const std::string& error) {
+  // True when the coordinator took the end; false when the job is no longer the
+  // pool's (requeued, or the coordinator restarted) or it could not be told.
+  bool finish(const std::string& job_id, v1::JobState state, const std::string& error) {
     v1::FinishJobRequest req;
     req.set_pool_id(pool_id());
     req.set_job_id(job_id);
@@ -238,17 +251,19 @@ class CoordinatorLink {
       v1::FinishJobResponse resp;
       auto ctx = context(10s);
       const grpc::Status s = stub_->FinishJob(ctx.get(), req, &resp);
-      if (s.ok()) return;
+      if (s.ok()) return true;
       const ErrorCode kind = from_grpc(s.error_code());
       if (kind != ErrorCode::kUnavailable && kind != ErrorCode::kTimedOut) {
         log("the coordinator did not take the end of job " + job_id + ": " + status_text(s));
-        return;  // the job is no longer ours (requeued or the coordinator restarted)
+        if (kind == ErrorCode::kNotFound) unregistered_ = true;  // it restarted: register again to ask for the job
+        return false;  // the job is no longer ours (requeued or the coordinator restarted)
       }
       if (std::chrono::steady_clock::now() >= give_up) break;
       if (attempt % 10 == 1) log("reporting the end of job " + job_id + " (will retry): " + status_text(s));
       std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(5000ms, 500ms * attempt));
     }
     log("gave up reporting the end of job " + job_id);
+    return false;
   }
 
   // Tells the coordinator that this pool hung on the job and is going down (the
@@ -540,9 +555,15 @@ class NullSink : public EventSink {
   void on_event(const v1::TrainingEvent&) override {}
 };
 
+// How one job went, on rank 0: its end, and whether the coordinator took it.
+struct JobOutcome {
+  v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+  bool recorded = false;
+};
+
 // Trains one job on every rank; rank 0 reports it. Returns normally unless the
 // pool must end (then every rank has been aborted).
-void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, CoordinatorLink* link,
+JobOutcome run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, CoordinatorLink* link,
              const ServeOptions& o, StallWatchdog* watchdog) {
   const v1::Job& job = acquired.job();
   std::unique_ptr<JobReporter> reporter;
@@ -619,13 +640,14 @@ void run_job(const v1::AcquireJobResponse& acquired, Communicator& comm, Coordin
     }
   }
   if (watchdog) watchdog->disarm();
-  if (!reporter) return;
+  if (!reporter) return {state, false};
   uploader->close();  // the final model is kept before the job is said to be done
   if (state == v1::SUCCEEDED && !uploader->final_error().empty())
     state = v1::FAILED, error = "training finished, but its final model could not be kept: " + uploader->final_error();
   reporter->close();
-  link->finish(job.job_id(), state, error);
+  const bool recorded = link->finish(job.job_id(), state, error);
   log("job " + job.job_id() + ": " + v1::JobState_Name(state) + (error.empty() ? "" : " (" + error + ")"));
+  return {state, recorded};
 }
 
 }  // namespace
@@ -652,6 +674,10 @@ int serve_main(int argc, char** argv) {
       if (a == "--data-root") o.data_root = item->value;
       if (a == "--threads") omp_set_num_threads(parse_threads(item->value));
       if (a == "--quiet") o.quiet = true;
+      if (a == "--job") {
+        if (item->value.empty() || item->value.size() > 200) throw UserError("--job: a job id such as job-000001");
+        o.only_job = item->value;
+      }
       if (a == "--stall-timeout") {
         char* end = nullptr;
         const double sec = std::strtod(item->value.c_str(), &end);
@@ -739,7 +765,17 @@ int serve_main(int argc, char** argv) {
         std::lock_guard<std::mutex> lock(job_mu);
         current_job = acquired.job().job_id();
       }
-      run_job(acquired, comm, link.get(), o, watchdog.get());
+      const JobOutcome outcome = run_job(acquired, comm, link.get(), o, watchdog.get());
+      if (o.only_job.empty()) continue;
+      // A one-job pool ends with its job: rank 0, which knows how it went, tells the
+      // others whether to stop ("0"/"1": the exit code) or to ask for the job again
+      // (empty: it was taken away, e.g. by a coordinator restart, and comes back).
+      std::string verdict;
+      if (link && outcome.recorded) verdict = outcome.state == v1::SUCCEEDED ? "0" : "1";
+      comm.broadcast_bytes_idle(&verdict, 0, 20);
+      if (verdict.empty()) continue;
+      if (link) log("served job " + o.only_job + "; exiting");
+      return verdict == "0" ? 0 : 1;
     }
   } catch (const std::exception& e) {
     const int code = dynamic_cast<const UserError*>(&e) ? 2 : 1;
