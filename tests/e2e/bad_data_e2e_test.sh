@@ -13,8 +13,9 @@ fail_dump() { echo "--- coordinator log"; tail -40 "$work/coord.log"; }
 
 # The data root: 256 images of 28x28 with their labels, a petabyte announced in the
 # 16 bytes of an image file's header, and a gzip bomb: zeros enough that their
-# floats need 1.25 times a rank's share of this host's RAM (on 24 GB, 4.8 million
-# images of 28x28, 3.8 GB of zeros, in 4 MB), and its labels.
+# bytes (a data set is held a byte a pixel) need 1.25 times a rank's share of this
+# host's RAM (on 24 GB, 19 million images of 28x28, 15 GB of zeros, in 15 MB), and
+# its labels.
 mkdir -p "$work/data"
 "$PY" - "$work/data" <<'PYEOF'
 import gzip, os, random, struct, sys, zlib
@@ -30,7 +31,7 @@ def member(b):
     z = zlib.compressobj(9, zlib.DEFLATED, 31)
     return z.compress(b) + z.flush()
 ram = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal:")).split()[1]) * 1024
-thousands = int(1.25 * ram / 2 / (784 * 4)) // 1000 + 1  # 2 ranks, 4-byte floats
+thousands = int(1.25 * ram / 2 / 784) // 1000 + 1  # 2 ranks, a byte a pixel
 with open(f"{d}/bomb-images.gz", "wb") as f:
     f.write(member(header([1000 * thousands, 28, 28])))
     block = member(bytes(784000))
@@ -79,9 +80,10 @@ for name in huge bomb; do
   timeout 120 "$CLIENT" --token-file "$work/token" watch "$id" > /dev/null 2>&1
   error=$(field "$id" error)
   echo "     $name: $(field "$id" state): $error"
+  # (The values as arguments: an error says "this rank's", a quote in any shell text.)
   check "$name: FAILED as bad input naming the file and the budget" \
-    bash -c "[ '$(field "$id" state)' = FAILED ] &&
-             [[ '$error' == 'bad input: '*'$name-images'*'more than this rank'\\''s budget of'* ]]"
+    bash -c '[ "$1" = FAILED ] && [[ "$2" == "bad input: "*"$3-images"*"more than this rank'"'"'s budget of"* ]]' _ \
+    "$(field "$id" state)" "$error" "$name"
   check "$name: one attempt, the pool never lost" [ "$(field "$id" attempts)" = 1 ]
 done
 check "the pool lives on: the same mpirun and ranks" [ "$(pool)" = "$pool_before" ]

@@ -148,7 +148,7 @@ Dataset load_idx_dataset_shared(const Communicator& comm, const std::string& ima
   auto destination = [&](uint64_t bytes, Dataset& d) -> uint8_t* {
     checks = Checks::kSomeFailed;
     if (!all_ok(shared->host, true))
-      throw user_error(images_path, "another rank on this host could not load the data set (see its error)");
+      throw PeerFailedError(images_path + ": another rank on this host could not load the data set (see its error)");
     checks = Checks::kAllPassed;
     const MPI_Aint mine = host_rank == 0 ? static_cast<MPI_Aint>(bytes) : 0;
     uint8_t* base = nullptr;
@@ -177,7 +177,7 @@ Dataset load_idx_dataset_shared(const Communicator& comm, const std::string& ima
   const bool ok = all_ok(shared->host, !error);
   if (shared->win != MPI_WIN_NULL) MPI_Win_sync(shared->win);
   if (error) std::rethrow_exception(error);
-  if (!ok) throw user_error(images_path, "the host's first rank could not read the images (see its error)");
+  if (!ok) throw PeerFailedError(images_path + ": the host's first rank could not read the images (see its error)");
   return d;
 }
 

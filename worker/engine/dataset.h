@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/errors.h"
 #include "engine/memory_budget.h"
 #include "spec/data_files.h"
 
@@ -49,8 +50,15 @@ Dataset load_idx_dataset(const std::string& images_path, const std::string& labe
 // rank still checks the files and reads the labels. Collective over `comm`: every
 // rank calls it, and every rank drops its copies of the result together (freeing
 // the window is collective too), before MPI_Finalize. Alone (size 1, or one rank on
-// the host) it is load_idx_dataset. A bad file fails every rank with a UserError.
+// the host) it is load_idx_dataset. A bad file fails every rank with a UserError: the
+// rank that found it with its own, the others with a PeerFailedError.
 class Communicator;
+// This rank could not go on because another one failed (and says why): the error to
+// report is the other rank's (the trainer's agree_on prefers it).
+class PeerFailedError : public UserError {
+ public:
+  using UserError::UserError;
+};
 Dataset load_idx_dataset_shared(const Communicator& comm, const std::string& images_path,
                                 const std::string& labels_path, double mean, double std, int64_t limit = 0,
                                 int num_classes = 10, const MemoryBudget& budget = this_rank_memory_budget());

@@ -375,16 +375,19 @@ class Run {
   }
 
   // Runs `f` on every rank; if it throws on any rank, every rank throws the error of
-  // the lowest failing rank: a UserError stays a UserError, and so does running out
+  // the lowest failing rank (one that failed only because another did, a
+  // PeerFailedError, is passed over for that one): a UserError stays a UserError, and so does running out
   // of memory (std::bad_alloc, or std::length_error from a size too large for a
   // vector), which is what a job too large for this host gets; anything else becomes
   // a SetupError. Either way every rank sees the same error, so the job fails and
   // the ranks stay in step for the next one.
   void agree_on(const std::function<void()>& f) {
     std::string error;
-    double kind = 0;  // 0 ok, 1 UserError, 2 anything else
+    double kind = 0;  // 0 ok, 1 UserError, 2 anything else, 3 PeerFailedError
     try {
       f();
+    } catch (const PeerFailedError& e) {
+      error = e.what(), kind = 3;
     } catch (const UserError& e) {
       error = e.what(), kind = 1;
     } catch (const std::bad_alloc&) {
@@ -399,12 +402,13 @@ class Run {
     std::vector<double> failed(comm_.size(), 0.0);
     failed[comm_.rank()] = kind;
     comm_.allreduce_sum(failed.data(), failed.size());
-    const auto first = std::find_if(failed.begin(), failed.end(), [](double k) { return k != 0; });
+    auto first = std::find_if(failed.begin(), failed.end(), [](double k) { return k == 1 || k == 2; });
+    if (first == failed.end()) first = std::find_if(failed.begin(), failed.end(), [](double k) { return k != 0; });
     if (first == failed.end()) return;
     const int root = static_cast<int>(first - failed.begin());
     comm_.broadcast_bytes(&error, root);
     if (root != 0) error = "rank " + std::to_string(root) + ": " + error;
-    if (*first == 1) throw UserError(error);
+    if (*first == 1 || *first == 3) throw UserError(error);
     throw SetupError(error);
   }
 
