@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
 #include "spec/spec_text.h"
 
 namespace prelude {
@@ -215,7 +216,8 @@ UserError translate_json_parse_error(const std::string& source, const pb::Descri
                                 rest.substr(for_type + kForType.size()));
   } else {
     if (!location.empty() && starts_with(rest, " ")) rest.erase(0, 1);
-    const size_t colon = rest.find(": ");
+    // NAME is the user's key and may hold ": " itself; WHAT is protobuf's own text.
+    const size_t colon = rest.rfind(": ");
     if (colon == std::string::npos || colon == 0) {
       // Not a form we know (a newer protobuf?): pass it on as it is, on one line.
       return user_error(source, "invalid " + kind_of(root) + ": " + echo(message, false, 300));
@@ -223,7 +225,8 @@ UserError translate_json_parse_error(const std::string& source, const pb::Descri
     translated = translate_invalid_name(root, location, rest.substr(0, colon), rest.substr(colon + 2));
   }
   const auto& [path, reason] = translated;
-  return user_error(path.empty() ? source : source + ": " + path, reason);
+  // One line whatever the input held (a key with a newline reaches both parts).
+  return user_error(path.empty() ? source : source + ": " + escape_control(path), escape_control(reason));
 }
 
 void check_enum_values(const pb::Message& message, const std::string& path) {

@@ -174,7 +174,10 @@ TEST(SharedDataset, RealFashionMnistIsHeldOncePerHost) {
   std::printf("rank %d: Pss grew by %.1f MB with the shared training set, %.1f MB with its own copy\n",
               world->rank(), grown[0], grown[1]);
   EXPECT_GT(grown[1], 45.0);  // a private copy: all 47 MB
-  EXPECT_LT(grown[0], 30.0);  // shared by 2: about 23.5 MB each
+  // Shared by 2: about 23.5 MB each (27 here), against 47 for a private copy. As a
+  // fraction of the private copy's growth, so that an allocator's own overhead (ASan's
+  // in the sanitizer build: 34.5 against 52) does not decide it.
+  EXPECT_LT(grown[0], 0.75 * grown[1]);
   EXPECT_GT(grown[0], 18.0);  // ... and really held
 }
 
