@@ -16,6 +16,7 @@
 #include "engine/params.h"
 #include "engine/trainer.h"
 #include "../idx_fixtures.h"
+#include "mpi_test_main.h"
 
 using namespace prelude;
 namespace v1 = prelude::v1;
@@ -265,11 +266,5 @@ TEST(DataParallel, SetupFailuresFailEveryRankAndKeepThemInStep) {
 int main(int argc, char** argv) {
   world = &Communicator::world(true);
   ::testing::InitGoogleTest(&argc, argv);
-  if (world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  double failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  world->allreduce_sum(&failed, 1);
-  return failed > 0 ? 1 : 0;
+  return prelude::testutil::run_tests_on_every_rank(*world, "test_data_parallel");
 }

@@ -21,6 +21,7 @@
 #include "engine/comm.h"
 #include "engine/dataset.h"
 #include "../idx_fixtures.h"
+#include "mpi_test_main.h"
 
 using namespace prelude;
 using testutil::idx_bytes;
@@ -181,31 +182,8 @@ TEST(SharedDataset, RealFashionMnistIsHeldOncePerHost) {
   EXPECT_GT(grown[0], 18.0);  // ... and really held
 }
 
-// As in test_comm.cc: one rank's failures printed with its rank.
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit RankFailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& result) override {
-    if (!result.failed()) return;
-    std::fprintf(stderr, "rank %d: %s:%d: %s\n", rank_, result.file_name() ? result.file_name() : "?",
-                 result.line_number(), result.message());
-  }
-
- private:
-  int rank_;
-};
-
 int main(int argc, char** argv) {
   world = &Communicator::world(/*force_mpi=*/true);
   ::testing::InitGoogleTest(&argc, argv);
-  if (!world->is_root()) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new RankFailurePrinter(world->rank()));
-  }
-  double failed_ranks = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  world->allreduce_sum(&failed_ranks, 1);
-  if (world->is_root() && failed_ranks > 0)
-    std::fprintf(stderr, "test_shared_dataset: %g of %d rank(s) had failures\n", failed_ranks, world->size());
-  return failed_ranks > 0 ? 1 : 0;
+  return prelude::testutil::run_tests_on_every_rank(*world, "test_shared_dataset");
 }
