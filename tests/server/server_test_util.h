@@ -15,6 +15,8 @@
 #include <string>
 #include <thread>
 
+#include "artifacts/checkpoint_file.h"
+#include "prelude/v1/checkpoint.pb.h"
 #include "prelude/v1/service.pb.h"
 #include "common/status.h"
 #include "server/job_manager.h"
@@ -62,6 +64,20 @@ class FakeClock {
   SteadyClock::time_point base_ = SteadyClock::now();
   std::shared_ptr<std::atomic<int64_t>> offset_ms_ = std::make_shared<std::atomic<int64_t>>(0);
 };
+
+// A small valid checkpoint at `step` (of 100): one fc1.weight of 2 x fc_inputs floats
+// 0, 1, 2, ... for a 1x2x2 input of 2 classes, as the store and the downloads see it.
+inline v1::Checkpoint tiny_checkpoint(int64_t step, int fc_inputs = 4) {
+  v1::Checkpoint c;
+  c.set_format_version(kCheckpointVersion);
+  c.mutable_io()->set_channels(1), c.mutable_io()->set_height(2), c.mutable_io()->set_width(2);
+  c.mutable_io()->set_num_classes(2);
+  auto* t = c.add_params();
+  t->set_name("fc1.weight"), t->set_kind(v1::Tensor::WEIGHT), t->add_dims(2), t->add_dims(fc_inputs);
+  for (int i = 0; i < 2 * fc_inputs; ++i) t->add_values(static_cast<float>(i));
+  c.mutable_progress()->set_step(step), c.mutable_progress()->set_total_steps(100);
+  return c;
+}
 
 // The smallest valid spec: fashion-mnist (installed under the default data root),
 // everything else defaulted, the given batch when > 0.

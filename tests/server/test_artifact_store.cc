@@ -14,18 +14,6 @@ namespace {
 using namespace prelude::server::testing;
 namespace v1 = prelude::v1;
 
-v1::Checkpoint checkpoint(int64_t step) {
-  v1::Checkpoint c;
-  c.set_format_version(kCheckpointVersion);
-  c.mutable_io()->set_channels(1), c.mutable_io()->set_height(2), c.mutable_io()->set_width(2);
-  c.mutable_io()->set_num_classes(2);
-  auto* t = c.add_params();
-  t->set_name("fc1.weight"), t->set_kind(v1::Tensor::WEIGHT), t->add_dims(2), t->add_dims(4);
-  for (int i = 0; i < 8; ++i) t->add_values(static_cast<float>(i));
-  c.mutable_progress()->set_step(step), c.mutable_progress()->set_total_steps(100);
-  return c;
-}
-
 v1::CheckpointInfo announced(const std::string& bytes, int64_t step, bool final = false) {
   v1::CheckpointInfo i;
   i.set_step(step), i.set_final(final), i.set_bytes(static_cast<int64_t>(bytes.size()));
@@ -36,7 +24,7 @@ v1::CheckpointInfo announced(const std::string& bytes, int64_t step, bool final 
 TEST(ArtifactStore, KeepsVerifiedFilesUnderTheJobAndServesThemBack) {
   TempDir dir;
   ArtifactStore store(dir.file("models"));
-  const std::string bytes = encode_checkpoint(checkpoint(5));
+  const std::string bytes = encode_checkpoint(tiny_checkpoint(5));
   const v1::CheckpointInfo info = store.put("job-000001", announced(bytes, 5), bytes);
   EXPECT_EQ(store.path("job-000001", info), dir.file("models") + "/job-000001/step-5.ckpt");
   EXPECT_TRUE(info.has_create_time());
@@ -53,7 +41,7 @@ TEST(ArtifactStore, KeepsVerifiedFilesUnderTheJobAndServesThemBack) {
 TEST(ArtifactStore, RefusesWhatDoesNotMatchItsAnnouncementOrItsOwnChecksum) {
   TempDir dir;
   ArtifactStore store(dir.file("models"));
-  const std::string bytes = encode_checkpoint(checkpoint(5));
+  const std::string bytes = encode_checkpoint(tiny_checkpoint(5));
   v1::CheckpointInfo wrong = announced(bytes, 5);
   wrong.set_bytes(wrong.bytes() + 1);
   EXPECT_THROW(store.put("job-000001", wrong, bytes), UserError);

@@ -46,18 +46,6 @@ std::string member(const pb::Struct& s, const std::string& name) {
   return out;
 }
 
-v1::Checkpoint tiny_checkpoint(int64_t step) {
-  v1::Checkpoint c;
-  c.set_format_version(kCheckpointVersion);
-  c.mutable_io()->set_channels(1), c.mutable_io()->set_height(2), c.mutable_io()->set_width(2);
-  c.mutable_io()->set_num_classes(2);
-  auto* t = c.add_params();
-  t->set_name("fc1.weight"), t->set_kind(v1::Tensor::WEIGHT), t->add_dims(2), t->add_dims(4);
-  for (int i = 0; i < 8; ++i) t->add_values(static_cast<float>(i));
-  c.mutable_progress()->set_step(step), c.mutable_progress()->set_total_steps(100);
-  return c;
-}
-
 class DashboardTest : public ::testing::Test {
  protected:
   void SetUp() override {

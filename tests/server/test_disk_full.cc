@@ -528,15 +528,7 @@ TEST(RealFullDiskTest, ACheckpointThatDoesNotFitIsRefusedUnavailableAndLeavesNot
   SmallDisk disk("256k");
   if (!disk.mounted()) GTEST_SKIP() << "skipped, because this machine does not allow mounting a small tmpfs";
   ArtifactStore artifacts(disk.file("models"));
-  v1::Checkpoint c;
-  c.set_format_version(kCheckpointVersion);
-  c.mutable_io()->set_channels(1), c.mutable_io()->set_height(2), c.mutable_io()->set_width(2);
-  c.mutable_io()->set_num_classes(2);
-  auto* t = c.add_params();
-  t->set_name("fc1.weight"), t->set_kind(v1::Tensor::WEIGHT), t->add_dims(2), t->add_dims(40000);
-  for (int i = 0; i < 80000; ++i) t->add_values(static_cast<float>(i));  // 320 KB: more than the disk
-  c.mutable_progress()->set_step(5), c.mutable_progress()->set_total_steps(100);
-  const std::string bytes = encode_checkpoint(c);
+  const std::string bytes = encode_checkpoint(tiny_checkpoint(5, 40000));  // 320 KB: more than the disk
   v1::CheckpointInfo info;
   info.set_step(5), info.set_bytes(static_cast<int64_t>(bytes.size())), info.set_sha256(sha256_hex(bytes));
   EXPECT_SERVICE_ERROR(artifacts.put("job-000001", info, bytes), ErrorCode::kUnavailable,
