@@ -131,14 +131,15 @@ bool JobManager::wait_for(std::unique_lock<std::mutex>& lock, const std::string&
   return woken;
 }
 
+void JobManager::notify(const std::string& key) {
+  auto it = waiters_.find(key);
+  if (it != waiters_.end()) it->second.cv.notify_all();
+}
+
 void JobManager::notify_job(const v1::Job& job) {
-  auto it = waiters_.find(job.job_id());
-  if (it != waiters_.end()) it->second.cv.notify_all();
-  it = waiters_.find(log_key(job.job_id()));  // a log reader learns the attempt is over
-  if (it != waiters_.end()) it->second.cv.notify_all();
-  if (job.sweep_id().empty()) return;
-  it = waiters_.find(job.sweep_id());
-  if (it != waiters_.end()) it->second.cv.notify_all();
+  notify(job.job_id());
+  notify(log_key(job.job_id()));  // a log reader learns the attempt is over
+  if (!job.sweep_id().empty()) notify(job.sweep_id());
 }
 
 void JobManager::reaper_loop() {
@@ -748,8 +749,7 @@ void JobManager::append_logs(Record& r, const std::vector<v1::LogLine>& in) {
   }
   write([&] { store_.append_logs(id, attempt, lines, options_.max_log_lines); });
   r.log_seq = seq;
-  auto it = waiters_.find(log_key(id));
-  if (it != waiters_.end()) it->second.cv.notify_all();
+  notify(log_key(id));
 }
 
 // ---------------------------------------------------------------- pools

@@ -376,7 +376,9 @@ class JobManager {
   // Waits on the waiters of `key` until a change of it, shutdown or `deadline`;
   // false at the deadline.
   bool wait_for(std::unique_lock<std::mutex>& lock, const std::string& key, SteadyClock::time_point deadline);
-  // Wakes the waiters of the job (and of its sweep).
+  // Wakes the waiters of `key` (wait_for), if any.
+  void notify(const std::string& key);
+  // Wakes the waiters of the job (its events and its log lines, and its sweep).
   void notify_job(const prelude::v1::Job& job);
 
   Store& store_;
