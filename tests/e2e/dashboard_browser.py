@@ -215,7 +215,7 @@ try:
 
     # --- Once the sweep has ended, every number stays put: the DOM must equal the API.
     ended = wait_until("sweep end", lambda: all(j["state"] in ("SUCCEEDED", "FAILED", "CANCELLED")
-                                               for j in api("/api/sweeps/" + SWEEP)["jobs"]), 90)
+                                               for j in api("/api/sweeps/" + SWEEP)["jobs"]), 240)
     check("the sweep ends", bool(ended))
 
     check("jobs page loads for alice", b.load("jobs", "/", "document.querySelectorAll('#jobs tbody tr').length > 0"))

@@ -37,10 +37,13 @@ export PRELUDE_COORDINATOR=127.0.0.1:$(cat "$work/port")
 url=http://127.0.0.1:$(cat "$work/http-port")
 as() { local who=$1; shift; "$CLIENT" --token-file "$work/$who.token" "$@"; }
 
-# A learning rate of 10 diverges within a few steps: a failure with its reason.
+# A learning rate of 10 diverges within a few steps: a failure with its reason. The other
+# job's 150 steps keep it running (about 10 s on a quiet 2-core Zen 5) well past the moment
+# the browser opens its page: 24 steps were done before Chromium had started on a quiet
+# CI machine, and no chart could grow.
 cat > "$work/sweep.json" <<'JSON'
 { "name": "dash-sweep",
-  "base": { "dataset": { "name": "fashion-mnist", "trainLimit": 512, "testLimit": 200 },
+  "base": { "dataset": { "name": "fashion-mnist", "trainLimit": 3200, "testLimit": 200 },
             "training": { "epochs": 3, "batchSize": 64, "logEverySteps": 2 } },
   "grid": [ { "field": "training.learningRate", "values": [10, 0.01] } ] }
 JSON
