@@ -77,8 +77,8 @@ const std::vector<prelude::FlagSpec> kFlags = {
     {"--tls-cert", "F", "serve TLS with the certificate (chain) in F, PEM"},
     {"--tls-key", "F", "the private key of --tls-cert, PEM"},
     {"--tls-client-ca", "F", "mutual TLS: require client certificates signed by a CA in F"},
-    {"--pool-tls-ca", "F", "the CA the --spawn-workers pool trusts (default: the system's CAs)"},
-    {"--pool-tls-cert", "F", "under mutual TLS: the --spawn-workers pool's certificate"},
+    {"--pool-tls-ca", "F", "the CA the --spawn-workers pool and --slurm's workers trust (default: the system's CAs)"},
+    {"--pool-tls-cert", "F", "under mutual TLS: their certificate"},
     {"--pool-tls-key", "F", "and its private key"},
     {"--insecure", "", "allow a non-loopback --listen with neither TLS nor a token"},
     {"--audit-keep", "N", "audit trail entries kept in the database, the newest (default 100000)"},
@@ -213,8 +213,6 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
   if (slurm_detail && !f.slurm) throw UserError("--slurm-*: only with --slurm");
   if (f.slurm && f.spawn_workers > 0)
     throw UserError("--slurm and --spawn-workers: choose one (Slurm starts the pools of a --slurm coordinator)");
-  if (f.slurm && f.tls.enabled())
-    throw UserError("--slurm with TLS: not supported yet (the batch jobs' workers would need the pool's TLS files)");
   if (!f.tls.enabled() && (f.pool_tls.ca.given() || f.pool_tls.cert.given() || f.pool_tls.key.given()))
     throw prelude::UsageError("--pool-tls-ca, --pool-tls-cert and --pool-tls-key: only with --tls-cert and --tls-key");
   // Plain text on a reachable port with no token: anyone who reaches it could submit,
@@ -239,16 +237,23 @@ void write_port_file(const std::string& path, int port) {
   std::rename(tmp.c_str(), path.c_str());
 }
 
-// The spawned pool's TLS: TLS whenever the coordinator serves it, and checked now, so
-// a pool that would be refused is an error at start, not a pool restarted in a loop.
+// The TLS of the pools the coordinator starts (--spawn-workers' pool, --slurm's batch
+// jobs): TLS whenever the coordinator serves it, and checked now, so a pool that would
+// be refused is an error at start, not a pool restarted in a loop (or a Slurm job failing
+// on a node). Slurm's workers read the files on their nodes: the paths are made absolute,
+// as for --slurm-token-file.
 void check_pool_tls(Flags& f, const std::string& address) {
-  if (!f.tls.enabled() || f.spawn_workers == 0) return;
+  if (!f.tls.enabled() || (f.spawn_workers == 0 && !f.slurm)) return;
   f.pool_tls.enabled = true;
+  if (f.slurm)
+    for (prelude::PemFile* file : {&f.pool_tls.ca, &f.pool_tls.cert, &f.pool_tls.key})
+      if (file->given()) file->path = std::filesystem::absolute(file->path);
   if (f.pool_tls.cert.given() != f.pool_tls.key.given())
     throw prelude::UsageError(f.pool_tls.cert.given() ? "--pool-tls-cert: needs --pool-tls-key too"
                                                       : "--pool-tls-key: needs --pool-tls-cert too");
   if (f.tls.client_ca.given() && !f.pool_tls.cert.given())
-    throw prelude::UsageError("--spawn-workers with --tls-client-ca: the pool needs a client certificate signed by "
+    throw prelude::UsageError(std::string(f.slurm ? "--slurm" : "--spawn-workers") +
+                              " with --tls-client-ca: the pool needs a client certificate signed by "
                               "that CA: give --pool-tls-cert and --pool-tls-key");
   prelude::channel_credentials(f.pool_tls);  // reads and checks the pool's files
   std::string host = address.substr(0, address.rfind(':'));
@@ -325,8 +330,9 @@ int main(int argc, char** argv) {
       credentials = prelude::server_credentials(flags->tls, [](const std::string& warning) {
         std::fprintf(stderr, "prelude-coordinator: warning: %s\n", warning.c_str());
       });
-      // The port is not known yet (port 0), the host the spawned pool dials is.
-      check_pool_tls(*flags, local_address(flags->listen, 0));
+      // The port is not known yet (port 0), the host the pools dial is.
+      check_pool_tls(*flags, !flags->slurm_address.empty() ? flags->slurm_address
+                                                            : local_address(flags->listen, 0));
     }
   } catch (const prelude::UsageError& e) {
     std::fprintf(stderr, "prelude-coordinator: %s\n%s", e.what(), usage().c_str());
@@ -465,6 +471,7 @@ int main(int argc, char** argv) {
     so.token_file = !f.slurm_token_file.empty() ? f.slurm_token_file : f.token_file;
     if (!so.token_file.empty()) so.token_file = std::filesystem::absolute(so.token_file);
     so.data_root = std::filesystem::absolute(f.data_root);
+    so.tls = f.pool_tls;
     so.stall_timeout_seconds = f.stall_timeout;
     so.script_dir = std::filesystem::absolute(
         !f.slurm_dir.empty() ? f.slurm_dir : (f.db == ":memory:" ? std::string("prelude") : f.db) + ".slurm");

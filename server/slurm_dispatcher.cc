@@ -184,6 +184,7 @@ std::string sbatch_script(const v1::Job& job, const SlurmOptions& o) {
                     shell_quoted(o.coordinator) + " --job " + id + " --threads " + std::to_string(threads);
   if (!o.token_file.empty()) cmd += " --token-file " + shell_quoted(o.token_file);
   if (!o.data_root.empty()) cmd += " --data-root " + shell_quoted(o.data_root);
+  for (const auto& arg : client_tls_args(o.tls)) cmd += " " + (arg.rfind("--", 0) == 0 ? arg : shell_quoted(arg));
   if (o.stall_timeout_seconds > 0)
     cmd += " --stall-timeout " + std::to_string(static_cast<long>(o.stall_timeout_seconds));
   return s + cmd + "\n";

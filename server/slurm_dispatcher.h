@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/tls.h"
 #include "prelude/v1/service.pb.h"
 
 namespace prelude::server {
@@ -74,6 +75,7 @@ struct SlurmOptions {
   std::string worker_binary;         // prelude-worker, as the nodes see it
   std::string token_file;            // the workers' token file (empty: none), as the nodes see it
   std::string data_root;             // passed to the workers (empty: their default)
+  ClientTls tls;                      // how the workers dial a TLS coordinator (files as the nodes see them)
   std::string script_dir;            // where the sbatch scripts and the jobs' output go
   std::string time_limit;            // sbatch --time (empty: the partition's)
   double stall_timeout_seconds = 0;  // > 0: passed as serve --stall-timeout

@@ -13,6 +13,8 @@
 #  4. The coordinator restarts while a job runs: it re-attaches to the job's Slurm job
 #     (no second sbatch: the job's submissions stay 1, Slurm saw no new job), whose
 #     worker takes the job back, resumes it, and it SUCCEEDS.
+#  5. A coordinator serving TLS: a job's batch script gives its workers --tls-ca (from
+#     --pool-tls-ca) and the job SUCCEEDS.
 # Skipped ("skipped, because ...", exit 77) where Slurm cannot start (not root, not
 # installed).
 #
@@ -40,10 +42,11 @@ out=$("$SLURM" start "$work/slurm" 2>&1); rc=$?
 source "$work/slurm/env"  # SLURM_CONF, for the coordinator's sbatch and for squeue here
 echo "$out"
 
+extra=()  # more flags for the coordinator (TLS, in 5.)
 start_coordinator() {  # [PORT]: the running Slurm jobs' workers dial the port they were given
   rm -f "$work/port"
   setsid "$COORD" --listen "127.0.0.1:${1:-0}" --port-file "$work/port" --db "$work/jobs.db" --http '' \
-    --slurm --slurm-dir "$work/sl" --worker-binary "$WORKER" --heartbeat-timeout 5 --max-attempts 3 \
+    --slurm --slurm-dir "$work/sl" --worker-binary "$WORKER" --heartbeat-timeout 5 --max-attempts 3 "${extra[@]}" \
     >> "$work/coord.log" 2>&1 &
   coord=$!; pids+=("$coord"); disown
   for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.1; done
@@ -149,6 +152,23 @@ check "4: Slurm saw no new job" [ "$(slurm_jobs_seen)" = "$seen_before" ]
 check "4: the coordinator said it re-attached" grep -q "$again: watching its Slurm job $sid_again again" "$work/coord.log"
 cli metrics "$again" --format json > "$work/again.jsonl" 2> /dev/null
 check "4: the worker took the job back and resumed it" grep -q '"resumed"' "$work/again.jsonl"
+
+# ---- 5. a TLS coordinator: its batch jobs' workers dial it with --pool-tls-ca
+if command -v openssl > /dev/null && "$SRC/scripts/dev-certs.sh" "$work/certs" > /dev/null 2>&1; then
+  kill -TERM "$coord"; wait_for 15 bash -c "! kill -0 $coord 2>/dev/null"
+  extra=(--tls-cert "$work/certs/server.pem" --tls-key "$work/certs/server.key" --pool-tls-ca "$work/certs/ca.pem")
+  start_coordinator
+  export PRELUDE_TLS_CA=$work/certs/ca.pem
+  job "$work/tls.json" slurm-tls 1 20
+  tls_job=$(cli submit "$work/tls.json")
+  check "5: a TLS coordinator takes a job" [ -n "$tls_job" ]
+  wait_for 90 state_is "$tls_job" SUCCEEDED
+  check "5: the job SUCCEEDED through Slurm over TLS" state_is "$tls_job" SUCCEEDED || fail_dump
+  check "5: its batch script gave the workers the CA" grep -q -- "--tls-ca '$work/certs/ca.pem'" "$work/sl/$tls_job.sbatch"
+  unset PRELUDE_TLS_CA
+else
+  echo "skipped 5, because openssl or scripts/dev-certs.sh could not make certificates"
+fi
 
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]

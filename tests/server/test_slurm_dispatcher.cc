@@ -173,6 +173,28 @@ TEST_F(SlurmDispatcherTest, SubmitsAQueuedJobAsABatchJobOfItsRanksAndThreads) {
   EXPECT_EQ(jm_->get(id).waiting_reason(), "Slurm: Resources (Slurm job 100 is PENDING)");
 }
 
+// A TLS coordinator's batch jobs: the workers are told the CA (and, under mutual TLS,
+// their certificate and key) with the flags `prelude-worker serve` reads, quoted; with
+// the system's roots, --tls alone.
+TEST(SlurmScript, TellsTheWorkersTheCoordinatorsTls) {
+  v1::Job job;
+  job.set_job_id("job-000007");
+  SlurmOptions o;
+  o.coordinator = "head:50051";
+  o.worker_binary = "/opt/prelude-worker";
+  EXPECT_FALSE(contains(sbatch_script(job, o), "--tls"));
+  o.tls.enabled = true;
+  EXPECT_TRUE(contains(sbatch_script(job, o), "--job job-000007 --threads 1 --tls\n")) << sbatch_script(job, o);
+  o.tls.ca.path = "/etc/prelude/ca dir/ca.pem";
+  o.tls.cert.path = "/etc/prelude/pool.pem";
+  o.tls.key.path = "/etc/prelude/pool.key";
+  const std::string script = sbatch_script(job, o);
+  EXPECT_TRUE(contains(script, " --tls-ca '/etc/prelude/ca dir/ca.pem' --tls-cert '/etc/prelude/pool.pem' "
+                               "--tls-key '/etc/prelude/pool.key'\n"))
+      << script;
+  EXPECT_FALSE(contains(script, " --tls ")) << script;
+}
+
 TEST_F(SlurmDispatcherTest, AJobSubmittedToSlurmGoesOnlyToItsBatchJobsPool) {
   const std::string id = submit();
   const std::string other = jm_->register_pool(pool_request(1)).pool_id();  // a hand-started pool
