@@ -225,8 +225,9 @@ std::optional<Flags> parse_flags(int argc, char** argv) {
                     "network); loopback (127.0.0.0/8, ::1, localhost) needs none of them");
   if (!f.http.empty() && !prelude::is_loopback_address(f.http) && !f.tls.enabled() && f.token_file.empty() &&
       f.tokens_file.empty() && !f.insecure)
-    throw UserError("--http " + f.http + ": refusing to serve the metrics on a non-loopback address in plain text "
-                    "with no token. Give --tls-cert/--tls-key and/or --tokens-file (or --token-file), or --insecure");
+    throw UserError("--http " + f.http + ": refusing to serve the dashboard, its API (jobs, logs, models) and the "
+                    "metrics on a non-loopback address in plain text with no token: anyone who can reach the port "
+                    "could read every job and download its models. Give --tls-cert/--tls-key and/or --tokens-file (or --token-file), or --insecure");
   if (f.http.empty() && !f.http_port_file.empty()) throw UserError("--http-port-file: needs --http (it is off)");
   return f;
 }

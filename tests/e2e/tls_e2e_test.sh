@@ -174,6 +174,9 @@ check "0.0.0.0 in plain text with no token: exit 2, saying why" \
   exit2 any "--listen 0.0.0.0:0: refusing to serve a non-loopback address in plain text with no token"
 coord2 any6 --listen "[::]:0"
 check "[::] likewise" exit2 any6 "refusing to serve a non-loopback address"
+coord2 anyhttp --listen 127.0.0.1:0 --http 0.0.0.0:0
+check "the dashboard on 0.0.0.0 in plain text with no token: exit 2, naming what it would expose" \
+  exit2 anyhttp "--http 0.0.0.0:0: refusing to serve the dashboard, its API (jobs, logs, models) and the metrics"
 start insecure --listen 0.0.0.0:0 --insecure
 check "0.0.0.0 with --insecure serves" alive "$coord_pid"
 start anytls --listen 0.0.0.0:0 --tls-cert "$certs/server.pem" --tls-key "$certs/server.key"
