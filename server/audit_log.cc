@@ -12,6 +12,7 @@
 
 #include "common/errors.h"
 #include "common/text.h"
+#include "server/sqlite_db.h"
 
 namespace prelude::server {
 
@@ -19,6 +20,8 @@ namespace {
 
 // Refusals held back are listed by where they came from, this many hosts at most.
 constexpr size_t kMaxHeldHosts = 5;
+// Errors of its statements start with this.
+constexpr const char* kWhat = "audit log";
 // A full disk is said at most this often.
 constexpr int64_t kComplaintIntervalMs = 60000;
 
@@ -46,54 +49,6 @@ std::string host_of(const std::string& peer) {
   if (colon <= 4 || colon + 1 == peer.size()) return peer;
   if (!std::all_of(peer.begin() + colon + 1, peer.end(), [](char c) { return c >= '0' && c <= '9'; })) return peer;
   return peer.substr(0, colon);
-}
-
-// One prepared statement, finalized on scope exit; errors throw with SQLite's text.
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) fail("prepare");
-  }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  Statement& bind(int i, int64_t v) {
-    if (sqlite3_bind_int64(stmt_, i, v) != SQLITE_OK) fail("bind");
-    return *this;
-  }
-  Statement& bind(int i, const std::string& v) {
-    if (sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
-      fail("bind");
-    return *this;
-  }
-  bool step() {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc != SQLITE_DONE) fail("step");
-    return false;
-  }
-  int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string text(int col) const {
-    const unsigned char* p = sqlite3_column_text(stmt_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : std::string();
-  }
-
- private:
-  [[noreturn]] void fail(const char* what) const {
-    throw std::runtime_error(std::string("audit log: ") + what + ": " + sqlite3_errmsg(db_));
-  }
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-void exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    const std::string why = err ? err : "unknown error";
-    sqlite3_free(err);
-    throw std::runtime_error("audit log: " + why);
-  }
 }
 
 // The page_token of ListAudit: the seq the next page starts below.
@@ -135,20 +90,13 @@ AuditLog::AuditLog(const std::string& path, AuditOptions options) : path_(path),
   if (options_.keep < 1) throw UserError("--audit-keep: must be at least 1, got " + std::to_string(options_.keep));
   if (!options_.now_ms) options_.now_ms = system_now_ms;
   if (!options_.log) options_.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
-  if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
-    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    throw std::runtime_error(path + ": cannot open the database for the audit log: " + why);
-  }
-  // As the Store's connection: the two write to the same file, each waiting its turn.
-  sqlite3_busy_timeout(db_, 5000);
+  db_ = open_sqlite(path, "the database for the audit log");
   try {
-    exec(db_, "PRAGMA journal_mode=WAL");
-    exec(db_, "PRAGMA synchronous=NORMAL");
-    exec(db_, "CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,"
+    exec_sql(db_, "CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,"
               " user TEXT NOT NULL, role TEXT NOT NULL, peer TEXT NOT NULL, action TEXT NOT NULL,"
-              " target TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL)");
-    Statement count(db_, "SELECT count(*), coalesce(max(seq), 0) FROM audit");
+              " target TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL)",
+            kWhat);
+    Statement count(db_, "SELECT count(*), coalesce(max(seq), 0) FROM audit", kWhat);
     if (count.step()) {
       rows_ = count.int64(0);
       last_seq_ = count.int64(1);
@@ -302,7 +250,8 @@ void AuditLog::insert_locked(const AuditEntry& e) {
       throw std::runtime_error(std::string("audit log: step: ") + sqlite3_errstr(code));
   }
   Statement s(db_, "INSERT INTO audit(time_ms, user, role, peer, action, target, outcome, detail)"
-                   " VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+                   " VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+              kWhat);
   s.bind(1, e.time_ms).bind(2, e.user).bind(3, e.role).bind(4, e.peer).bind(5, e.action).bind(6, e.target);
   s.bind(7, e.outcome).bind(8, e.detail).step();
   last_seq_ = sqlite3_last_insert_rowid(db_);
@@ -314,7 +263,7 @@ void AuditLog::prune_locked() {
     if (const int code = write_fault_(); code != SQLITE_OK)
       throw std::runtime_error(std::string("audit log: step: ") + sqlite3_errstr(code));
   }
-  Statement s(db_, "DELETE FROM audit WHERE seq <= ?");
+  Statement s(db_, "DELETE FROM audit WHERE seq <= ?", kWhat);
   s.bind(1, last_seq_ - options_.keep).step();
   rows_ = std::max<int64_t>(0, rows_ - sqlite3_changes(db_));
 }
@@ -343,7 +292,8 @@ AuditPage AuditLog::page(const AuditQuery& q) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement s(db_, "SELECT seq, time_ms, user, role, peer, action, target, outcome, detail FROM audit"
                    " WHERE seq < ?1 AND (?2 = '' OR user = ?2) AND (?3 = '' OR action = ?3) AND time_ms >= ?4"
-                   " ORDER BY seq DESC LIMIT ?5");
+                   " ORDER BY seq DESC LIMIT ?5",
+              kWhat);
   s.bind(1, below).bind(2, q.user).bind(3, q.action).bind(4, q.since_ms).bind(5, static_cast<int64_t>(size) + 1);
   AuditPage page;
   while (s.step()) {

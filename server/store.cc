@@ -12,68 +12,6 @@ namespace v1 = prelude::v1;
 
 namespace {
 
-// Faults of the disk under the database, which may pass once space returns: told
-// apart from every other failure (a bug, a constraint) as StorageError.
-bool is_storage_fault(int code) {
-  code &= 0xff;  // the primary code of an extended one
-  return code == SQLITE_FULL || code == SQLITE_IOERR;
-}
-
-[[noreturn]] void fail_with(int code, const std::string& message) {
-  if (is_storage_fault(code)) throw StorageError(code & 0xff, sqlite3_errstr(code & 0xff), message);
-  throw std::runtime_error(message);
-}
-
-// One prepared statement, finalized on scope exit.
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) fail("prepare");
-  }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  Statement& bind(int i, int64_t v) {
-    if (sqlite3_bind_int64(stmt_, i, v) != SQLITE_OK) fail("bind");
-    return *this;
-  }
-  Statement& bind(int i, const std::string& v) {
-    if (sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
-      fail("bind");
-    return *this;
-  }
-  Statement& bind_blob(int i, const std::string& v) {
-    if (sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK)
-      fail("bind");
-    return *this;
-  }
-  // True while there is a row.
-  bool step() {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc != SQLITE_DONE) fail("step");
-    return false;
-  }
-  void run() {
-    step();
-    reset();
-  }
-  void reset() { sqlite3_reset(stmt_); }
-  int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string blob(int col) const {
-    const void* p = sqlite3_column_blob(stmt_, col);
-    return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : std::string();
-  }
-
- private:
-  [[noreturn]] void fail(const char* what) const {
-    fail_with(sqlite3_errcode(db_), std::string("database: ") + what + ": " + sqlite3_errmsg(db_));
-  }
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
 // Raises a counter in meta to at least `value`.
 void raise_counter(sqlite3* db, const char* key, int64_t value) {
   Statement(db, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)")
@@ -92,15 +30,8 @@ M parse(const std::string& bytes, const char* what) {
 }  // namespace
 
 Store::Store(const std::string& path) : path_(path) {
-  if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
-    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    throw std::runtime_error(path + ": cannot open the database: " + why);
-  }
-  sqlite3_busy_timeout(db_, 5000);
+  db_ = open_sqlite(path, "the database");
   try {
-    exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=NORMAL");
     exec("CREATE TABLE IF NOT EXISTS jobs(number INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
          " state INTEGER NOT NULL, job BLOB NOT NULL)");
     exec("CREATE TABLE IF NOT EXISTS events(job_id TEXT NOT NULL, seq INTEGER NOT NULL,"
@@ -150,19 +81,12 @@ void Store::add_event_attempts() {
   });
 }
 
-void Store::exec(const char* sql) {
-  char* err = nullptr;
-  if (const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err); rc != SQLITE_OK) {
-    const std::string why = err ? err : "unknown error";
-    sqlite3_free(err);
-    fail_with(rc, "database: " + why);
-  }
-}
+void Store::exec(const char* sql) { exec_sql(db_, sql, "database"); }
 
 void Store::check_write_fault() const {
   if (!write_fault_) return;
   if (const int code = write_fault_(); code != SQLITE_OK)
-    fail_with(code, std::string("database: step: ") + sqlite3_errstr(code));
+    throw_sqlite_error(code, std::string("database: step: ") + sqlite3_errstr(code));
 }
 
 int64_t Store::next_boot() {

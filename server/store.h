@@ -15,25 +15,12 @@
 #include <vector>
 
 #include "prelude/v1/service.pb.h"
+#include "server/sqlite_db.h"  // StorageError
 
 struct sqlite3;
 
 namespace prelude::server {
 
-// The database refused a write because of the disk or the file system under it
-// (SQLITE_FULL, SQLITE_IOERR): nothing was written, and the same write may work once
-// space returns. The job manager degrades on it and probes until writes work again.
-class StorageError : public std::runtime_error {
- public:
-  StorageError(int code, const std::string& reason, const std::string& message)
-      : std::runtime_error(message), code_(code), reason_(reason) {}
-  int code() const { return code_; }                    // SQLite's primary result code
-  const std::string& reason() const { return reason_; }  // SQLite's text: "database or disk is full"
-
- private:
-  int code_;
-  std::string reason_;
-};
 
 struct StoredJob {
   int64_t number = 0;  // creation order, from 1
