@@ -61,13 +61,6 @@ port=$(cat "$work/port")
 ADDR=10.77.0.1:$port
 # The client runs on C (where else could it reach C's address from?).
 cli() { on "$C" "$CLIENT" --coordinator "$ADDR" --token-file "$work/alice.token" "$@"; }
-job_json() { cli get "$1" --format json | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }
-wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds, at most that long
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do ((SECONDS < end)) || return 1; sleep 0.2; done
-}
-state_is() { [ "$(job_json "$1" "j.get('state')")" = "$2" ]; }
-checkpoint_at_least() { [ "$(job_json "$1" "max([int(c.get('step', 0)) for c in j.get('checkpoints', [])] or [0])")" -ge "$2" ]; }
 
 check "hosts: a host reaches the coordinator at C's address" \
   bash -c "'$NETNS' run '$H1' '$CLIENT' --coordinator $ADDR --token-file '$work/alice.token' --timeout 5 list > /dev/null 2>&1"

@@ -32,21 +32,13 @@ for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.1; done
 [[ -s "$work/port" ]] || { echo "coordinator did not start"; fail_dump; exit 1; }
 export PRELUDE_COORDINATOR=127.0.0.1:$(cat "$work/port")
 
-# job_json ID EXPR: a Python expression over the job's JSON (j).
-job_json() { "$CLIENT" get "$1" --format json | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }
 latest_checkpoint() { job_json "$1" "max([int(c.get('step', 0)) for c in j.get('checkpoints', [])] or [0])"; }
-# wait_for SECONDS COMMAND...: until the command succeeds.
-wait_for() {
-  local t=$1; shift
-  for _ in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done
-  return 1
-}
 
 id=$("$CLIENT" submit "$work/job.json")
 check "submit prints a job id" [ -n "$id" ]
 for kill_no in 1 2 3; do
   target=$((kill_no * 50))
-  if ! wait_for 120 bash -c "[ \$(\"$CLIENT\" get $id --format json | $PY -c \"import json,sys; j=json.load(sys.stdin); print(max([int(c.get('step', 0)) for c in j.get('checkpoints', [])] or [0]))\") -ge $target ]"; then
+  if ! wait_for 120 checkpoint_at_least "$id" "$target"; then
     echo "no checkpoint at step >= $target"; fail_dump; exit 1
   fi
   # A rank of the coordinator's pool (a child of its mpirun): the whole MPI job goes down.
@@ -54,12 +46,12 @@ for kill_no in 1 2 3; do
   [[ -n $rank ]] || { echo "no rank to kill"; fail_dump; exit 1; }
   echo "kill $kill_no: rank pid $rank after the checkpoint of step $(latest_checkpoint "$id")"
   kill -KILL "$rank"
-  if ! wait_for 90 bash -c "[ \"\$(\"$CLIENT\" get $id --format json | $PY -c \"import json,sys; j=json.load(sys.stdin); print(j.get('attempts', 0), j.get('state'))\")\" = '$((kill_no + 1)) RUNNING' ]"; then
+  if ! wait_for 90 attempt_running "$id" $((kill_no + 1)); then
     echo "the job was not started again after kill $kill_no"; fail_dump; exit 1
   fi
 done
-wait_for 180 bash -c "[ \"\$(\"$CLIENT\" get $id --format json | $PY -c \"import json,sys; print(json.load(sys.stdin).get('state'))\")\" = SUCCEEDED ]"
-check "the job ends SUCCEEDED after three kills" [ "$(job_json "$id" "j.get('state')")" = SUCCEEDED ]
+wait_for 180 state_is "$id" SUCCEEDED
+check "the job ends SUCCEEDED after three kills" state_is "$id" SUCCEEDED
 check "it took four attempts" [ "$(job_json "$id" "j.get('attempts')")" = 4 ]
 check "its final model is kept" [ "$(job_json "$id" "sum(1 for c in j.get('checkpoints', []) if c.get('final'))")" = 1 ]
 

@@ -55,16 +55,8 @@ start_coordinator() {  # [PORT]: the running Slurm jobs' workers dial the port t
 }
 start_coordinator
 
-cli() { "$CLIENT" "$@"; }
-job_json() { cli get "$1" --format json | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }
-wait_for() {  # wait_for SECONDS COMMAND...
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do ((SECONDS < end)) || return 1; sleep 0.2; done
-}
-state_is() { [ "$(job_json "$1" "j.get('state')")" = "$2" ]; }
 slurm_id() { job_json "$1" "j.get('slurmJobId', j.get('slurm_job_id', ''))"; }
 submissions() { job_json "$1" "j.get('slurmSubmissions', j.get('slurm_submissions', 0))"; }
-checkpoint_at_least() { [ "$(job_json "$1" "max([int(c.get('step', 0)) for c in j.get('checkpoints', [])] or [0])")" -ge "$2" ]; }
 in_squeue() { [ -n "$(squeue -h -j "$1" -o %i 2>/dev/null)" ]; }
 slurm_jobs_seen() { scontrol show jobs 2>/dev/null | grep -c '^JobId='; }
 

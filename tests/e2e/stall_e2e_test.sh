@@ -36,15 +36,6 @@ for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.1; done
 [[ -s "$work/port" ]] || { echo "coordinator did not start"; fail_dump; exit 1; }
 export PRELUDE_COORDINATOR=127.0.0.1:$(cat "$work/port")
 
-job_json() { "$CLIENT" get "$1" --format json | "$PY" -c "import json,sys; j=json.load(sys.stdin); print($2)"; }
-wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
-  local t=$1; shift
-  for _ in $(seq $((t * 5))); do "$@" && return 0; sleep 0.2; done
-  return 1
-}
-state_is() { [ "$(job_json "$1" "j.get('state')")" = "$2" ]; }
-attempt_running() { [ "$(job_json "$1" "str(j.get('attempts', 0)) + ' ' + j.get('state')")" = "$2 RUNNING" ]; }
-checkpoint_at_least() { [ "$(job_json "$1" "max([int(c.get('step', 0)) for c in j.get('checkpoints', [])] or [0])")" -ge "$2" ]; }
 # The pid of rank R of the coordinator's current pool (a child of its mpirun).
 rank_pid() {
   local mp p
