@@ -184,8 +184,10 @@ HttpReply Dashboard::api(const std::string& path, const std::map<std::string, st
   } catch (const std::exception& e) {
     reply = error(ErrorCode::kInternal, std::string("internal error: ") + e.what());
   }
-  // Data, never cached: a page polls for what changed.
-  reply.headers.emplace_back("Cache-Control", "no-store");
+  // Data a page polls for: kept by the browser only to be revalidated on every poll
+  // (the HTTP server tags each answer, and one that has not changed is a 304 without a
+  // body); private, as it was asked with a token.
+  reply.headers.emplace_back("Cache-Control", "private, no-cache");
   return reply;
 }
 

@@ -28,7 +28,8 @@ const PD = (() => {
     if (token) headers.Authorization = 'Bearer ' + token;
     let res;
     try {
-      res = await fetch(path, {headers, cache: 'no-store'});
+      // no-cache: always asked again; an unchanged answer comes back as a bodiless 304.
+      res = await fetch(path, {headers, cache: 'no-cache'});
     } catch (e) {
       throw new ApiError(0, 'UNAVAILABLE', 'cannot reach the coordinator (' + e.message + ')');
     }

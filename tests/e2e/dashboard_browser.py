@@ -239,6 +239,17 @@ try:
         if got != want:
             same = check("row %s equals the API" % j["jobId"], False, "DOM %r, API %r" % (got, want))
     check("every ended job's state, test accuracy and images/s in the DOM equal the API's", same)
+    # The page polls every 2 s. Nothing changes now, so the browser's poll carries its
+    # copy's tag and the coordinator answers 304 without a body; Chromium then reports the
+    # poll as its copy's 200, but with only the headers transferred (transferSize below
+    # the body's size, where the first poll's is above it).
+    polls_js = ("performance.getEntriesByType('resource').filter(e => e.name.includes('/api/jobs?'))"
+                ".map(e => [e.transferSize, e.encodedBodySize])")
+    polls = wait_until("a revalidated poll",
+                       lambda: (lambda p: p if len(p) >= 3 else None)(b.eval(polls_js)), 10) or b.eval(polls_js)
+    check("an unchanged list is not sent again: polls after the first move headers only (%s)"
+          % ", ".join("%d/%d B" % tuple(p) for p in polls[:4]),
+          len(polls) >= 3 and polls[0][0] > polls[0][1] and all(0 < t < body for t, body in polls[1:]))
     b.screenshot(os.path.join(OUT, "jobs.png"))
 
     check("the ended job's page loads",

@@ -431,6 +431,43 @@ TEST_F(DashboardTest, SweepRowsAreThoseOfPreludeCompare) {
             0u);
 }
 
+// The pages poll: an answer that has not changed is a 304 without a body when the
+// browser sends back its tag, and a changed one is the whole answer under a new tag.
+TEST_F(DashboardTest, AnUnchangedAnswerIsNotSentAgain) {
+  const std::string pool = jm_->register_pool(pool_request(1)).pool_id();
+  const std::string id = submit("polled", "alice");
+  httplib::Headers alice{{"Authorization", "Bearer alice-token"}};
+  auto first = client_->Get("/api/jobs/" + id, alice);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 200);
+  const std::string tag = first->get_header_value("ETag");
+  ASSERT_EQ(tag.size(), 18u) << tag;  // a quoted 64-bit hash
+  EXPECT_EQ(first->get_header_value_count("Cache-Control"), 1u);
+  EXPECT_EQ(first->get_header_value("Cache-Control"), "private, no-cache");
+
+  httplib::Headers again = alice;
+  again.emplace("If-None-Match", tag);
+  auto unchanged = client_->Get("/api/jobs/" + id, again);
+  ASSERT_TRUE(unchanged);
+  EXPECT_EQ(unchanged->status, 304);
+  EXPECT_TRUE(unchanged->body.empty());
+  EXPECT_EQ(unchanged->get_header_value("ETag"), tag);
+
+  ASSERT_EQ(take(pool), id);  // QUEUED -> RUNNING: another answer
+  auto changed = client_->Get("/api/jobs/" + id, again);
+  ASSERT_TRUE(changed);
+  EXPECT_EQ(changed->status, 200);
+  EXPECT_NE(changed->get_header_value("ETag"), tag);
+  EXPECT_EQ(parse<v1::Job>(changed->body).state(), v1::RUNNING);
+
+  // Bob's copy of the tag gets him nothing: his answer is the 404 of an unknown job.
+  httplib::Headers bob{{"Authorization", "Bearer bob-token"}, {"If-None-Match", changed->get_header_value("ETag")}};
+  auto theirs = client_->Get("/api/jobs/" + id, bob);
+  ASSERT_TRUE(theirs);
+  EXPECT_EQ(theirs->status, 404);
+  EXPECT_TRUE(theirs->get_header_value("ETag").empty());
+}
+
 TEST_F(DashboardTest, ModelDownloadIsTheKeptFile) {
   const std::string pool = jm_->register_pool(pool_request(1)).pool_id();
   const std::string id = submit("model", "alice");
