@@ -57,25 +57,31 @@ std::string age(const google::protobuf::Timestamp& t, Clock::time_point now) {
 
 bool is_set(const google::protobuf::Timestamp& t) { return t.seconds() != 0 || t.nanos() != 0; }
 
-std::string timestamp(const google::protobuf::Timestamp& t) {
-  if (!is_set(t)) return "-";
-  const std::time_t seconds = static_cast<std::time_t>(t.seconds());
+namespace {
+
+// "2026-11-29T21:40:03" and, given, ".125", then "Z": UTC, whole seconds floored.
+std::string utc_text(int64_t seconds, int millis) {
+  const std::time_t t = static_cast<std::time_t>(seconds);
   std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  gmtime_r(&t, &utc);
+  char buf[48];
+  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &utc);
+  if (millis >= 0) n += std::snprintf(buf + n, sizeof buf - n, ".%03d", millis);
+  std::snprintf(buf + n, sizeof buf - n, "Z");
   return buf;
+}
+
+}  // namespace
+
+std::string timestamp(const google::protobuf::Timestamp& t) {
+  return is_set(t) ? utc_text(t.seconds(), -1) : "-";
 }
 
 std::string log_line_text(const v1::LogLine& line) {
   const int64_t ms = line.time_unix_ms();
-  const std::time_t seconds = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char buf[48];
-  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &utc);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms - static_cast<int64_t>(seconds) * 1000));
-  return std::string(buf) + " rank " + std::to_string(line.rank()) + "  " + line.text();
+  const int64_t seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+  return utc_text(seconds, static_cast<int>(ms - seconds * 1000)) + " rank " + std::to_string(line.rank()) + "  " +
+         line.text();
 }
 
 double seconds_between(const google::protobuf::Timestamp& from, const google::protobuf::Timestamp& to) {

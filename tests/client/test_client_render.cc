@@ -53,6 +53,21 @@ TEST(ClientFormat, TimestampsAreUtcAndAgesCoarse) {
   EXPECT_EQ(age(t, then + std::chrono::hours(49)), "2d");
 }
 
+// A log line: UTC to the millisecond (1767323045 s is 2026-01-02T03:04:05Z), the rank,
+// the text; a time before 1970 is floored to its second, not rounded toward zero.
+TEST(ClientFormat, LogLinesHaveTheirTimeToTheMillisecondAndTheirRank) {
+  v1::LogLine line;
+  line.set_time_unix_ms(1767323045125);
+  line.set_rank(1);
+  line.set_text("epoch 1 done");
+  EXPECT_EQ(log_line_text(line), "2026-01-02T03:04:05.125Z rank 1  epoch 1 done");
+  line.set_time_unix_ms(1767323045000);
+  EXPECT_EQ(log_line_text(line), "2026-01-02T03:04:05.000Z rank 1  epoch 1 done");
+  line.set_time_unix_ms(-1);
+  line.set_rank(0);
+  EXPECT_EQ(log_line_text(line), "1969-12-31T23:59:59.999Z rank 0  epoch 1 done");
+}
+
 TEST(ClientFormat, ModelSummaryNamesPresetActivationAndInit) {
   EXPECT_EQ(model_summary(v1::JobSpec()), "cnn-small prelu-cw kaiming-normal");
   v1::JobSpec spec;
