@@ -366,6 +366,9 @@ int main(int argc, char** argv) {
   }
   ManagerOptions mo;
   mo.data_root = f.data_root;
+  // Pools declare what they hold; the coordinator's data root counts only for the pools it
+  // starts itself or that Slurm starts on the nodes' shared data.
+  mo.local_data = f.spawn_workers > 0 || f.slurm;
   mo.max_attempts = f.max_attempts;
   mo.keep_checkpoints = f.keep_checkpoints;
   mo.max_log_lines = f.max_log_lines;
