@@ -102,6 +102,12 @@ TEST_F(PoolCapabilitiesTest, UnknownDataSetIsRefusedNamingTheFieldAndListingTheA
   spec.mutable_dataset()->set_test_images("fashion-mnist/other-images-idx3-ubyte");
   EXPECT_SERVICE_ERROR(jm_->submit(spec), ErrorCode::kInvalidArgument,
                        "spec.dataset.testImages: no worker pool holds the file \"fashion-mnist/other-images");
+  // A path out of the data root is refused as one (validation), pools or not.
+  spec.mutable_dataset()->set_test_images("../../etc/passwd");
+  EXPECT_SERVICE_ERROR(jm_->submit(spec), ErrorCode::kInvalidArgument,
+                       "spec.dataset.testImages: must stay inside the data root");
+  spec.mutable_dataset()->set_test_images("/etc/passwd");
+  EXPECT_SERVICE_ERROR(jm_->submit(spec), ErrorCode::kInvalidArgument, "spec.dataset.testImages: must be relative to the data root");
   // One it does declare matches.
   spec.mutable_dataset()->set_test_images("fashion-mnist/t10k-images-idx3-ubyte.gz");
   EXPECT_EQ(jm_->submit(spec).state(), v1::QUEUED);
