@@ -434,8 +434,8 @@ std::string other_files(const PoolInfo& pool, const v1::Job& job) {
   return "";
 }
 
-// The files two pools both declare with different digests: "data set D, FILE: sha256 A
-// (pool a) vs B (pool b)" for the first, and how many more; empty when none differ.
+// The files two pools both declare with different digests: "FILE: sha256 A on pool a
+// (host) vs B on pool b (host)" for the first, and how many more; empty when none differ.
 std::string differing_files(const PoolInfo& a, const PoolInfo& b) {
   std::string first;
   int more = 0;
@@ -913,7 +913,7 @@ v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest
         const std::string diff = differing_files(other, pool);
         if (!diff.empty())
           options_.log("warning: pools " + other.pool_id + " and " + pool.pool_id +
-                       " hold different files under the same name: " + diff +
+                       " hold different files under the same name: " + escape_control(diff, true) +
                        "; a job runs only on pools with the files of its first attempt");
       }
   pools_[pool.pool_id] = pool;

@@ -27,16 +27,17 @@ for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.1; done
 export PRELUDE_COORDINATOR=127.0.0.1:$(cat "$work/port")
 cli() { "$CLIENT" --token-file "$work/token" "$@"; }
 field() { cli get "$1" --format json | "$PY" -c "import json,sys; print(json.load(sys.stdin).get('$2', ''))"; }
-pool() {  # pool NAME DATA_ROOT: a one-rank pool, registered once its log says so
+pool() {  # pool NAME DATA_ROOT: a one-rank pool; once its log says it registered, its id in $pool_id
   OMP_NUM_THREADS=1 setsid "$WORKER" serve --token-file "$work/token" --quiet --data-root "$2" >> "$work/$1.log" 2>&1 &
-  pids+=($!)
+  pids+=($!)  # (not in a subshell: the cleanup must see it)
   for _ in $(seq 300); do grep -q "registered as" "$work/$1.log" && break; sleep 0.1; done
-  sed -n 's/.*registered as \(pool-[^ ]*\).*/\1/p' "$work/$1.log" | tail -1
+  pool_id=$(sed -n 's/.*registered as \(pool-[^ ]*\).*/\1/p' "$work/$1.log" | tail -1)
 }
 
-empty=$(pool pool-empty "$work/empty")
+pool pool-empty "$work/empty"
 check "the empty pool declared no data set" grep -q "declared 0 data sets, CPU " "$work/pool-empty.log"
-data=$(pool pool-data "$DATA")
+pool pool-data "$DATA"
+data=$pool_id
 check "the other declared Fashion-MNIST, its CPU and bf16" \
   grep -Eq "declared [0-9]+ data sets? \(.*fashion-mnist: 4 files.*\), CPU [a-z0-9_]+, bf16 (yes|no); hashed" \
   "$work/pool-data.log"
@@ -61,7 +62,7 @@ check "a data set no pool holds is refused, listing the ones available" \
   _ "$rc" "$work/err.txt"
 
 # Started again, the pool takes every digest from the cache.
-pool pool-data2 "$DATA" > /dev/null
+pool pool-data2 "$DATA"
 check "a pool started again hashes nothing: every digest from the cache" \
   grep -q "every digest from the cache" "$work/pool-data2.log"
 
