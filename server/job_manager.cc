@@ -394,6 +394,111 @@ void JobManager::lose_job(Record& r, const std::string& reason, bool uncounted) 
   }
 }
 
+// ---------------------------------------------------------------- data sets
+
+namespace {
+
+// The files of the job's data set in the pool's declaration, each the one
+// resolve_data_files would read there (a standard file's .gz name before the raw
+// one); nullopt when the pool lacks one.
+std::optional<std::vector<v1::DataFile>> held_files(const PoolInfo& pool, const v1::JobSpec& spec) {
+  std::vector<v1::DataFile> out;
+  for (const NeededFile& f : needed_data_files(spec.dataset(), !spec.training().skip_test())) {
+    const v1::DataFile* found = nullptr;
+    for (const auto& c : f.candidates) {
+      auto it = pool.files.find(c);
+      if (it != pool.files.end()) {
+        found = &it->second;
+        break;
+      }
+    }
+    if (!found) return std::nullopt;
+    out.push_back(*found);
+  }
+  return out;
+}
+
+std::string short_hash(const std::string& sha256) { return sha256.substr(0, 12); }
+
+// The files the job's first attempt trained on (Job.data_files) that the pool holds
+// otherwise (another digest, or not at all): "fashion-mnist/train-images-idx3-ubyte.gz
+// (sha256 1c1d0b3e6e11... here, 3aede38d61fe... on pool-1.1-...)"; empty when it holds them all alike.
+std::string other_files(const PoolInfo& pool, const v1::Job& job) {
+  for (const auto& want : job.data_files()) {
+    auto it = pool.files.find(want.path());
+    if (it == pool.files.end()) return want.path() + " (missing on " + pool.pool_id + ")";
+    if (it->second.sha256() != want.sha256() || it->second.size() != want.size())
+      return want.path() + " (sha256 " + short_hash(want.sha256()) + "... trained on, " +
+             short_hash(it->second.sha256()) + "... on " + pool.pool_id + ")";
+  }
+  return "";
+}
+
+// The files two pools both declare with different digests: "FILE: sha256 A on pool a
+// (host) vs B on pool b (host)" for the first, and how many more; empty when none differ.
+std::string differing_files(const PoolInfo& a, const PoolInfo& b) {
+  std::string first;
+  int more = 0;
+  for (const auto& [path, fa] : a.files) {
+    auto it = b.files.find(path);
+    if (it == b.files.end() || it->second.sha256() == fa.sha256()) continue;
+    if (!first.empty()) {
+      ++more;
+      continue;
+    }
+    first = path + ": sha256 " + fa.sha256() + " on " + a.pool_id + " (" + a.host + ") vs " + it->second.sha256() +
+            " on " + b.pool_id + " (" + b.host + ")";
+  }
+  if (more > 0) first += " and " + std::to_string(more) + " more file" + (more == 1 ? "" : "s");
+  return first;
+}
+
+std::string quoted(const std::string& s) { return "\"" + escape_control(s, true) + "\""; }
+
+}  // namespace
+
+void JobManager::check_data(const v1::JobSpec& spec) const {
+  const auto needed = needed_data_files(spec.dataset(), !spec.training().skip_test());
+  bool declaring = false;
+  std::set<std::string> available;
+  for (const auto& [id, pool] : pools_) {
+    if (!pool.declared) continue;
+    declaring = true;
+    if (held_files(pool, spec)) return;
+    available.insert(pool.data_sets.begin(), pool.data_sets.end());
+  }
+  if (options_.local_data) {
+    try {
+      resolve_data_files(spec.dataset(), options_.data_root, !spec.training().skip_test());
+      return;
+    } catch (const UserError&) {
+      if (!declaring) throw;  // as without pools that declare: what is missing where
+    }
+    for (const auto& set : scan_data_sets(options_.data_root))
+      if (set.name != kTopLevelDataSet) available.insert(set.name);
+  } else if (!declaring) {
+    return;  // no pool has said what it holds yet: the job waits for one
+  }
+  std::string list;
+  for (const auto& n : available) list += (list.empty() ? "" : ", ") + escape_control(n, true);
+  if (list.empty()) list = "none";
+  const std::string& name = spec.dataset().name();
+  if (!name.empty() && !available.count(name))
+    throw user_error("dataset.name", "no worker pool holds data set " + quoted(name) + "; available: " + list);
+  // The data set is there, or the files are given by path: name the first file no pool holds.
+  for (const auto& f : needed) {
+    bool held = false;
+    for (const auto& [id, pool] : pools_)
+      for (const auto& c : f.candidates) held = held || pool.files.count(c) > 0;
+    if (!held)
+      throw user_error(f.field, "no worker pool holds the file " + quoted(f.candidates.front()) +
+                                    "; data sets available: " + list);
+  }
+  throw user_error(name.empty() ? "dataset.trainImages" : "dataset.name",
+                   "no worker pool holds all the files of data set " + quoted(data_set_label(spec.dataset())) +
+                       " (each is held by some pool, but no pool holds every one); available: " + list);
+}
+
 // ---------------------------------------------------------------- clients
 
 void JobManager::check_submittable(v1::JobSpec* spec, const Caller& who) const {
@@ -402,7 +507,7 @@ void JobManager::check_submittable(v1::JobSpec* spec, const Caller& who) const {
     // Slurm starts a batch job of exactly resources.ranks tasks: one unless asked.
     if (options_.slurm && !spec->resources().has_ranks()) spec->mutable_resources()->set_ranks(1);
     validate_job_spec(*spec);
-    resolve_data_files(spec->dataset(), options_.data_root, !spec->training().skip_test());
+    check_data(*spec);
   } catch (const UserError& e) {
     throw invalid_argument(std::string("spec.") + e.what());
   }
@@ -774,7 +879,43 @@ v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest
                                 state_name(it->second.job.state()) + ")");
     pool.only_job = request.job_id();
   }
+  if (request.has_capabilities()) {
+    const v1::PoolCapabilities& caps = request.capabilities();
+    pool.declared = true;
+    pool.isa = escape_control(caps.isa().substr(0, 64), true);
+    if (pool.isa.empty()) pool.isa = "unknown";
+    pool.bf16 = caps.bf16();
+    for (int i = 0; i < caps.data_sets_size(); ++i) {
+      const auto& d = caps.data_sets(i);
+      const std::string at = "capabilities.dataSets[" + std::to_string(i) + "]";
+      if (d.name().empty() || d.name().size() > 256)
+        throw invalid_argument(at + ".name: a directory name of 1 to 256 bytes, got " + echoed(d.name()));
+      if (d.name() != kTopLevelDataSet) pool.data_sets.push_back(d.name());  // files named by path only
+      for (int j = 0; j < d.files_size(); ++j) {
+        const auto& f = d.files(j);
+        const std::string fat = at + ".files[" + std::to_string(j) + "]";
+        if (f.path().empty() || f.path().size() > 4096)
+          throw invalid_argument(fat + ".path: a path of 1 to 4096 bytes, got " + echoed(f.path()));
+        if (f.sha256().size() != 64 || f.sha256().find_first_not_of("0123456789abcdef") != std::string::npos)
+          throw invalid_argument(fat + ".sha256: 64 lowercase hex digits, got " + echoed(f.sha256()));
+        pool.files[f.path()] = f;
+      }
+    }
+    std::sort(pool.data_sets.begin(), pool.data_sets.end());
+    pool.data_sets.erase(std::unique(pool.data_sets.begin(), pool.data_sets.end()), pool.data_sets.end());
+  }
   pool.last_seen = options_.now();
+  // Two pools with different files under one name: said now, and never mixed within a
+  // job (a job keeps the digests of its first attempt: Job.data_files).
+  if (pool.declared && options_.log)
+    for (const auto& [id, other] : pools_)
+      if (other.declared) {
+        const std::string diff = differing_files(other, pool);
+        if (!diff.empty())
+          options_.log("warning: pools " + other.pool_id + " and " + pool.pool_id +
+                       " hold different files under the same name: " + escape_control(diff, true) +
+                       "; a job runs only on pools with the files of its first attempt");
+      }
   pools_[pool.pool_id] = pool;
   v1::RegisterPoolResponse response;
   response.set_pool_id(pool.pool_id);
@@ -782,17 +923,24 @@ v1::RegisterPoolResponse JobManager::register_pool(const v1::RegisterPoolRequest
   return response;
 }
 
-bool JobManager::pool_can_run(const PoolInfo& pool, const Record& r) const {
+JobManager::Misfit JobManager::misfit(const PoolInfo& pool, const Record& r) const {
   // A one-job pool serves its job only; a job submitted to Slurm goes only to the pool
   // its batch job started (another pool taking it would leave that batch job idle).
   if (!pool.only_job.empty()) {
-    if (pool.only_job != r.job.job_id()) return false;
+    if (pool.only_job != r.job.job_id()) return Misfit::kNotItsJob;
   } else if (!r.job.slurm_job_id().empty()) {
-    return false;
+    return Misfit::kNotItsJob;
   }
   const auto& resources = r.job.spec().resources();
-  if (resources.has_ranks()) return pool.ranks == resources.ranks();
-  return r.job.spec().training().batch_size() % pool.ranks == 0;
+  if (resources.has_ranks() ? pool.ranks != resources.ranks() : r.job.spec().training().batch_size() % pool.ranks != 0)
+    return Misfit::kRanks;
+  // A pool that declared nothing is taken at its word as before; a one-job pool is where
+  // Slurm started the job, on the nodes' shared data (checked under data_root at submit).
+  if (!pool.declared || !pool.only_job.empty()) return Misfit::kFits;
+  if (!held_files(pool, r.job.spec())) return Misfit::kNoData;
+  if (!other_files(pool, r.job).empty()) return Misfit::kOtherFiles;
+  if (r.job.spec().training().precision() == v1::TrainingSpec::BF16 && !pool.bf16) return Misfit::kNoBf16;
+  return Misfit::kFits;
 }
 
 namespace {
@@ -820,12 +968,24 @@ std::string JobManager::waiting_reason(const Record& r, int64_t ahead) const {
   }
   int fitting = 0, idle = 0;
   std::set<int> sizes;
+  std::set<Misfit> misfits;
   for (const auto& [id, pool] : pools_) {
     sizes.insert(pool.ranks);
-    if (!pool_can_run(pool, r)) continue;
+    const Misfit m = misfit(pool, r);
+    misfits.insert(m);
+    if (m != Misfit::kFits) continue;
     ++fitting;
     if (pool.job_id.empty()) ++idle;
   }
+  if (fitting == 0 && misfits.count(Misfit::kNoBf16)) {
+    std::set<std::string> isas;
+    for (const auto& [id, pool] : pools_) isas.insert(pool.declared ? pool.isa : "unknown");
+    std::string list;
+    for (const auto& isa : isas) list += (list.empty() ? "" : ", ") + isa;
+    return "no pool whose CPU runs BF16 (registered pools: " + list + "); it waits for one";
+  }
+  if (fitting == 0 && (misfits.count(Misfit::kOtherFiles) || misfits.count(Misfit::kNoData)))
+    return data_waiting_reason(r, misfits.count(Misfit::kOtherFiles) > 0);
   if (fitting == 0) {
     std::string list;
     for (int n : sizes) list += (list.empty() ? "" : ", ") + std::to_string(n);
@@ -839,6 +999,24 @@ std::string JobManager::waiting_reason(const Record& r, int64_t ahead) const {
   const std::string behind = ahead == 0 ? "it is next" : count_of(ahead, "job is", "jobs are") + " ahead of it";
   if (idle > 0) return ahead == 0 ? "an idle pool is taking it" : behind + "; an idle pool takes them in turn";
   return "every pool that can run it is busy (" + count_of(fitting, "pool", "pools") + "); " + behind;
+}
+
+std::string JobManager::data_waiting_reason(const Record& r, bool other) const {
+  const std::string label = escape_control(data_set_label(r.job.spec().dataset()), true);
+  if (other) {
+    // Pools hold the data set, but not the files its first attempt trained on.
+    for (const auto& [id, pool] : pools_) {
+      if (misfit(pool, r) != Misfit::kOtherFiles) continue;
+      return "no pool with the files of data set " + label + " its first attempt trained on (" +
+             escape_control(other_files(pool, r.job), true) + "); it waits for one";
+    }
+  }
+  std::set<std::string> held;
+  for (const auto& [id, pool] : pools_) held.insert(pool.data_sets.begin(), pool.data_sets.end());
+  std::string list;
+  for (const auto& n : held) list += (list.empty() ? "" : ", ") + escape_control(n, true);
+  return "no pool with its data set " + label + " (registered pools hold " + (list.empty() ? "none" : list) +
+         "); it waits for one";
 }
 
 v1::Job JobManager::shown(const Record& r) const {
@@ -899,12 +1077,32 @@ std::optional<v1::Job> JobManager::acquire(const std::string& pool_id, std::chro
       if (!pool_can_run(pool, r)) continue;
       // The pool and the attempt are part of the change to RUNNING: a failed write
       // leaves the job queued as it was, and the pool without it.
+      // The first attempt on a pool that declares its data fixes the job's files: later
+      // attempts go only to pools with the same ones (misfit: kOtherFiles).
+      std::vector<v1::DataFile> files;
+      std::string note;
+      if (pool.declared && r.job.data_files().empty()) {
+        if (auto held = held_files(pool, r.job.spec())) files = std::move(*held);
+        v1::Job fixed = r.job;
+        for (const auto& f : files) *fixed.add_data_files() = f;
+        for (const auto& [other_id, other] : pools_) {
+          if (other_id == pool_id || !other.declared || !held_files(other, r.job.spec())) continue;
+          const std::string diff = other_files(other, fixed);
+          if (!diff.empty()) {
+            note = "; pool " + other_id + " holds other files of data set " +
+                   escape_control(data_set_label(r.job.spec().dataset()), true) + " (" + diff +
+                   "): later attempts do not go there";
+            break;
+          }
+        }
+      }
       transition(r, v1::RUNNING,
-                 "started on " + pool_id + " (" + std::to_string(pool.ranks) + " ranks on " + pool.host + ")",
+                 "started on " + pool_id + " (" + std::to_string(pool.ranks) + " ranks on " + pool.host + ")" + note,
                  [&](v1::Job& job) {
                    job.set_pool_id(pool_id);
                    job.set_ranks(pool.ranks);
                    job.set_attempts(job.attempts() + 1);
+                   for (const auto& f : files) *job.add_data_files() = f;
                  });
       pool.job_id = r.job.job_id();
       slurm_status_.erase(pool.job_id);

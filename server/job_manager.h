@@ -39,6 +39,10 @@ using SteadyClock = std::chrono::steady_clock;
 struct ManagerOptions {
   // Where data sets live, for checking a spec's data files at submit.
   std::string data_root = "/usr/share/datasets";
+  // Whether data under data_root counts as held at submit: it is what the coordinator's
+  // own pool (--spawn-workers) or Slurm's nodes read. Otherwise only what registered
+  // pools declare counts (main turns it off unless it spawns a pool or uses Slurm).
+  bool local_data = true;
   // How many times a job may be started before losing its pool fails it (attempts a
   // clean coordinator restart cut short are not counted).
   int max_attempts = 3;
@@ -127,6 +131,13 @@ struct PoolInfo {
   std::string only_job;
   SteadyClock::time_point last_seen;
   int waiting = 0;  // AcquireJob calls in progress (a waiting pool is alive)
+  // What it declared at registration (RegisterPoolRequest.capabilities). A pool that
+  // declared nothing (an older worker) is matched as before: any data, any precision.
+  bool declared = false;
+  std::vector<std::string> data_sets;            // names, sorted
+  std::map<std::string, prelude::v1::DataFile> files;  // by path relative to its data root
+  std::string isa;
+  bool bf16 = false;
 };
 
 // A worker pool's call: its id, the lease of the job it holds (for calls about that
@@ -334,7 +345,19 @@ class JobManager {
   void cancel_locked(Record& r);
   prelude::v1::SweepStatus sweep_status(const std::string& sweep_id) const;
   int64_t sweep_version(const prelude::v1::Sweep& sweep) const;
-  bool pool_can_run(const PoolInfo& pool, const Record& r) const;
+  // Why a pool cannot run a job (kFits: it can): another pool's job (a one-job pool,
+  // Slurm's), its ranks, its data (the data set missing, or other files than those of
+  // the job's first attempt), its CPU (BF16).
+  enum class Misfit { kFits, kNotItsJob, kRanks, kNoData, kOtherFiles, kNoBf16 };
+  Misfit misfit(const PoolInfo& pool, const Record& r) const;
+  bool pool_can_run(const PoolInfo& pool, const Record& r) const { return misfit(pool, r) == Misfit::kFits; }
+  // The spec's data set is held by a declaring pool or (local_data) under data_root; or
+  // no pool has declared anything yet (the job waits for one). A UserError naming the
+  // field and listing the data sets available otherwise.
+  void check_data(const prelude::v1::JobSpec& spec) const;
+  // Why a job whose data is the reason it waits waits: no pool with its data set, or
+  // none with the files its first attempt trained on.
+  std::string data_waiting_reason(const Record& r, bool other_files) const;
   // A copy of the job as clients see it: a QUEUED one with its place in the queue
   // and why it waits.
   prelude::v1::Job shown(const Record& r) const;

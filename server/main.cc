@@ -55,7 +55,9 @@ using prelude::UserError;
 const std::vector<prelude::FlagSpec> kFlags = {
     {"--listen", "ADDR", "address to serve on (default 127.0.0.1:50051; port 0 picks one)"},
     {"--db", "FILE", "SQLite database of jobs and metrics (default prelude.db)"},
-    {"--data-root", "DIR", "where data sets live (default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
+    {"--data-root", "DIR",
+     "where data sets live for its own pool (--spawn-workers) and Slurm's nodes; other pools declare theirs "
+     "(default $PRELUDE_DATA_ROOT or /usr/share/datasets)"},
     {"--artifact-dir", "DIR", "where jobs' checkpoints are kept (default: the database's name + .artifacts)"},
     {"--keep-checkpoints", "K", "checkpoints kept per job besides its final model (default 2)"},
     {"--max-log-lines", "N", "lines of worker output kept per attempt of a job: the newest (default 10000)"},
@@ -373,6 +375,9 @@ int main(int argc, char** argv) {
   }
   ManagerOptions mo;
   mo.data_root = f.data_root;
+  // Pools declare what they hold; the coordinator's data root counts only for the pools it
+  // starts itself or that Slurm starts on the nodes' shared data.
+  mo.local_data = f.spawn_workers > 0 || f.slurm;
   mo.max_attempts = f.max_attempts;
   mo.keep_checkpoints = f.keep_checkpoints;
   mo.max_log_lines = f.max_log_lines;

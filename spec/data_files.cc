@@ -1,5 +1,7 @@
 #include "spec/data_files.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -67,6 +69,90 @@ DataFiles resolve_data_files(const prelude::v1::DatasetSpec& spec, const std::st
     }
   }
   return f;
+}
+
+namespace {
+
+// An IDX file of unsigned bytes (gzip or raw: zlib reads both): magic 00 00 08 <dims>.
+bool is_idx_file(const fs::path& p) {
+  gzFile f = gzopen(p.c_str(), "rb");
+  if (!f) return false;
+  unsigned char head[4] = {1, 1, 1, 1};
+  const int got = gzread(f, head, 4);
+  gzclose(f);
+  return got == 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 && head[3] >= 1 && head[3] <= 4;
+}
+
+}  // namespace
+
+std::vector<DataSetFiles> scan_data_sets(const std::string& data_root) {
+  std::vector<DataSetFiles> out;
+  std::error_code ec;
+  const fs::path root(data_root);
+  DataSetFiles top{kTopLevelDataSet, {}};
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    std::error_code file_ec;
+    if (it->is_regular_file(file_ec)) {
+      top.files.push_back(name);
+      continue;
+    }
+    if (!it->is_directory(file_ec)) continue;
+    DataSetFiles set;
+    set.name = name;
+    bool idx = false;
+    std::error_code walk_ec;
+    const auto opts = fs::directory_options::follow_directory_symlink | fs::directory_options::skip_permission_denied;
+    for (fs::recursive_directory_iterator f(it->path(), opts, walk_ec), fend; !walk_ec && f != fend;
+         f.increment(walk_ec)) {
+      if (f.depth() >= 4) f.disable_recursion_pending();
+      if (f->path().filename().string().rfind('.', 0) == 0) {
+        f.disable_recursion_pending();
+        continue;
+      }
+      if (!f->is_regular_file(file_ec)) continue;
+      idx = idx || is_idx_file(f->path());
+      set.files.push_back(fs::path(set.name) / f->path().lexically_relative(it->path()));
+    }
+    if (!idx) continue;
+    std::sort(set.files.begin(), set.files.end());
+    out.push_back(std::move(set));
+  }
+  if (!top.files.empty()) {
+    std::sort(top.files.begin(), top.files.end());
+    out.push_back(std::move(top));
+  }
+  std::sort(out.begin(), out.end(), [](const DataSetFiles& a, const DataSetFiles& b) { return a.name < b.name; });
+  return out;
+}
+
+std::vector<NeededFile> needed_data_files(const prelude::v1::DatasetSpec& spec, bool need_test) {
+  struct Item { const char* field; const std::string& explicit_path; const char* standard; bool needed; };
+  const Item items[] = {{"dataset.trainImages", spec.train_images(), "train-images-idx3-ubyte", true},
+                        {"dataset.trainLabels", spec.train_labels(), "train-labels-idx1-ubyte", true},
+                        {"dataset.testImages", spec.test_images(), "t10k-images-idx3-ubyte", need_test},
+                        {"dataset.testLabels", spec.test_labels(), "t10k-labels-idx1-ubyte", need_test}};
+  std::vector<NeededFile> out;
+  for (const auto& it : items) {
+    if (!it.needed) continue;
+    NeededFile f{it.field, {}};
+    if (!it.explicit_path.empty()) {
+      f.candidates.push_back(fs::path(it.explicit_path).lexically_normal().string());
+    } else if (!spec.name().empty()) {
+      const fs::path dir = fs::path(spec.name()).lexically_normal();
+      f.candidates.push_back((dir / (std::string(it.standard) + ".gz")).string());
+      f.candidates.push_back((dir / it.standard).string());
+    } else {
+      continue;  // validation asks for it
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::string data_set_label(const prelude::v1::DatasetSpec& spec) {
+  return spec.name().empty() ? spec.train_images() : spec.name();
 }
 
 std::vector<std::string> class_names(const prelude::v1::DatasetSpec& spec, int num_classes) {

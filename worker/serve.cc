@@ -44,6 +44,7 @@
 #include "common/grpc_status.h"
 #include "common/tls.h"
 #include "common/token.h"
+#include "data_declaration.h"
 #include "engine/comm.h"
 #include "engine/trainer.h"
 #include "prelude/v1/worker.grpc.pb.h"
@@ -112,6 +113,12 @@ class CoordinatorLink {
   // final: it throws UserError.
   void register_pool(int ranks) {
     ranks_ = ranks;
+    // What the pool holds and can do, worked out once: the coordinator sends it only
+    // jobs whose data it holds (and BF16 ones only when the CPU runs BF16).
+    DeclarationStats stats;
+    capabilities_ = pool_capabilities(options_.data_root, default_hash_cache_file(), &stats);
+    if (!stats.cache_note.empty()) log(stats.cache_note);
+    log(declaration_summary(capabilities_, stats) + " under " + options_.data_root);
     for (int attempt = 0;; ++attempt) {
       try {
         register_once(ranks, attempt);
@@ -135,6 +142,7 @@ class CoordinatorLink {
     req.set_host(host);
     req.set_threads_per_rank(omp_get_max_threads());
     req.set_job_id(options_.only_job);
+    *req.mutable_capabilities() = capabilities_;
     v1::RegisterPoolResponse resp;
     auto ctx = context(10s);
     const grpc::Status s = stub_->RegisterPool(ctx.get(), req, &resp);
@@ -365,6 +373,7 @@ class CoordinatorLink {
   std::chrono::milliseconds interval_{2000};
   int ranks_ = 1;
   bool unregistered_ = false;  // poll_job: register again first
+  v1::PoolCapabilities capabilities_;  // sent with every registration
   int failures_ = 0;           // poll_job: calls failed in a row
 };
 
