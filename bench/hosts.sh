@@ -5,13 +5,16 @@
 #  - one host, TCP over loopback (--mca btl tcp,self): TCP's cost without a network;
 #  - two hosts: network namespaces joined by a bridge (scripts/netns-hosts.sh), rank 0
 #    on one, rank 1 on the other, TCP between them, one fused allreduce per step;
-#  - the same with 1 MiB buckets reduced while backward runs (dataParallel.bucketBytes).
+#  - the same with 1 MiB buckets reduced while backward runs (dataParallel.bucketBytes);
+#  - the same with the buckets reduced in bf16 (dataParallel.reducePrecision: half the
+#    bytes on the wire).
 # For each: images/s, step time, allreduce time per step, its share of the step, and
 # the bandwidth that makes (a 2-rank ring moves the S bytes once per rank: S / time).
 # The allreduce time in training includes waiting for the slower rank; so each
 # transport is also measured alone (ranks idle, compiled with mpicc here): the median
 # of 40 MPI_Allreduce (the fastest of REPEATS runs) of the gradient's size S, and of
-# S/2 (what reducing gradients in bf16 would send; the worker reduces fp32 only).
+# S/2 (what reducing gradients in bf16 sends, as a float sum: the bf16 sum's MPI
+# operation adds on top of that).
 # Each set-up runs REPEATS times; the fastest run is shown (the machine is shared).
 # Needs root for the namespaces; without it, only the one-host rows.
 #
@@ -35,16 +38,17 @@ trap 'exit 1' INT TERM
 mpi=(mpirun --oversubscribe --bind-to none -np 2 -x OMP_NUM_THREADS=1)
 [[ $(id -u) -ne 0 ]] || mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 -x OMP_NUM_THREADS=1)
 
-job() {  # job FILE BUCKET_BYTES
+job() {  # job FILE BUCKET_BYTES [REDUCE_PRECISION]
   cat > "$1" <<JSON
 { "name": "hosts-bench", "dataset": { "name": "fashion-mnist", "trainLimit": $(( (steps + 10) * 64 )) },
   "model": { "preset": "cnn-small", "activation": { "kind": "PRELU_CHANNELWISE" } },
   "training": { "batchSize": 64, "maxSteps": $steps, "skipTest": true, "logEverySteps": 100000,
-                "dataParallel": { "bucketBytes": $2 } } }
+                "dataParallel": { "bucketBytes": $2, "reducePrecision": "${3:-FP32}" } } }
 JSON
 }
 job "$tmp/fused.json" 0
 job "$tmp/buckets.json" 1048576
+job "$tmp/bf16.json" 1048576 BF16
 
 # The allreduce alone: BYTES of floats summed, 5 untimed, then 40 timed (each after a barrier).
 cat > "$tmp/allreduce.c" <<'C'
@@ -103,8 +107,9 @@ if [[ $(id -u) -eq 0 ]] && "$netns" up "${tag}net" 10.78.0 "${hosts[@]}" > /dev/
           --mca btl tcp,self --mca btl_tcp_if_include 10.78.0.0/24 --mca oob_tcp_if_include 10.78.0.0/24)
   run hosts "${across[@]}" "$worker" run --quiet "$tmp/fused.json"
   run hostsb "${across[@]}" "$worker" run --quiet "$tmp/buckets.json"
+  run hostsbf "${across[@]}" "$worker" run --quiet "$tmp/bf16.json"
   probe hosts "${across[@]}"
-  rows+=(hosts hostsb)
+  rows+=(hosts hostsb hostsbf)
 else
   echo "(no namespace hosts: $( [[ $(id -u) -eq 0 ]] && tail -1 "$tmp/netns.err" || echo "not root"); one-host rows only)"
 fi
@@ -113,7 +118,8 @@ fi
 import json, os, sys
 tmp, steps, repeats, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 label = {"shm": "one host, shared memory", "loopback": "one host, TCP over loopback",
-         "hosts": "two namespace hosts, TCP, fused", "hostsb": "two namespace hosts, TCP, 1 MiB buckets"}
+         "hosts": "two namespace hosts, TCP, fused", "hostsb": "two namespace hosts, TCP, 1 MiB buckets",
+         "hostsbf": "two hosts, 1 MiB buckets, bf16 reduction"}
 print(f"cnn-small, global batch 64, 2 ranks x 1 thread, {steps} steps, fastest of {repeats}; "
       f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 print(f"{'training':42} {'img/s':>7} {'step ms':>8} {'allreduce ms':>13} {'share':>6} {'MB/s':>6} {'bytes/step':>11}")

@@ -77,6 +77,8 @@ void default_training(v1::TrainingSpec* t) {
   if (t->precision() == v1::TrainingSpec::PRECISION_UNSPECIFIED) t->set_precision(v1::TrainingSpec::FP32);
   auto* dp = t->mutable_data_parallel();
   if (!dp->has_check_every_steps()) dp->set_check_every_steps(100);
+  if (dp->reduce_precision() == v1::DataParallelSpec::REDUCE_PRECISION_UNSPECIFIED)
+    dp->set_reduce_precision(v1::DataParallelSpec::FP32);
   auto* s = t->mutable_lr_schedule();
   if (s->kind() == v1::LrScheduleSpec::KIND_UNSPECIFIED) s->set_kind(v1::LrScheduleSpec::CONSTANT);
   if (s->kind() == v1::LrScheduleSpec::STEP) {

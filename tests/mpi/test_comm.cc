@@ -396,6 +396,64 @@ TEST(GradientReducer, FusedAndBucketedGiveTheRanksMeanGradient) {
   }
 }
 
+// In bf16 both plans reduce every gradient (weights, biases, PReLU slopes) to the
+// ranks' mean within bf16's error, with half the bytes; fused and bucketed give the
+// same bits at 2 ranks (one addition per value, whatever the message), and every rank
+// ends with the same bits.
+TEST(GradientReducer, Bf16FusedAndBucketedGiveTheMeanOnEveryRankAlike) {
+  const int r = world->rank(), n = world->size();
+  auto reference = net_after_forward(r);
+  reference->backward();
+  const ParamStore& ref = reference->params();
+  std::vector<float> want(ref.grads(), ref.grads() + ref.total_floats());
+  world->allreduce_mean(want.data(), want.size());
+  // Each value's error against the f32 mean is within gamma(2N-1) of the mean of the
+  // ranks' magnitudes (test_bf16_reduce.cc), so within gamma(2N-1) of their largest:
+  // every rank's magnitudes side by side (a sum of slots only one rank fills), then the max.
+  std::vector<float> all(want.size() * n, 0.f);
+  for (size_t i = 0; i < want.size(); ++i) all[static_cast<size_t>(r) * want.size() + i] = std::fabs(ref.grads()[i]);
+  world->allreduce_sum(all.data(), all.size());
+  std::vector<float> mag_max(want.size(), 0.f);
+  for (size_t i = 0; i < want.size(); ++i)
+    for (int k = 0; k < n; ++k) mag_max[i] = std::max(mag_max[i], all[k * want.size() + i]);
+  const double k = 2.0 * n - 1, gamma = k / 256 / (1 - k / 256);
+  std::vector<std::vector<float>> results;
+  for (size_t bucket_bytes : {size_t{0}, size_t{65536}}) {
+    auto net = net_after_forward(r);
+    GradientReducer reducer(*world, net->params(), bucket_bytes, ReducePrecision::kBf16);
+    reducer.backward_and_reduce(*net);
+    const float* got = net->params().grads();
+    size_t bad = 0, first = 0, differ = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (std::fabs(got[i] - want[i]) > gamma * mag_max[i] + 1e-30 && bad++ == 0) first = i;
+      differ += got[i] != want[i];
+    }
+    EXPECT_EQ(bad, 0u) << bucket_bytes << "-byte buckets: first outside bf16's bound at " << first << ": got "
+                       << got[first] << ", want " << want[first];
+    // Alone it is the f32 gradient itself; with ranks, bf16 shows.
+    if (n == 1)
+      EXPECT_EQ(differ, 0u);
+    else
+      EXPECT_GT(differ, want.size() / 2) << "not reduced in bf16?";
+    EXPECT_EQ(reducer.bytes_per_step(), n > 1 ? want.size() * sizeof(uint16_t) : 0.0);
+    EXPECT_TRUE(world->all_equal(checksum_bytes(got, want.size() * sizeof(float))))
+        << bucket_bytes << "-byte buckets: the ranks' gradients differ";
+    // The slopes are in the arena and reduced with it.
+    for (const auto& p : net->params().params())
+      if (p->kind == ParamKind::kSlope && n > 1) {
+        bool changed = false;
+        for (size_t i = p->offset; i < p->offset + p->size; ++i) changed |= got[i] != ref.grads()[i];
+        EXPECT_TRUE(changed) << p->name << ": slope gradients not reduced";
+      }
+    results.emplace_back(got, got + want.size());
+  }
+  if (n <= 2) {
+    size_t differ = 0;
+    for (size_t i = 0; i < want.size(); ++i) differ += results[0][i] != results[1][i];
+    EXPECT_EQ(differ, 0u) << "bf16: fused and bucketed differ";
+  }
+}
+
 int main(int argc, char** argv) {
   world = &Communicator::world(/*force_mpi=*/true);
   ::testing::InitGoogleTest(&argc, argv);

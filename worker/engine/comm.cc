@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "engine/bf16_convert.h"
 #include "engine/memory_budget.h"
 
 namespace prelude {
@@ -62,8 +63,38 @@ class CollectiveScope {
 struct Communicator::Pending::Impl {
   MPI_Request request = MPI_REQUEST_NULL;
   float* data = nullptr;
+  uint16_t* wire = nullptr;  // bf16 on the wire: the sum lands here, not in data
   size_t n = 0;
 };
+
+namespace {
+
+// The bf16 sum as an MPI operation: MPI calls it with slices of two ranks' (or
+// partial sums') bf16 values. Commutative (one float32 addition per element, then
+// one rounding), so MPI may combine in any order and still hand every rank the same
+// bits it computed once.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  bf16_add(static_cast<const uint16_t*>(in), static_cast<uint16_t*>(inout), static_cast<size_t>(*len));
+}
+
+// A 16-bit datatype and the sum over it, made once MPI runs (never freed: they live
+// as long as the world, and MPI_Finalize releases them).
+struct Bf16Mpi {
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  MPI_Op sum = MPI_OP_NULL;
+};
+const Bf16Mpi& bf16_mpi() {
+  static const Bf16Mpi m = [] {
+    Bf16Mpi b;
+    check(MPI_Type_contiguous(2, MPI_BYTE, &b.type), "MPI_Type_contiguous");
+    check(MPI_Type_commit(&b.type), "MPI_Type_commit");
+    check(MPI_Op_create(bf16_sum, /*commute=*/1, &b.sum), "MPI_Op_create");
+    return b;
+  }();
+  return m;
+}
+
+}  // namespace
 
 Communicator::Pending::Pending() : impl_(std::make_unique<Impl>()) {}
 Communicator::Pending::Pending(Pending&&) noexcept = default;
@@ -209,7 +240,34 @@ void Communicator::wait(Pending& p) {
   CollectiveScope scope(*this, "MPI_Wait (a gradient bucket's allreduce)");
   check(MPI_Wait(&p.impl_->request, MPI_STATUS_IGNORE), "MPI_Wait");
   const float inv = 1.0f / static_cast<float>(size_);
+  if (p.impl_->wire) return bf16_to_f32(p.impl_->wire, p.impl_->data, p.impl_->n, inv);
   for (size_t i = 0; i < p.impl_->n; ++i) p.impl_->data[i] *= inv;
+}
+
+void Communicator::allreduce_mean_bf16(float* data, uint16_t* wire, size_t n) {
+  if (!mpi_ || size_ == 1) return;
+  const Bf16Mpi& b = bf16_mpi();
+  f32_to_bf16(data, wire, n);
+  bytes_reduced_ += n * sizeof(uint16_t);
+  {
+    CollectiveScope scope(*this, "MPI_Allreduce");
+    check(MPI_Allreduce(MPI_IN_PLACE, wire, static_cast<int>(n), b.type, b.sum, MPI_COMM_WORLD), "MPI_Allreduce");
+  }
+  bf16_to_f32(wire, data, n, 1.0f / static_cast<float>(size_));
+}
+
+Communicator::Pending Communicator::start_allreduce_mean_bf16(float* data, uint16_t* wire, size_t n) {
+  Pending p;
+  p.impl_->data = data;
+  p.impl_->wire = wire;
+  p.impl_->n = n;
+  if (!mpi_ || size_ == 1) return p;
+  const Bf16Mpi& b = bf16_mpi();
+  f32_to_bf16(data, wire, n);
+  bytes_reduced_ += n * sizeof(uint16_t);
+  check(MPI_Iallreduce(MPI_IN_PLACE, wire, static_cast<int>(n), b.type, b.sum, MPI_COMM_WORLD, &p.impl_->request),
+        "MPI_Iallreduce");
+  return p;
 }
 
 bool Communicator::all_equal(uint64_t checksum) {

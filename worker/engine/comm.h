@@ -4,7 +4,8 @@
 //
 // Data-parallel training needs a handful of collectives: a broadcast of rank 0's
 // initial state, an in-place average of the gradient arena (fused, or in buckets
-// started while backward runs: see gradient_reducer.h), small sums for loss/accuracy, and a checksum
+// started while backward runs: see gradient_reducer.h; in float32 or bf16), small
+// sums for loss/accuracy, and a checksum
 // comparison that catches ranks drifting apart. mpi.h stays out of this header.
 #pragma once
 
@@ -65,7 +66,16 @@ class Communicator {
     std::unique_ptr<Impl> impl_;
   };
   Pending start_allreduce_mean(float* data, size_t n);
+  // Completes an average in flight: the average lands in its `data`.
   void wait(Pending& pending);
+
+  // The average over the ranks with bf16 on the wire (engine/bf16_convert.h): `data`
+  // rounded into `wire` (n values of the caller's, untouched until done), summed
+  // with an MPI operation that adds in float32 and rounds back to bf16, then turned
+  // back into float32 and scaled by 1/size into `data`. Half the bytes of the float
+  // sum; every rank gets the same bits. Alone: nothing happens (`data` is the mean).
+  void allreduce_mean_bf16(float* data, uint16_t* wire, size_t n);
+  Pending start_allreduce_mean_bf16(float* data, uint16_t* wire, size_t n);
 
   // True when every rank passed the same checksum (one small collective).
   bool all_equal(uint64_t checksum);

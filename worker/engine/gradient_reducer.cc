@@ -38,14 +38,23 @@ std::vector<Bucket> make_buckets(const ParamStore& params, size_t bucket_bytes) 
   return out;
 }
 
-GradientReducer::GradientReducer(Communicator& comm, const ParamStore& params, size_t bucket_bytes)
+GradientReducer::GradientReducer(Communicator& comm, const ParamStore& params, size_t bucket_bytes,
+                                 ReducePrecision precision)
     : comm_(comm), total_floats_(params.total_floats()) {
-  // Alone there is nothing to overlap: no plan.
-  if (comm_.size() > 1 && bucket_bytes > 0) buckets_ = make_buckets(params, bucket_bytes);
+  // Alone there is nothing to overlap or convert: no plan, no bf16 arena.
+  if (comm_.size() == 1) return;
+  if (bucket_bytes > 0) buckets_ = make_buckets(params, bucket_bytes);
+  if (precision == ReducePrecision::kBf16) wire_.resize(total_floats_);
 }
 
 double GradientReducer::bytes_per_step() const {
-  return comm_.size() > 1 ? static_cast<double>(total_floats_ * sizeof(float)) : 0.0;
+  if (comm_.size() == 1) return 0.0;
+  return static_cast<double>(total_floats_ * (wire_.empty() ? sizeof(float) : sizeof(uint16_t)));
+}
+
+Communicator::Pending GradientReducer::start(float* grads, const Bucket& b) {
+  if (wire_.empty()) return comm_.start_allreduce_mean(grads + b.offset, b.size);
+  return comm_.start_allreduce_mean_bf16(grads + b.offset, wire_.data() + b.offset, b.size);
 }
 
 void GradientReducer::backward_and_reduce(Network& net) {
@@ -58,7 +67,10 @@ void GradientReducer::backward_and_reduce(Network& net) {
 void GradientReducer::fused(Network& net) {
   net.backward();
   const auto t0 = Clock::now();
-  comm_.allreduce_mean(net.params().grads(), total_floats_);
+  if (wire_.empty())
+    comm_.allreduce_mean(net.params().grads(), total_floats_);
+  else
+    comm_.allreduce_mean_bf16(net.params().grads(), wire_.data(), total_floats_);
   seconds_ += seconds_since(t0);
 }
 
@@ -71,12 +83,12 @@ void GradientReducer::bucketed(Network& net) {
   net.backward([&](size_t first_final_offset) {
     const auto t0 = Clock::now();
     for (; next < buckets_.size() && buckets_[next].offset >= first_final_offset; ++next)
-      pending.push_back(comm_.start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
+      pending.push_back(start(grads, buckets_[next]));
     started += seconds_since(t0);
   });
   const auto t0 = Clock::now();
   for (; next < buckets_.size(); ++next)  // every bucket is final once backward returns
-    pending.push_back(comm_.start_allreduce_mean(grads + buckets_[next].offset, buckets_[next].size));
+    pending.push_back(start(grads, buckets_[next]));
   for (auto& p : pending) comm_.wait(p);
   seconds_ += started + seconds_since(t0);
 }

@@ -33,15 +33,6 @@ void update_baseline(float* w, const float* g, float* v, size_t n, float lr, flo
   update_body(w, g, v, n, lr, momentum, decay);
 }
 
-std::vector<SgdKernelVariant> supported_kernels() {
-  std::vector<SgdKernelVariant> k;
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) k.push_back({"avx512f", update_avx512});
-  if (__builtin_cpu_supports("avx2")) k.push_back({"avx2", update_avx2});
-  k.push_back({"baseline", update_baseline});
-  return k;
-}
-
 // A stretch of the arena with one decay (the parameters are contiguous and in
 // order, so consecutive ones with the same decay merge into one stretch).
 struct Run {
@@ -57,7 +48,7 @@ constexpr size_t kAlign = 16;
 }  // namespace
 
 const std::vector<SgdKernelVariant>& sgd_kernels() {
-  static const std::vector<SgdKernelVariant> k = supported_kernels();
+  static const std::vector<SgdKernelVariant> k = isa_variants<SgdKernel>(update_avx512, update_avx2, update_baseline);
   return k;
 }
 

@@ -7,17 +7,17 @@
 //
 // The update runs over the whole parameter arena at once, split among the OpenMP
 // threads, with a kernel compiled for each ISA we know (AVX-512, AVX2, the x86-64
-// baseline) and the widest this CPU runs chosen at startup: the binary stays portable
-// (no -march) and still vectorises on the machine it lands on. Every kernel does the
-// same float operations per element in the same order (no FMA contraction: this file
-// is built with -ffp-contract=off), so results are bit-identical whatever the ISA or
-// the number of threads.
+// baseline) and the widest this CPU runs chosen at startup (engine/isa_dispatch.h).
+// Every kernel does the same float operations per element in the same order (no FMA
+// contraction: this file is built with -ffp-contract=off), so results are
+// bit-identical whatever the ISA or the number of threads.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "engine/isa_dispatch.h"
 #include "engine/params.h"
 
 namespace prelude {
@@ -41,10 +41,7 @@ class Sgd {
 // One compiled form of the elementwise update over n floats:
 //   v[i] = momentum * v[i] + g[i] + decay * w[i];   w[i] -= lr * v[i]
 using SgdKernel = void (*)(float* w, const float* g, float* v, size_t n, float lr, float momentum, float decay);
-struct SgdKernelVariant {
-  const char* isa;  // "avx512f", "avx2" or "baseline"
-  SgdKernel fn;
-};
+using SgdKernelVariant = IsaVariant<SgdKernel>;  // .isa: "avx512f", "avx2" or "baseline"
 // The kernels this CPU can run, widest first; Sgd::step uses the first. For tests
 // (each must match a scalar reference bit for bit) and the benchmark.
 const std::vector<SgdKernelVariant>& sgd_kernels();

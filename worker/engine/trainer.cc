@@ -122,7 +122,9 @@ class Run {
     // Rank 0's initial state wins, whatever seeds the others used.
     comm_.broadcast(params.values(), params.total_floats());
     comm_.broadcast(params.momentum(), params.total_floats());
-    reducer_.emplace(comm_, params, t_.data_parallel().bucket_bytes());
+    reducer_.emplace(comm_, params, t_.data_parallel().bucket_bytes(),
+                     t_.data_parallel().reduce_precision() == v1::DataParallelSpec::BF16 ? ReducePrecision::kBf16
+                                                                                         : ReducePrecision::kFp32);
     labels_.resize(local_batch_);
     progress(fmt("%s: %lld steps of batch %lld (%lld per epoch) on %lld rank(s), %lld parameters",
                  spec_.name().c_str(), static_cast<long long>(total_steps_), static_cast<long long>(global_batch_),
