@@ -259,7 +259,7 @@ TEST(ConvAlgorithmAuto, CnnSmallRunsWinogradForConv2To4) {
   for (const auto& c : choices) std::printf("%s\n", c.c_str());
   ASSERT_EQ(choices.size(), 4u);
   EXPECT_EQ(choices[0],
-            "conv1: forward and backward-data direct (only 1 input channel (Winograd wins from 16)), "
+            "conv1: forward and backward-data direct (only 1 input channel (Winograd wins from 32)), "
             "backward-weights direct");
   for (int i = 1; i < 4; ++i)
     EXPECT_EQ(choices[i], "conv" + std::to_string(i + 1) +
@@ -419,4 +419,26 @@ TEST(ConvAlgorithmTraining, WinogradLossTracksDirect) {
   EXPECT_EQ(lines_with(wrec, "convolution (WINOGRAD) "), 4);
   EXPECT_EQ(lines_with(drec, "convolution (DIRECT) conv4: forward and backward-data direct, backward-weights direct"),
             1);
+}
+
+// Winograd's scratchpad grows with the batch and oneDNN allocates it when it creates
+// the primitive: 1024 channels at batch 50,000 would need ~700 GB. AUTO takes direct
+// there (saying why); WINOGRAD is an error naming the scratchpad, not an internal
+// "could not create a primitive".
+TEST(ConvAlgorithmWinograd, AScratchpadBeyondTheMemoryBudget) {
+  SKIP_WITHOUT_AVX512();
+  const auto in_md = md_of({50000, 1024, 28, 28}, tag::nchw);
+  ConvLayer wino("big", 1024, 3, 1, 1);
+  wino.set_algorithm(ConvAlgorithm::kWinograd);
+  ParamStore p1;
+  const std::string err = user_error_of([&] { wino.setup(in_md, p1); });
+  EXPECT_EQ(err.rfind("training.convAlgorithm: WINOGRAD cannot run big forward", 0), 0u) << err;
+  EXPECT_NE(err.find("at batch 50000 its scratchpad of"), std::string::npos) << err;
+  ConvLayer autol("big", 1024, 3, 1, 1);
+  autol.set_algorithm(ConvAlgorithm::kAuto);
+  ParamStore p2;
+  autol.setup(in_md, p2);
+  EXPECT_FALSE(autol.forward_winograd() || autol.backward_data_winograd());
+  EXPECT_NE(autol.algorithm_choice().find("direct (its scratchpad of"), std::string::npos) << autol.algorithm_choice();
+  std::printf("%s\n%s\n", err.c_str(), autol.algorithm_choice().c_str());
 }

@@ -4,6 +4,7 @@
 
 #include "common/errors.h"
 #include "engine/layer_registry.h"
+#include "engine/memory_budget.h"
 
 namespace prelude {
 
@@ -61,12 +62,15 @@ bool cpu_has_avx512_core() {
   }
 }
 
-// Measured with oneDNN 2.6.3 on 2 cores of an AMD EPYC Zen 5 (README, "Precision"):
-// jit_wino_4x3 beats the direct jit:avx512_core kernels for forward and
-// backward-data once a 3x3 stride-1 convolution has 16 or more input channels
-// (cnn-small's conv2-4), and loses badly below (conv1, 1 input channel: the
-// transforms cost as much as for 16 channels and there is almost nothing to
-// multiply). BF16 and AVX2 have no Winograd kernel at all.
+// Measured with oneDNN 2.6.3 on an AMD EPYC Zen 5 (batch 64, one layer alone,
+// best of 100 runs on a shared machine; README, "Precision"): jit_wino_4x3's cost
+// hardly grows with the input channels up to 16 (its tile transforms dominate:
+// forward on 28x28 to 32 channels 2.8-2.9 ms for 1, 4, 8 or 16 input channels),
+// while the direct jit:avx512_core kernel's grows with them (0.27 ms for 1, 2.6 ms
+// for 16): direct wins clearly below 16 channels (conv1, 1 channel: 10x), ties at
+// 16, and Winograd wins from 32 (cnn-small's conv2-4; the issue measured the step
+// 17% faster with both passes of those). Backward-data follows the same pattern.
+// BF16 and AVX2 have no Winograd kernel at all.
 std::string auto_winograd_refusal(Precision precision, int64_t in_channels, int kernel, int stride) {
   if (precision != Precision::kF32) return "BF16 (Winograd is f32 only)";
   if (kernel != 3 || stride != 1)
@@ -150,8 +154,41 @@ memory::desc ConvLayer::setup(const memory::desc& src_md, ParamStore& params) {
   bwd_data_winograd_ = bwd_data.has_value();
   if (!bwd_data) bwd_data = bwd_data_of(dnnl::algorithm::convolution_direct);
 
-  convolution_backward_weights::desc bwd(dnnl::algorithm::convolution_direct, src_any, md_of({oc_, c, k_, k_}, tag::any),
-                                         b_md, fwd->dst_desc(), strides, padding, padding);
+  // Winograd's scratchpad grows with the batch (722 GB for 1024 channels at batch
+  // 50,000), and oneDNN allocates it when it creates the primitive, before Network's
+  // memory check. More than half of this rank's budget: AUTO takes direct (which
+  // needs none), WINOGRAD says so.
+  if (fwd_winograd_ || bwd_data_winograd_) {
+    primitive_attr user;
+    user.set_scratchpad_mode(scratchpad_mode::user);
+    uint64_t bytes = 0;
+    if (fwd_winograd_)
+      bytes += convolution_forward::primitive_desc(
+                   convolution_forward::desc(prop_kind::forward_training, dnnl::algorithm::convolution_winograd,
+                                             src_any, w_any, b_md, dst_any, strides, padding, padding),
+                   user, eng)
+                   .scratchpad_desc()
+                   .get_size();
+    if (bwd_data_winograd_)
+      bytes += convolution_backward_data::primitive_desc(
+                   convolution_backward_data::desc(dnnl::algorithm::convolution_winograd, src_any, w_any,
+                                                   fwd->dst_desc(), strides, padding, padding),
+                   user, eng, *fwd)
+                   .scratchpad_desc()
+                   .get_size();
+    const MemoryBudget budget = this_rank_memory_budget();
+    if (bytes > budget.bytes / 2) {
+      const std::string why = "its scratchpad of " + format_bytes(bytes) + " is more than half of this rank's " +
+                              "memory budget of " + budget.describe();
+      if (algorithm_ == ConvAlgorithm::kWinograd)
+        throw refuse(fwd_winograd_ ? "forward" : "backward-data",
+                     "at batch " + std::to_string(n) + " " + why);
+      why_direct = why_bwd_direct = why;
+      fwd_winograd_ = bwd_data_winograd_ = false;
+      fwd = fwd_of(dnnl::algorithm::convolution_direct);
+      bwd_data = bwd_data_of(dnnl::algorithm::convolution_direct);
+    }
+  }
 
   // AUTO says why a pass stays direct; DIRECT and WINOGRAD are what was asked for.
   const bool why = algorithm_ == ConvAlgorithm::kAuto;
@@ -164,6 +201,8 @@ memory::desc ConvLayer::setup(const memory::desc& src_md, ParamStore& params) {
     choice_ = name_ + ": forward " + pass(fwd_winograd_, why_direct) + ", backward-data " +
               pass(bwd_data_winograd_, why_bwd_direct);
   choice_ += ", backward-weights direct";
+  convolution_backward_weights::desc bwd(dnnl::algorithm::convolution_direct, src_any, md_of({oc_, c, k_, k_}, tag::any),
+                                         b_md, fwd->dst_desc(), strides, padding, padding);
   finish_setup(params, *fwd, *bwd_data, convolution_backward_weights::primitive_desc(bwd, eng, *fwd), c * k_ * k_,
                oc_ * k_ * k_);
   return out_md_;

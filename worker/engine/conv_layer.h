@@ -30,7 +30,7 @@ const char* conv_algorithm_name(ConvAlgorithm a);
 
 // The least number of input channels from which AUTO picks Winograd (measured on an
 // AMD EPYC Zen 5, see conv_layer.cc).
-constexpr int64_t kAutoWinogradMinChannels = 16;
+constexpr int64_t kAutoWinogradMinChannels = 32;
 
 // AUTO's rule, without trying oneDNN: an empty string when Winograd should run this
 // convolution here, else why not ("BF16", "5x5", "only 1 input channel", ...).
