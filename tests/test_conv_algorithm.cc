@@ -284,7 +284,8 @@ TEST(ConvAlgorithmAuto, CnnSmallRunsWinogradForConv2To4) {
 }
 
 TEST(ConvAlgorithmAuto, Bf16StaysDirect) {
-  if (!cpu_has_bf16()) GTEST_SKIP() << "skipped, because the CPU lacks avx512_bf16 (oneDNN: " << effective_isa_name() << ")";
+  if (!cpu_has_bf16())
+    GTEST_SKIP() << "skipped, because the CPU lacks avx512_bf16 (oneDNN: " << effective_isa_name() << ")";
   auto net = cnn_small(Precision::kBf16, ConvAlgorithm::kAuto);
   for (const auto& c : conv_algorithm_choices(*net)) {
     EXPECT_NE(c.find("forward and backward-data direct (BF16"), std::string::npos) << c;

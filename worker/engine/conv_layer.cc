@@ -131,8 +131,8 @@ memory::desc ConvLayer::setup(const memory::desc& src_md, ParamStore& params) {
 
   std::optional<convolution_forward::primitive_desc> fwd;
   if (why_direct.empty()) {
-    fwd = try_winograd<convolution_forward::primitive_desc>([&] { return fwd_of(dnnl::algorithm::convolution_winograd); },
-                                                            &why_direct);
+    fwd = try_winograd<convolution_forward::primitive_desc>(
+        [&] { return fwd_of(dnnl::algorithm::convolution_winograd); }, &why_direct);
     if (!fwd && algorithm_ == ConvAlgorithm::kWinograd) throw refuse("forward", why_direct);
   }
   fwd_winograd_ = fwd.has_value();
@@ -201,8 +201,9 @@ memory::desc ConvLayer::setup(const memory::desc& src_md, ParamStore& params) {
     choice_ = name_ + ": forward " + pass(fwd_winograd_, why_direct) + ", backward-data " +
               pass(bwd_data_winograd_, why_bwd_direct);
   choice_ += ", backward-weights direct";
-  convolution_backward_weights::desc bwd(dnnl::algorithm::convolution_direct, src_any, md_of({oc_, c, k_, k_}, tag::any),
-                                         b_md, fwd->dst_desc(), strides, padding, padding);
+  convolution_backward_weights::desc bwd(dnnl::algorithm::convolution_direct, src_any,
+                                         md_of({oc_, c, k_, k_}, tag::any), b_md, fwd->dst_desc(), strides, padding,
+                                         padding);
   finish_setup(params, *fwd, *bwd_data, convolution_backward_weights::primitive_desc(bwd, eng, *fwd), c * k_ * k_,
                oc_ * k_ * k_);
   return out_md_;
