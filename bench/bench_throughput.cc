@@ -1,7 +1,7 @@
 // prelude-bench: training throughput of cnn-small, Prelude against PyTorch.
 //
 //   prelude-bench [--steps N] [--batch B] [--threads T] [--rounds R] [--torch PATH|none] [--data-root DIR]
-//                 [--fma-peak GFLOPS]
+//                 [--fma-peak GFLOPS] [--conv-algorithms-only]
 //
 // For each rectifier (ReLU, Leaky ReLU, PReLU shared, PReLU channel-wise) it runs
 // the real training loop (run_training, the code `prelude-worker run` uses) for
@@ -18,7 +18,13 @@
 // of the threads used (default 520, measured on 2 cores of the AMD EPYC Zen 5 this
 // project runs on); the bf16 peak is twice that (vdpbf16ps does 32 bf16 multiply-adds
 // where vfmadd231ps does 16 f32 ones). BF16 is left out, saying why, on a CPU
-// without avx512_bf16.
+// without avx512_bf16. FP32 there is the job default, training.convAlgorithm AUTO.
+//
+// Last, FP32 with each training.convAlgorithm (DIRECT, AUTO, WINOGRAD) for PReLU
+// channel-wise, interleaved in the same rounds; WINOGRAD and AUTO's Winograd are left
+// out, saying why, on a CPU without AVX-512. --conv-algorithms-only runs just that
+// section. The load average is printed before and after, since the machines are
+// shared and a loaded one measures the load.
 #include <omp.h>
 
 #include <algorithm>
@@ -30,6 +36,7 @@
 #include "common/errors.h"
 #include "spec/job_spec.h"
 #include "engine/context.h"
+#include "engine/conv_layer.h"
 #include "engine/trainer.h"
 
 namespace {
@@ -43,13 +50,14 @@ class NullSink : public prelude::EventSink {
 constexpr double kFlopsPerImage = 114.1e6;
 
 double prelude_throughput(const std::string& kind, int steps, int batch, const std::string& root,
-                          const char* precision = "FP32") {
+                          const char* precision = "FP32", const char* conv_algorithm = "AUTO") {
   const std::string json = R"({"name":"bench","dataset":{"name":"fashion-mnist","trainLimit":)" +
                            std::to_string((steps + 5) * batch) +
                            R"(},"model":{"preset":"cnn-small","activation":{"kind":")" + kind +
                            R"("}},"training":{"epochs":1,"batchSize":)" + std::to_string(batch) +
                            R"(,"maxSteps":)" + std::to_string(steps + 5) +
-                           R"(,"skipTest":true,"logEverySteps":1000000,"precision":")" + precision + R"("}})";
+                           R"(,"skipTest":true,"logEverySteps":1000000,"precision":")" + precision +
+                           R"(","convAlgorithm":")" + conv_algorithm + R"("}})";
   auto spec = prelude::parse_job_json(json, "bench");
   prelude::apply_defaults(&spec);
   prelude::validate_job_spec(spec);
@@ -74,11 +82,20 @@ double torch_throughput(const std::string& script, const std::string& kind, int 
   return k == std::string::npos ? 0 : std::atof(out.c_str() + k + 21);
 }
 
+std::string load_average() {
+  double l[3] = {0, 0, 0};
+  if (getloadavg(l, 3) != 3) return "unknown";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", l[0], l[1], l[2]);
+  return buf;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int steps = 60, batch = 64, threads = omp_get_max_threads(), rounds = 3;
   double fma_peak = 520;
+  bool conv_only = false;
   std::string torch = std::string(std::getenv("PRELUDE_SOURCE_DIR") ? std::getenv("PRELUDE_SOURCE_DIR") : ".") +
                       "/../shared/anchors/torch_baseline.py";
   std::string root = std::getenv("PRELUDE_DATA_ROOT") ? std::getenv("PRELUDE_DATA_ROOT") : "/usr/share/datasets";
@@ -98,8 +115,9 @@ int main(int argc, char** argv) {
     else if (a == "--rounds") rounds = std::atoi(next().c_str());
     else if (a == "--data-root") root = next();
     else if (a == "--fma-peak") fma_peak = std::atof(next().c_str());
+    else if (a == "--conv-algorithms-only") conv_only = true;
     else {
-      std::fprintf(stderr, "usage: prelude-bench [--steps N] [--batch B] [--threads T] [--rounds R] [--torch PATH|none] [--data-root DIR] [--fma-peak GFLOPS]\n");
+      std::fprintf(stderr, "usage: prelude-bench [--steps N] [--batch B] [--threads T] [--rounds R] [--torch PATH|none] [--data-root DIR] [--fma-peak GFLOPS] [--conv-algorithms-only]\n");
       return 2;
     }
   }
@@ -108,6 +126,46 @@ int main(int argc, char** argv) {
     return 2;
   }
   omp_set_num_threads(threads);
+  std::printf("load average before: %s\n", load_average().c_str());
+  auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  };
+  // FP32, PReLU channel-wise, per training.convAlgorithm.
+  auto conv_algorithms = [&]() -> int {
+    const bool wino = prelude::cpu_has_avx512_core();
+    std::vector<const char*> algorithms{"DIRECT", "AUTO"};
+    if (wino) algorithms.push_back("WINOGRAD");
+    else
+      std::fprintf(stderr, "prelude-bench: WINOGRAD left out (and AUTO is DIRECT), because oneDNN runs %s here, "
+                           "without AVX-512\n", prelude::effective_isa_name().c_str());
+    std::vector<std::vector<double>> runs(algorithms.size());
+    try {
+      for (int round = 0; round < rounds; ++round)
+        for (size_t i = 0; i < algorithms.size(); ++i)
+          runs[i].push_back(prelude_throughput("PRELU_CHANNELWISE", steps, batch, root, "FP32", algorithms[i]));
+    } catch (const prelude::UserError& e) {
+      std::fprintf(stderr, "prelude-bench: %s\n", e.what());
+      return 2;
+    }
+    std::printf("\nFP32 by training.convAlgorithm, PReLU channel-wise, cnn-small, batch %d, %d threads, median of %d "
+                "rounds (%.1f MFLOP per image; FMA peak %.0f GFLOP/s)\n",
+                batch, threads, rounds, kFlopsPerImage / 1e6, fma_peak);
+    std::printf("%-10s %10s %9s %6s %10s   %s\n", "algorithm", "img/s", "GFLOP/s", "peak", "vs DIRECT", "rounds");
+    const double direct = median(runs[0]);
+    for (size_t i = 0; i < algorithms.size(); ++i) {
+      const double m = median(runs[i]), g = m * kFlopsPerImage / 1e9;
+      std::string each;
+      for (double r : runs[i]) each += (each.empty() ? "" : " ") + std::to_string(static_cast<int>(r + 0.5));
+      std::printf("%-10s %10.1f %9.1f %5.1f%% %9.2fx   %s\n", algorithms[i], m, g, 100 * g / fma_peak, m / direct,
+                  each.c_str());
+    }
+    std::printf("load average after: %s\n", load_average().c_str());
+    return 0;
+  };
+  if (conv_only) return conv_algorithms();
+
   const bool with_torch = torch != "none" && std::system(("test -f " + torch + " && /usr/bin/python3 -c 'import torch' 2>/dev/null").c_str()) == 0;
   if (torch != "none" && !with_torch)
     std::fprintf(stderr, "prelude-bench: PyTorch reference not available (%s, python3-torch); Prelude only\n", torch.c_str());
@@ -129,11 +187,6 @@ int main(int argc, char** argv) {
                         {"PReLU channel-wise", "PRELU_CHANNELWISE", "prelu-channel", {}, {}}};
   std::printf("cnn-small, batch %d, %d threads, %d timed steps after 5 warm-up, median of %d rounds\n", batch,
               threads, steps, rounds);
-  auto median = [](std::vector<double> v) {
-    if (v.empty()) return 0.0;
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-  };
   try {
     for (int round = 0; round < rounds; ++round)
       for (auto& r : rows) {
@@ -168,5 +221,5 @@ int main(int argc, char** argv) {
     else
       std::printf(" %10s %9s %6s %9s %9s\n", "-", "-", "-", "-", "-");
   }
-  return 0;
+  return conv_algorithms();
 }

@@ -75,6 +75,8 @@ void default_training(v1::TrainingSpec* t) {
   if (!t->has_seed()) t->set_seed(1);
   if (!t->has_log_every_steps()) t->set_log_every_steps(50);
   if (t->precision() == v1::TrainingSpec::PRECISION_UNSPECIFIED) t->set_precision(v1::TrainingSpec::FP32);
+  if (t->conv_algorithm() == v1::TrainingSpec::CONV_ALGORITHM_UNSPECIFIED)
+    t->set_conv_algorithm(v1::TrainingSpec::AUTO);
   auto* dp = t->mutable_data_parallel();
   if (!dp->has_check_every_steps()) dp->set_check_every_steps(100);
   if (dp->reduce_precision() == v1::DataParallelSpec::REDUCE_PRECISION_UNSPECIFIED)

@@ -202,6 +202,13 @@ void check_training(const v1::TrainingSpec& t) {
   check_between("training.checkpoint.everySteps", int64_t{t.checkpoint().every_steps()}, 0, INT32_MAX);
   check_between("training.dataParallel.bucketBytes", t.data_parallel().bucket_bytes(), 0, int64_t{1} << 32);
   check_positive("training.dataParallel.checkEverySteps", int64_t{t.data_parallel().check_every_steps()}, INT32_MAX);
+  // A number in the JSON reaches an open proto3 enum unchecked.
+  if (!v1::TrainingSpec::ConvAlgorithm_IsValid(t.conv_algorithm()))
+    fail("training.convAlgorithm", "must be AUTO, DIRECT or WINOGRAD, got " + std::to_string(t.conv_algorithm()));
+  // Known before any CPU is: oneDNN 2.6 has Winograd convolutions in f32 only.
+  if (t.conv_algorithm() == v1::TrainingSpec::WINOGRAD && t.precision() == v1::TrainingSpec::BF16)
+    fail("training.convAlgorithm", "WINOGRAD needs training.precision FP32 (oneDNN has no bf16 Winograd "
+                                   "convolution); use AUTO or DIRECT with BF16");
 
   const auto& s = t.lr_schedule();
   if (s.kind() == v1::LrScheduleSpec::STEP) {

@@ -87,7 +87,10 @@ class Equivalence : public ::testing::TestWithParam<std::string> {};
 TEST_P(Equivalence, RanksAtGlobalBatchEqualOneProcess) {
   if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed";
   constexpr int kSteps = 12;
-  const auto spec = make_spec(GetParam(), 3, "", kSteps);
+  // DIRECT: oneDNN's Winograd kernels (AUTO's choice for conv2-4 on AVX-512) block
+  // their tiles across the batch, so batch 16 and 32 round differently per image and
+  // the flips below come within these 12 steps; this test is about the reduction.
+  const auto spec = make_spec(GetParam(), 3, R"(,"convAlgorithm":"DIRECT")", kSteps);
   const Result dist = train(spec, world);
   EXPECT_TRUE(world->all_equal(checksum_bytes(dist.params.data(), dist.params.size() * sizeof(float))));
   if (world->rank() != 0) return;

@@ -26,7 +26,7 @@ std::string layer_choices() {
 }  // namespace
 
 std::unique_ptr<Network> build_network(const std::vector<v1::LayerSpec>& specs, const dims_t& input_dims,
-                                       Precision precision) {
+                                       Precision precision, ConvAlgorithm conv_algorithm) {
   std::vector<std::unique_ptr<Layer>> layers;
   LayerNamer namer;
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -39,18 +39,35 @@ std::unique_ptr<Network> build_network(const std::vector<v1::LayerSpec>& specs, 
       throw std::logic_error(where + ": no engine layer is registered for LayerSpec." +
                              v1::LayerSpec::descriptor()->FindFieldByNumber(s.layer_case())->name());
     layers.push_back(kind->make(s, namer.next(*kind)));
+    if (auto* conv = dynamic_cast<ConvLayer*>(layers.back().get())) conv->set_algorithm(conv_algorithm);
   }
   try {
     return std::make_unique<Network>(std::move(layers), input_dims, precision);
   } catch (const UserError& e) {
     const std::string what = e.what();
-    if (what.rfind("training.precision", 0) == 0) throw;  // about the CPU, not the model
+    // About the CPU or the algorithm asked for, not the model.
+    if (what.rfind("training.precision", 0) == 0 || what.rfind("training.convAlgorithm", 0) == 0) throw;
     throw UserError("model: " + what);
   }
 }
 
 Precision precision_from(v1::TrainingSpec::Precision p) {
   return p == v1::TrainingSpec::BF16 ? Precision::kBf16 : Precision::kF32;
+}
+
+ConvAlgorithm conv_algorithm_from(v1::TrainingSpec::ConvAlgorithm a) {
+  switch (a) {
+    case v1::TrainingSpec::DIRECT: return ConvAlgorithm::kDirect;
+    case v1::TrainingSpec::WINOGRAD: return ConvAlgorithm::kWinograd;
+    default: return ConvAlgorithm::kAuto;
+  }
+}
+
+std::vector<std::string> conv_algorithm_choices(const Network& net) {
+  std::vector<std::string> out;
+  for (const auto& l : net.layers())
+    if (const auto* conv = dynamic_cast<const ConvLayer*>(l.get())) out.push_back(conv->algorithm_choice());
+  return out;
 }
 
 InitOptions init_options_from(const v1::InitSpec& spec, uint64_t seed) {

@@ -472,7 +472,8 @@ class Run {
   void build(int64_t batch) {
     layers_ = expand_model(spec_.model(), train_.num_classes);
     const auto& layers = layers_;
-    net_ = build_network(layers, {batch, train_.channels, train_.height, train_.width}, precision_from(t_.precision()));
+    net_ = build_network(layers, {batch, train_.channels, train_.height, train_.width}, precision_from(t_.precision()),
+                         conv_algorithm_from(t_.conv_algorithm()));
     if (net_->num_classes() != train_.num_classes)
       throw user_error("model", fmt("the last layer gives %lld outputs but the data has %d classes",
                                     static_cast<long long>(net_->num_classes()), train_.num_classes));
@@ -481,6 +482,11 @@ class Run {
     initialize(net_->params(), init_options_from(spec_.model().init(), static_cast<uint64_t>(t_.seed())));
     progress("model: " + describe_layers(layers) +
              (net_->precision() == Precision::kBf16 ? " (BF16 on " + effective_isa_name() + ")" : ""));
+    // Once per layer at setup (the choice never changes during the run), so a user
+    // can see where Winograd runs.
+    for (const auto& line : conv_algorithm_choices(*net_))
+      progress(std::string("convolution (") + conv_algorithm_name(conv_algorithm_from(t_.conv_algorithm())) +
+               ") " + line);
   }
 
   LrSchedule schedule(int64_t steps_per_epoch, int64_t total) const {
