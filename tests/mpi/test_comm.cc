@@ -365,14 +365,25 @@ TEST(Buckets, RealNetworkArenaIsSplitTheSameOnEveryRank) {
   }
 }
 
+// The reference both reducers are checked against: this rank's own gradients of
+// net_after_forward, and their mean over the ranks in f32 by one allreduce.
+struct Gradients {
+  std::vector<float> own, mean;
+};
+Gradients reference_gradients(int rank) {
+  auto net = net_after_forward(rank);
+  net->backward();
+  const ParamStore& ps = net->params();
+  Gradients g;
+  g.own.assign(ps.grads(), ps.grads() + ps.total_floats());
+  g.mean = g.own;
+  world->allreduce_mean(g.mean.data(), g.mean.size());
+  return g;
+}
+
 TEST(GradientReducer, FusedAndBucketedGiveTheRanksMeanGradient) {
   const int r = world->rank(), n = world->size();
-  // The reference: each rank's own gradients, averaged by hand.
-  auto reference = net_after_forward(r);
-  reference->backward();
-  const ParamStore& ref = reference->params();
-  std::vector<float> want(ref.grads(), ref.grads() + ref.total_floats());
-  world->allreduce_mean(want.data(), want.size());
+  const std::vector<float> want = reference_gradients(r).mean;
   float scale = 0;
   for (float g : want) scale = std::max(scale, std::fabs(g));
   EXPECT_GT(scale, 0.f) << "no gradients to reduce";
@@ -402,16 +413,14 @@ TEST(GradientReducer, FusedAndBucketedGiveTheRanksMeanGradient) {
 // ends with the same bits.
 TEST(GradientReducer, Bf16FusedAndBucketedGiveTheMeanOnEveryRankAlike) {
   const int r = world->rank(), n = world->size();
-  auto reference = net_after_forward(r);
-  reference->backward();
-  const ParamStore& ref = reference->params();
-  std::vector<float> want(ref.grads(), ref.grads() + ref.total_floats());
-  world->allreduce_mean(want.data(), want.size());
+  const Gradients reference = reference_gradients(r);
+  const std::vector<float>& want = reference.mean;
+  const float* own = reference.own.data();
   // Each value's error against the f32 mean is within gamma(2N-1) of the mean of the
   // ranks' magnitudes (test_bf16_reduce.cc), so within gamma(2N-1) of their largest:
   // every rank's magnitudes side by side (a sum of slots only one rank fills), then the max.
   std::vector<float> all(want.size() * n, 0.f);
-  for (size_t i = 0; i < want.size(); ++i) all[static_cast<size_t>(r) * want.size() + i] = std::fabs(ref.grads()[i]);
+  for (size_t i = 0; i < want.size(); ++i) all[static_cast<size_t>(r) * want.size() + i] = std::fabs(own[i]);
   world->allreduce_sum(all.data(), all.size());
   std::vector<float> mag_max(want.size(), 0.f);
   for (size_t i = 0; i < want.size(); ++i)
@@ -442,7 +451,7 @@ TEST(GradientReducer, Bf16FusedAndBucketedGiveTheMeanOnEveryRankAlike) {
     for (const auto& p : net->params().params())
       if (p->kind == ParamKind::kSlope && n > 1) {
         bool changed = false;
-        for (size_t i = p->offset; i < p->offset + p->size; ++i) changed |= got[i] != ref.grads()[i];
+        for (size_t i = p->offset; i < p->offset + p->size; ++i) changed |= got[i] != own[i];
         EXPECT_TRUE(changed) << p->name << ": slope gradients not reduced";
       }
     results.emplace_back(got, got + want.size());
