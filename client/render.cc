@@ -335,6 +335,18 @@ std::string checkpoints_section(const v1::Job& job) {
   return d.text() + indented(checkpoints_table(job));
 }
 
+// The data set's files as the pool of the job's first attempt declared them (later
+// attempts go only to pools with the same digests), under their heading.
+std::string data_files_section(const v1::Job& job) {
+  if (job.data_files_size() == 0) return "";
+  Details d;
+  d.add("Files", "of the data set as its first attempt trained on them (later attempts only where they are the same):");
+  Table table({"FILE", "SIZE", "SHA256"});
+  table.align_right(1);
+  for (const auto& f : job.data_files()) table.add({f.path(), byte_size(f.size()), f.sha256()});
+  return d.text() + indented(table.render());
+}
+
 }  // namespace
 
 JobShape job_shape(const v1::JobSpec& spec) {
@@ -364,7 +376,8 @@ std::string jobs_table(const std::vector<v1::Job>& jobs, Clock::time_point now) 
 
 std::string job_details(const v1::Job& job, Clock::time_point now) {
   const auto& latest = job.latest_metrics();
-  return job_fields(job, now) + slopes_section(latest) + classes_section(latest) + checkpoints_section(job);
+  return job_fields(job, now) + data_files_section(job) + slopes_section(latest) + classes_section(latest) +
+         checkpoints_section(job);
 }
 
 std::string class_table(const v1::TrainingEvent& summary) {

@@ -285,6 +285,32 @@ TEST(ClientRender, EventsNamingTheirKindOnlyReadTheSame) {
       << job_details(job, now);
 }
 
+// The files a job's first attempt trained on, as its pool declared them: path, size,
+// the whole digest (to compare with `sha256sum` on a pool's host).
+TEST(ClientRender, GetShowsTheDataFilesOfTheFirstAttempt) {
+  v1::Job job;
+  job.set_job_id("job-1");
+  job.set_state(v1::RUNNING);
+  const auto now = Clock::time_point(std::chrono::seconds(1090));
+  EXPECT_EQ(job_details(job, now).find("Files"), std::string::npos) << "no files declared: no section";
+  auto* f = job.add_data_files();
+  f->set_path("fashion-mnist/train-images-idx3-ubyte.gz");
+  f->set_size(26421880);
+  f->set_sha256(std::string(64, 'a'));
+  f = job.add_data_files();
+  f->set_path("fashion-mnist/train-labels-idx1-ubyte.gz");
+  f->set_size(29515);
+  f->set_sha256(std::string(64, 'b'));
+  const std::string text = job_details(job, now);
+  EXPECT_NE(text.find("\nFiles      of the data set as its first attempt trained on them"), std::string::npos) << text;
+  EXPECT_NE(text.find("  fashion-mnist/train-images-idx3-ubyte.gz  25 MiB  " + std::string(64, 'a') + "\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("  fashion-mnist/train-labels-idx1-ubyte.gz  29 KiB  " + std::string(64, 'b') + "\n"),
+            std::string::npos)
+      << text;
+}
+
 // ---- sweeps
 
 v1::Job sweep_job(const std::string& id, v1::JobState state, const std::string& point = "") {
