@@ -111,6 +111,10 @@ check "every shared library of the three programs resolves in the image" \
 check "the runtime image has no compiler and no headers" \
   podman run --rm --network none --entrypoint sh prelude-worker:latest -c \
     '! command -v gcc g++ cc c++ clang > /dev/null && [ ! -e /usr/include/grpcpp ] && [ ! -e /usr/include/oneapi ]'
+check "the coordinator image carries no data set; the worker image carries Fashion-MNIST" \
+  bash -c "podman run --rm --network none --entrypoint sh prelude-coordinator:latest -c '[ ! -e /usr/share/datasets ]' &&
+           podman run --rm --network none --entrypoint sh prelude-worker:latest -c \
+             'ls /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte*' > /dev/null"
 check "the images run as uid 10001 (prelude)" \
   test "$(podman run --rm --network none --entrypoint id prelude-worker:latest -u)" = 10001
 
@@ -128,7 +132,7 @@ cli=("$client" --coordinator "127.0.0.1:$host_port" --token-file "$work/token")
 run_coordinator() {  # [--ip IP]: the coordinator container, on the volume
   podman run -d --name "$coord" --network "$net" "$@" -p "127.0.0.1:$host_port:50051" \
     -v "$vol:/var/lib/prelude" "${secret_mount[@]}" prelude-coordinator:latest \
-    --listen 0.0.0.0:50051 --db /var/lib/prelude/prelude.db --data-root /usr/share/datasets \
+    --listen 0.0.0.0:50051 --db /var/lib/prelude/prelude.db \
     --token-file /run/secrets/prelude_token > /dev/null
 }
 wait_ready() {  # until the host's client reaches the coordinator through the published port
