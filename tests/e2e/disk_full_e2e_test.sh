@@ -61,18 +61,30 @@ id=$("$CLIENT" submit "$work/long.json")
 check "the long job is submitted" [ -n "$id" ]
 wait_until 90 step_at_least "$id" 6 || { echo "the job did not start training"; fail_dump; exit 1; }
 
-# Fill the disk to the last byte (a write of 64 KiB, then of single bytes, until ENOSPC).
-"$PY" - "$disk/filler" <<'PYEOF'
-import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
-for size in (1 << 16, 1):
-    try:
-        while os.write(fd, b"\0" * size):
+# Fill the disk to the last byte (writes of 64 KiB, then of single bytes, until ENOSPC)
+# and keep it full until told to stop: a checkpoint being written when the disk fills
+# is removed on ENOSPC and gives its megabytes back (CI once saw 6 MB free again, and
+# the database's writes passed), so whatever is freed is taken again at once.
+"$PY" - "$disk/filler" "$work/filled" "$work/stop-filling" <<'PYEOF' &
+import os, sys, time
+path, filled, stop = sys.argv[1:4]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+for _ in range(20 * 600):  # at most 10 minutes
+    if os.path.exists(stop):
+        break
+    for size in (1 << 16, 1):
+        try:
+            while os.write(fd, b"\0" * size):
+                pass
+        except OSError:
             pass
-    except OSError:
-        pass
+    if not os.path.exists(filled):
+        open(filled, "w").close()
+    time.sleep(0.05)
 os.close(fd)
 PYEOF
+filler=$!; pids+=($filler)
+wait_until 30 test -e "$work/filled" || { echo "the disk was not filled"; fail_dump; exit 1; }
 echo "disk full at step $(field "$id" "j.get('progress', {}).get('step', 0)") ($(df -h --output=avail "$disk" | tail -1) left)"
 t_full=$SECONDS
 
@@ -86,6 +98,7 @@ check "the job is still RUNNING (it goes on training)" state_is "$id" RUNNING
 sleep 3  # reports and checkpoints of the running job are refused meanwhile
 attempts_full=$(field "$id" "j.get('attempts', 0)")
 
+touch "$work/stop-filling"; wait "$filler"
 rm -f "$disk/filler"
 t_free=$SECONDS
 check "health is SERVING again within 5 s of freeing the space" wait_until 5 health_is SERVING
